@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+
+	"rostergate/component"
+	"rostergate/config"
+	"rostergate/storage"
+)
+
+const version = "0.1.0"
+
+// errUsage is a command line that could not be parsed; its message has
+// already been printed with the usage.
+var errUsage = errors.New("usage")
+
+// newFlags returns a flag set for a subcommand that prints its usage to
+// stderr, or to stdout for -h.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: rostergate %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args; -h prints the usage to stdout and is not an error.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) (help bool, err error) {
+	err = fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return true, nil
+	}
+	if err != nil {
+		return false, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "rostergate %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return false, errUsage
+	}
+	return false, nil
+}
+
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "component.toml", "the configuration `file`")
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("run", "-config FILE", stderr)
+	path := configFlag(fs)
+	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log `format`: text or json")
+	if help, err := parse(fs, args, stdout); help || err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	db, err := storage.Open(ctx, cfg.Storage.Path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	comp, err := component.New(componentOptions(cfg, db, logger))
+	if err != nil {
+		return err
+	}
+	logger.Info("starting", "version", version, "domain", cfg.Component.Domain, "server", cfg.Component.Server,
+		"entities", len(cfg.Entities), "rules", len(cfg.Policy.Rules), "db", cfg.Storage.Path)
+	if err := comp.Run(ctx); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func componentOptions(cfg *config.Config, db *storage.DB, logger *slog.Logger) component.Options {
+	opts := component.Options{
+		Domain:    cfg.Component.Domain,
+		Server:    cfg.Component.Server,
+		Secret:    cfg.Component.Secret,
+		Resource:  cfg.Component.Resource,
+		Keepalive: cfg.Component.Keepalive.Duration,
+		Policy:    cfg.Compiled(),
+		Store:     db,
+		Logger:    logger,
+		Version:   version,
+	}
+	for _, e := range cfg.Entities {
+		opts.Entities = append(opts.Entities, component.Entity{Local: e.Localpart(), Name: e.Name, Show: e.Show, Status: e.Status})
+	}
+	return opts
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: unknown level %q (want debug, info, warn or error)", level)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("-log-format: unknown format %q (want text or json)", format)
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("check", "-config FILE", stderr)
+	path := configFlag(fs)
+	if help, err := parse(fs, args, stdout); help || err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	c := cfg.Component
+	fmt.Fprintf(stdout, "%s: OK\n\n", cfg.Path)
+	fmt.Fprintf(stdout, "component  %s\nserver     %s\nsecret     set (from %s)\nresource   %s\nkeepalive  %s\nstorage    %s\n\n",
+		c.Domain, c.Server, c.SecretSource, c.Resource, c.Keepalive, cfg.Storage.Path)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ENTITY\tNAME\tSHOW\tSTATUS\n")
+	for _, e := range cfg.Entities {
+		j := c.Domain
+		if e.Localpart() != "" {
+			j = e.Localpart() + "@" + c.Domain
+		}
+		show := e.Show
+		if show == "" {
+			show = "available"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", j, e.Name, show, e.Status)
+	}
+	tw.Flush()
+	p := cfg.Compiled()
+	fmt.Fprintf(stdout, "\npolicy (first match wins):\n")
+	for i, r := range p.Rules() {
+		fmt.Fprintf(stdout, "  rule %d: %s\n", i+1, r)
+	}
+	fmt.Fprintf(stdout, "  default: %s\n  unknown_entity: %s\n", p.Default(), p.UnknownEntity())
+	return nil
+}
+
+func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("roster", "-config FILE [-entity LOCAL]", stderr)
+	path := configFlag(fs)
+	entity := fs.String("entity", "", "only this entity's `localpart` (default: all entities)")
+	if help, err := parse(fs, args, stdout); help || err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	db, err := storage.Open(ctx, cfg.Storage.Path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	f := storage.Filter{AllEntities: true}
+	isSet := false
+	fs.Visit(func(fl *flag.Flag) { isSet = isSet || fl.Name == "entity" })
+	if isSet {
+		f = storage.Filter{Entity: strings.ToLower(*entity)}
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ENTITY\tCONTACT\tSTATE\tFLAGS\n")
+	n := 0
+	err = db.Items(ctx, f, func(it storage.Item) error {
+		n++
+		var flags []string
+		if it.PendingIn {
+			flags = append(flags, "pending-in")
+		}
+		if it.PendingOut {
+			flags = append(flags, "pending-out")
+		}
+		if it.Approved {
+			flags = append(flags, "approved")
+		}
+		ej := cfg.Component.Domain
+		if it.Entity != "" {
+			ej = it.Entity + "@" + ej
+		}
+		fl := strings.Join(flags, ",")
+		if fl == "" {
+			fl = "-"
+		}
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ej, it.Contact, it.Sub, fl)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d items\n", n)
+	return nil
+}
+

@@ -1,0 +1,68 @@
+// Command rostergate is an XMPP external component (XEP-0114) that owns the
+// rosters of the JIDs at its domain and answers presence subscriptions
+// (RFC 6121) by a configurable policy.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	if err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "rostergate:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `rostergate: an XMPP subscription gatekeeper (XEP-0114 component, RFC 6121)
+
+Usage:
+  rostergate run     -config FILE   connect to the server and serve
+  rostergate check   -config FILE   validate the config, print entities and rules
+  rostergate roster  -config FILE [-entity LOCAL]   print roster items
+  rostergate version               print the version
+
+Run 'rostergate COMMAND -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr, getenv)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr, getenv)
+	case "roster":
+		return cmdRoster(ctx, args[1:], stdout, stderr, getenv)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "rostergate", version)
+		return nil
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "rostergate: unknown command %q\n\n%s", args[0], usage)
+		return errUsage
+	}
+}

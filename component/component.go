@@ -1,0 +1,390 @@
+// Package component is rostergate's XEP-0114 external component: it connects
+// to the server, keeps the stream alive and reconnects when it drops, and
+// plays the contact's side of RFC 6121 presence subscriptions for every JID
+// at its domain, with the state in a Store and the decisions from a Policy.
+//
+// It answers XEP-0030 service discovery, XEP-0199 ping and XEP-0092 software
+// version, and service-unavailable to any other IQ.
+package component
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
+
+	"rostergate/policy"
+	"rostergate/storage"
+)
+
+// Store keeps the roster items, review queue and audit log.
+type Store interface {
+	// Get returns the item of contact on entity's roster, or an error
+	// matching storage.ErrNotFound.
+	Get(ctx context.Context, entity, contact string) (storage.Item, error)
+	// Apply commits a batch of changes in one transaction.
+	Apply(ctx context.Context, changes []storage.Change) error
+	// Items streams the items that match f to fn.
+	Items(ctx context.Context, f storage.Filter, fn func(storage.Item) error) error
+}
+
+// Policy decides subscription requests.
+type Policy interface {
+	Decide(policy.Request) policy.Decision
+}
+
+// Entity is a configured JID at the component domain.
+type Entity struct {
+	Local  string // normalised localpart; "" is the domain itself
+	Name   string
+	Show   string // "", away, chat, dnd or xa
+	Status string
+}
+
+// Options configure a Component.
+type Options struct {
+	Domain    string // the component's domain, normalised
+	Server    string // host:port of the server's component listener
+	Secret    string
+	Resource  string        // resource of the entities' available presence; default "rostergate"
+	Keepalive time.Duration // idle time before a whitespace keepalive; default 60 s
+	Entities  []Entity
+	Policy    Policy
+	Store     Store
+	Logger    *slog.Logger
+	Version   string // reported by XEP-0092
+
+	// MinBackoff and MaxBackoff bound the reconnect delay; defaults 500 ms and 30 s.
+	MinBackoff, MaxBackoff time.Duration
+	// Dial connects to Server; default a net.Dialer with a 10 s timeout.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// Component is one external component connection and the entities behind it.
+type Component struct {
+	opts     Options
+	log      *slog.Logger
+	domain   jid.JID
+	entities map[string]Entity
+
+	idPrefix string
+	idSeq    atomic.Uint64
+
+	// mu serialises state transitions: one batch at a time is decided,
+	// committed and sent, from the stream or from an outbound action.
+	mu      sync.Mutex
+	w       *writer // the live stream, nil when disconnected
+	offline bool    // shutting down: current presence is unavailable
+
+	connected chan struct{} // closed and replaced on each connect; for tests
+	connMu    sync.Mutex
+}
+
+// New validates opts and returns a Component ready to Run.
+func New(opts Options) (*Component, error) {
+	if opts.Policy == nil || opts.Store == nil {
+		return nil, errors.New("component: Policy and Store are required")
+	}
+	d, err := jid.Parse(opts.Domain)
+	if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		return nil, fmt.Errorf("component: bad domain %q", opts.Domain)
+	}
+	if opts.Resource == "" {
+		opts.Resource = "rostergate"
+	}
+	if opts.Keepalive <= 0 {
+		opts.Keepalive = 60 * time.Second
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 500 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Dial == nil {
+		opts.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			dl := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+			return dl.DialContext(ctx, "tcp", addr)
+		}
+	}
+	var rnd [6]byte
+	_, _ = crand.Read(rnd[:])
+	c := &Component{
+		opts:      opts,
+		log:       opts.Logger,
+		domain:    d,
+		entities:  map[string]Entity{},
+		idPrefix:  "rg-" + hex.EncodeToString(rnd[:]) + "-",
+		connected: make(chan struct{}),
+	}
+	for _, e := range opts.Entities {
+		c.entities[e.Local] = e
+	}
+	return c, nil
+}
+
+// Connected returns a channel that is closed when the next stream is up and
+// its presence resync has been sent.
+func (c *Component) Connected() <-chan struct{} {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.connected
+}
+
+func (c *Component) signalConnected() {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	close(c.connected)
+	c.connected = make(chan struct{})
+}
+
+// newID returns a fresh stanza id: a reply never reuses the request's id
+// (RFC 6121 §3.1.4).
+func (c *Component) newID() string {
+	return c.idPrefix + strconv.FormatUint(c.idSeq.Add(1), 36)
+}
+
+// entityJID returns the bare JID of the entity with localpart local.
+func (c *Component) entityJID(local string) string {
+	if local == "" {
+		return c.domain.String()
+	}
+	return local + "@" + c.domain.String()
+}
+
+// IsAuthError reports whether err is the server refusing the component's
+// credentials or domain: a configuration error that retrying will not mend.
+func IsAuthError(err error) bool {
+	se, ok := asStreamError(err)
+	if !ok {
+		return false
+	}
+	switch se.Condition() {
+	case "not-authorized", "host-unknown", "bad-format", "invalid-namespace", "improper-addressing":
+		return true
+	}
+	return false
+}
+
+// Run connects and serves until ctx is cancelled, reconnecting with
+// exponential backoff and jitter when the stream drops. It returns nil after a
+// clean shutdown, and an error when the server refuses the very first
+// handshake (a wrong secret or an unknown domain).
+func (c *Component) Run(ctx context.Context) error {
+	backoff := c.opts.MinBackoff
+	everUp := false
+	for {
+		up, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		everUp = everUp || up
+		if !everUp && IsAuthError(err) {
+			return err
+		}
+		if up {
+			backoff = c.opts.MinBackoff
+		}
+		// Half the delay fixed, half random: servers restarting under many
+		// components do not see them all come back at once.
+		delay := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		c.log.Warn("connection lost, reconnecting", "server", c.opts.Server, "err", err, "backoff", delay.Round(time.Millisecond))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, c.opts.MaxBackoff)
+	}
+}
+
+// session runs one connection: handshake, resync, serve. up reports whether
+// the handshake succeeded.
+func (c *Component) session(ctx context.Context) (up bool, err error) {
+	conn, err := c.opts.Dial(ctx, c.opts.Server)
+	if err != nil {
+		return false, fmt.Errorf("component: connecting to %s: %w", c.opts.Server, err)
+	}
+	defer conn.Close()
+	bc := newBufConn(conn)
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_, err = component.NewSession(hctx, c.domain, []byte(c.opts.Secret), bc)
+	cancel()
+	if err != nil {
+		if se, ok := asStreamError(err); ok {
+			return false, fmt.Errorf("component: handshake as %s with %s refused: %w", c.domain, c.opts.Server, se)
+		}
+		return false, fmt.Errorf("component: handshake as %s with %s: %w", c.domain, c.opts.Server, err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c.log.Info("connected", "domain", c.domain.String(), "server", c.opts.Server)
+
+	w := newWriter(conn, 30*time.Second)
+	pr := &prefixReader{prefix: []byte(streamHeader), r: bc}
+	d := xml.NewDecoder(pr)
+
+	c.mu.Lock()
+	c.w = w
+	c.offline = false
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.w = nil
+		c.mu.Unlock()
+	}()
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	readErr := make(chan error, 1)
+	go func() { readErr <- c.readLoop(sctx, d, pr) }()
+	go c.keepalive(sctx, w)
+	go func() {
+		if err := c.resync(sctx, w); err != nil && sctx.Err() == nil {
+			c.log.Error("presence resync failed", "err", err)
+		}
+		c.signalConnected()
+	}()
+
+	select {
+	case err := <-readErr:
+		return true, err
+	case <-ctx.Done():
+	}
+	c.shutdown(w)
+	// Wait for the server's </stream:stream>, briefly.
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	<-readErr
+	c.log.Info("disconnected", "domain", c.domain.String())
+	return true, nil
+}
+
+// asStreamError finds a stream error in err, whether it came from our
+// reader or from mellium's handshake.
+func asStreamError(err error) (*StreamError, bool) {
+	var se *StreamError
+	if errors.As(err, &se) {
+		return se, true
+	}
+	var me stream.Error
+	if errors.As(err, &me) {
+		return &StreamError{Err: me}, true
+	}
+	return nil, false
+}
+
+// keepalive writes a single space when the stream has been idle for the
+// keepalive interval, so NATs and the server keep it open.
+func (c *Component) keepalive(ctx context.Context, w *writer) {
+	t := time.NewTicker(c.opts.Keepalive / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if w.idle(now) >= c.opts.Keepalive {
+				if err := w.write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// shutdown sends unavailable to every subscriber and closes the stream.
+func (c *Component) shutdown(w *writer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offline = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := c.broadcast(ctx, w, storage.Filter{AllEntities: true, Subs: []string{"from", "both"}}, false)
+	if err != nil {
+		c.log.Error("sending unavailable on shutdown", "err", err, "sent", n)
+	} else {
+		c.log.Info("sent unavailable to subscribers", "count", n)
+	}
+	_ = w.write([]byte("</stream:stream>"))
+}
+
+// resync sends current presence to every contact that holds a subscription
+// to an entity, and probes every contact an entity is subscribed to: what
+// was missed while the stream was down.
+func (c *Component) resync(ctx context.Context, w *writer) error {
+	n, err := c.broadcast(ctx, w, storage.Filter{AllEntities: true}, true)
+	if err != nil {
+		return err
+	}
+	c.log.Info("presence resync sent", "stanzas", n)
+	return nil
+}
+
+// broadcast streams the items that match f and writes, in chunks, the
+// entity's current presence to each contact with From, and with probe a probe
+// to each contact with To. It returns the number of stanzas written.
+func (c *Component) broadcast(ctx context.Context, w *writer, f storage.Filter, probe bool) (int, error) {
+	var b strings.Builder
+	n := 0
+	flush := func() error {
+		if b.Len() == 0 {
+			return nil
+		}
+		err := w.write([]byte(b.String()))
+		b.Reset()
+		return err
+	}
+	err := c.opts.Store.Items(ctx, f, func(it storage.Item) error {
+		if it.Sub == "from" || it.Sub == "both" {
+			c.currentPresence(&b, it.Entity, it.Contact, "")
+			n++
+		}
+		if probe && (it.Sub == "to" || it.Sub == "both") {
+			presence(&b, c.entityJID(it.Entity), it.Contact, c.newID(), "probe", "", "")
+			n++
+		}
+		if b.Len() >= 32<<10 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("component: broadcast: %w", err)
+	}
+	return n, flush()
+}
+
+// currentPresence appends the entity's current presence to contact: its
+// configured show and status from its resource, or unavailable when
+// shutting down. A probe of another resource gets that resource unavailable.
+func (c *Component) currentPresence(b *strings.Builder, entity, contact, probedResource string) {
+	from := c.entityJID(entity) + "/" + c.opts.Resource
+	if probedResource != "" && probedResource != c.opts.Resource {
+		presence(b, c.entityJID(entity)+"/"+probedResource, contact, c.newID(), "unavailable", "", "")
+		return
+	}
+	if c.offline {
+		presence(b, from, contact, c.newID(), "unavailable", "", "")
+		return
+	}
+	e := c.entities[entity]
+	presence(b, from, contact, c.newID(), "", e.Show, e.Status)
+}

@@ -1,0 +1,312 @@
+package component
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"rostergate/policy"
+	"rostergate/storage"
+	"rostergate/subscription"
+)
+
+// maxBatch bounds how many stanzas share one transaction.
+const maxBatch = 512
+
+// ErrNotConnected is returned by outbound actions while no stream is up: the
+// stanza could not be sent, so the state is left as it was.
+var ErrNotConnected = errors.New("component: not connected to the server")
+
+type itemKey struct{ entity, contact string }
+
+// batch collects the state changes of several stanzas and the stanzas that
+// report them: the changes are committed in one transaction, and only then
+// is out written to the stream.
+type batch struct {
+	changes []storage.Change
+	items   map[itemKey]storage.Item // this batch's view of items it changed
+	gone    map[itemKey]bool         // items this batch deleted
+	out     strings.Builder
+	now     time.Time
+}
+
+func newBatch() *batch {
+	return &batch{items: map[itemKey]storage.Item{}, gone: map[itemKey]bool{}, now: time.Now()}
+}
+
+// readLoop reads stanzas and handles them in batches: everything already
+// buffered is decided together, committed once, and answered in one write.
+func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixReader) error {
+	for {
+		el, err := next(d)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		b := newBatch()
+		c.handle(ctx, b, el)
+		for n := 1; n < maxBatch && pr.buffered(); n++ {
+			if el, err = next(d); err != nil {
+				break
+			}
+			c.handle(ctx, b, el)
+		}
+		cerr := c.commit(ctx, b)
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if cerr != nil {
+			return cerr
+		}
+	}
+}
+
+// commit writes the batch's changes, then sends its stanzas. When the commit
+// fails nothing is sent: no stanza reports a state that was not stored.
+func (c *Component) commit(ctx context.Context, b *batch) error {
+	if len(b.changes) > 0 {
+		if err := c.opts.Store.Apply(ctx, b.changes); err != nil {
+			c.log.Error("storing state failed; replies withheld", "err", err, "changes", len(b.changes))
+			return fmt.Errorf("component: commit: %w", err)
+		}
+	}
+	if b.out.Len() == 0 {
+		return nil
+	}
+	if c.w == nil {
+		return ErrNotConnected
+	}
+	return c.w.write([]byte(b.out.String()))
+}
+
+func (c *Component) handle(ctx context.Context, b *batch, el *element) {
+	switch el.Name {
+	case "presence":
+		c.handlePresence(ctx, b, el)
+	case "iq":
+		c.handleIQ(b, el)
+	case "message":
+		c.log.Debug("message ignored", "from", el.From, "to", el.To, "type", el.Type)
+	default:
+		c.log.Warn("unknown stanza ignored", "name", el.Name, "from", el.From)
+	}
+}
+
+// address is a stanza's parsed addressing: the contact's bare JID and the
+// entity at our domain it was sent to.
+type address struct {
+	contact  string // normalised bare JID
+	entity   string // normalised localpart
+	resource string // resource the stanza was addressed to, if any
+	to       string // normalised full "to", for replies
+}
+
+// parseAddress checks from and to. It returns an error naming what is wrong,
+// and whether a reply can be addressed (from is usable).
+func (c *Component) parseAddress(el *element) (address, bool, error) {
+	from, err := jid.Parse(el.From)
+	if err != nil || el.From == "" {
+		return address{}, false, fmt.Errorf("bad from %q", el.From)
+	}
+	a := address{contact: from.Bare().String()}
+	to, err := jid.Parse(el.To)
+	if err != nil || el.To == "" {
+		return a, true, fmt.Errorf("bad to %q", el.To)
+	}
+	if to.Domainpart() != c.domain.Domainpart() {
+		return a, true, fmt.Errorf("to %q is not at %s", el.To, c.domain)
+	}
+	a.entity, a.resource, a.to = to.Localpart(), to.Resourcepart(), to.String()
+	return a, true, nil
+}
+
+// lookup returns the item as this batch sees it.
+func (c *Component) lookup(ctx context.Context, b *batch, entity, contact string) (storage.Item, error) {
+	k := itemKey{entity, contact}
+	if it, ok := b.items[k]; ok {
+		return it, nil
+	}
+	if b.gone[k] {
+		return storage.Item{Entity: entity, Contact: contact, Sub: "none"}, nil
+	}
+	it, err := c.opts.Store.Get(ctx, entity, contact)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Item{Entity: entity, Contact: contact, Sub: "none"}, nil
+	}
+	return it, err
+}
+
+func machineItem(it storage.Item) (subscription.Item, error) {
+	s, err := subscription.Compose(it.Sub, it.PendingOut, it.PendingIn)
+	return subscription.Item{State: s, Approved: it.Approved}, err
+}
+
+func (c *Component) handlePresence(ctx context.Context, b *batch, el *element) {
+	kind, ok := subscription.ParseKind(el.Type)
+	if !ok {
+		// Available and unavailable presence from contacts needs no answer;
+		// an error is never answered, so that no loop can start.
+		if el.Type == "error" {
+			c.log.Debug("presence error received", "from", el.From, "to", el.To)
+		}
+		return
+	}
+	a, _, err := c.parseAddress(el)
+	if err != nil {
+		c.log.Warn("presence dropped", "type", el.Type, "reason", err)
+		return
+	}
+	before, err := c.lookup(ctx, b, a.entity, a.contact)
+	if err != nil {
+		c.log.Error("reading roster item", "entity", a.entity, "contact", a.contact, "err", err)
+		return
+	}
+	cur, err := machineItem(before)
+	if err != nil {
+		c.log.Error("corrupt roster item", "entity", a.entity, "contact", a.contact, "err", err)
+		return
+	}
+	r := subscription.Inbound(cur, kind)
+	ev := &storage.Event{Kind: kind.String(), Actor: a.contact, Interface: "stream", Detail: r.Note}
+	if r.Decide {
+		_, known := c.entities[a.entity]
+		d := c.opts.Policy.Decide(policy.Request{Contact: a.contact, Entity: a.entity, KnownEntity: known})
+		c.log.Info("decision", "entity", c.entityJID(a.entity), "contact", a.contact,
+			"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack)
+		ev.Action, ev.Rule = string(d.Action), d.Reason
+		switch d.Action {
+		case policy.Accept:
+			acc := subscription.Accept(r.Item)
+			r.Item, r.Send = acc.Item, acc.Send
+			if d.SubscribeBack {
+				back := subscription.Outbound(r.Item, subscription.Subscribe)
+				r.Item, r.Send = back.Item, append(r.Send, back.Send...)
+			}
+		case policy.Reject:
+			r = subscription.Reject(r.Item)
+		case policy.Review:
+			c.record(b, before, r.Item, nil, ev, &storage.Request{
+				Entity: a.entity, Contact: a.contact, Rule: d.Reason, SubscribeBack: d.SubscribeBack, Created: b.now,
+			}, a.resource)
+			return
+		default: // drop: nothing stored, nothing sent
+			return
+		}
+	} else if r.Note == "pre-approved" {
+		ev.Action = "accept"
+		ev.Rule = "pre-approved"
+	}
+	if !r.Changed(cur) && kind == subscription.Probe {
+		ev = nil // probes are answered, not audited
+	} else if !r.Changed(cur) && ev.Action == "" {
+		ev = nil
+		if r.Note != "" {
+			c.log.Debug("no change", "kind", kind.String(), "entity", c.entityJID(a.entity), "contact", a.contact, "note", r.Note)
+		}
+	} else if ev.Action == "" {
+		ev.Action = "state"
+	}
+	c.record(b, before, r.Item, r.Send, ev, nil, a.resource)
+}
+
+// record adds the new state of an item to the batch, with its audit event
+// and the stanzas that report it. before is the item as stored.
+func (c *Component) record(b *batch, before storage.Item, after subscription.Item, send []subscription.Send, ev *storage.Event, queue *storage.Request, resource string) {
+	k := itemKey{before.Entity, before.Contact}
+	it := before
+	it.Sub = after.State.Sub()
+	it.PendingOut = after.State.PendingOut()
+	it.PendingIn = after.State.PendingIn()
+	it.Approved = after.Approved
+	switch {
+	case !it.PendingIn:
+		it.PendingSince = time.Time{}
+	case !before.PendingIn:
+		it.PendingSince = b.now
+	}
+	it.Updated = b.now
+	beforeState, _ := subscription.Compose(before.Sub, before.PendingOut, before.PendingIn)
+	changed := it.Sub != before.Sub || it.PendingOut != before.PendingOut || it.PendingIn != before.PendingIn || it.Approved != before.Approved
+	if changed || ev != nil || queue != nil {
+		ch := storage.Change{Item: it, Queue: queue, Audit: ev}
+		ch.Delete = after.State == subscription.None && !after.Approved
+		ch.Dequeue = before.PendingIn && !it.PendingIn
+		if ev != nil {
+			ev.At, ev.Entity, ev.Contact = b.now, it.Entity, it.Contact
+			ev.From, ev.To = beforeState.String(), after.State.String()
+		}
+		if !changed && !ch.Delete {
+			// Only an audit row or a queue entry: keep the stored item as it is.
+			ch.Item = before
+		}
+		b.changes = append(b.changes, ch)
+		if ch.Delete {
+			delete(b.items, k)
+			b.gone[k] = true
+		} else {
+			b.items[k] = it
+			delete(b.gone, k)
+		}
+		if changed {
+			c.log.Debug("state", "entity", c.entityJID(it.Entity), "contact", it.Contact, "from", beforeState.String(), "to", after.State.String())
+		}
+	}
+	c.encode(b, it.Entity, it.Contact, send, resource)
+}
+
+// encode appends the stanzas the machine asked for, each with a fresh id.
+func (c *Component) encode(b *batch, entity, contact string, send []subscription.Send, resource string) {
+	from := c.entityJID(entity)
+	for _, s := range send {
+		switch s {
+		case subscription.SendPresence:
+			c.currentPresence(&b.out, entity, contact, resource)
+		case subscription.SendUnavailable:
+			presence(&b.out, from+"/"+c.opts.Resource, contact, c.newID(), "unavailable", "", "")
+		default:
+			presence(&b.out, from, contact, c.newID(), s.String(), "", "")
+		}
+	}
+}
+
+// Act makes the entity send a subscription presence of kind k to contact
+// (subscribe, subscribed, unsubscribe or unsubscribed), through the same state
+// machine as inbound stanzas: the new state is committed, then the stanza is
+// sent. actor and iface are recorded in the audit log.
+func (c *Component) Act(ctx context.Context, entity, contact string, k subscription.Kind, actor, iface string) error {
+	if k == subscription.Probe || k == 0 {
+		return fmt.Errorf("component: %s is not an outbound action", k)
+	}
+	cj, err := jid.Parse(contact)
+	if err != nil {
+		return fmt.Errorf("component: contact %q: %w", contact, err)
+	}
+	contact = cj.Bare().String()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.w == nil {
+		return ErrNotConnected
+	}
+	b := newBatch()
+	before, err := c.lookup(ctx, b, entity, contact)
+	if err != nil {
+		return fmt.Errorf("component: %w", err)
+	}
+	cur, err := machineItem(before)
+	if err != nil {
+		return fmt.Errorf("component: %w", err)
+	}
+	r := subscription.Outbound(cur, k)
+	ev := &storage.Event{Kind: "send " + k.String(), Action: "state", Actor: actor, Interface: iface, Detail: r.Note}
+	c.record(b, before, r.Item, r.Send, ev, nil, "")
+	c.log.Info("outbound", "entity", c.entityJID(entity), "contact", contact, "kind", k.String(),
+		"from", cur.State.String(), "to", r.Item.State.String(), "actor", actor)
+	return c.commit(ctx, b)
+}
+

@@ -1,0 +1,187 @@
+package component
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strings"
+
+	"mellium.im/xmpp/stream"
+)
+
+const (
+	nsStreams  = "http://etherx.jabber.org/streams"
+	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	nsDiscInfo = "http://jabber.org/protocol/disco#info"
+	nsDiscItem = "http://jabber.org/protocol/disco#items"
+	nsPing     = "urn:xmpp:ping"
+	nsVersion  = "jabber:iq:version"
+)
+
+// streamHeader is what the decoder is fed before the bytes that follow the
+// handshake; it declares the namespaces the server's header declared.
+const streamHeader = `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>`
+
+// errStreamClosed is the server closing the stream with </stream:stream>.
+var errStreamClosed = errors.New("component: server closed the stream")
+
+// element is a top-level stanza as read from the stream: its name and
+// addressing attributes, and for IQs the first child.
+type element struct {
+	Name    string // presence, message or iq
+	From    string
+	To      string
+	ID      string
+	Type    string
+	Payload *payload // first child of an IQ
+}
+
+type payload struct {
+	XMLName xml.Name
+	Node    string `xml:"node,attr"`
+}
+
+type iqBody struct {
+	Children []payload `xml:",any"`
+}
+
+// next reads the next stanza. It returns a *StreamError when the server sends
+// a stream error, and errStreamClosed when it closes the stream.
+func next(d *xml.Decoder) (*element, error) {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Space == nsStreams && t.Name.Local == "stream" {
+				continue // our own prefix
+			}
+			if t.Name.Space == nsStreams && t.Name.Local == "error" {
+				var se stream.Error
+				if err := d.DecodeElement(&se, &t); err != nil {
+					return nil, fmt.Errorf("component: reading stream error: %w", err)
+				}
+				return nil, &StreamError{Err: se}
+			}
+			el := &element{Name: t.Name.Local}
+			for _, a := range t.Attr {
+				if a.Name.Space != "" {
+					continue
+				}
+				switch a.Name.Local {
+				case "from":
+					el.From = a.Value
+				case "to":
+					el.To = a.Value
+				case "id":
+					el.ID = a.Value
+				case "type":
+					el.Type = a.Value
+				}
+			}
+			if el.Name == "iq" {
+				var body iqBody
+				if err := d.DecodeElement(&body, &t); err != nil {
+					return nil, fmt.Errorf("component: reading iq: %w", err)
+				}
+				if len(body.Children) > 0 {
+					el.Payload = &body.Children[0]
+				}
+			} else if err := d.Skip(); err != nil {
+				return nil, fmt.Errorf("component: reading %s: %w", el.Name, err)
+			}
+			return el, nil
+		case xml.EndElement:
+			return nil, errStreamClosed
+		}
+	}
+}
+
+// StreamError is a stream error the server sent (RFC 6120 §4.9), reported by
+// its condition name.
+type StreamError struct {
+	Err stream.Error
+}
+
+func (e *StreamError) Error() string {
+	msg := "component: stream error from server: " + e.Err.Err
+	for _, t := range e.Err.Text {
+		if t.Value != "" {
+			msg += " (" + t.Value + ")"
+			break
+		}
+	}
+	return msg
+}
+
+// Condition returns the defined condition, e.g. "not-authorized".
+func (e *StreamError) Condition() string { return e.Err.Err }
+
+// esc escapes s for an attribute value or character data.
+func esc(b *strings.Builder, s string) {
+	_ = xml.EscapeText(b, []byte(s))
+}
+
+// presence appends a presence stanza to b.
+func presence(b *strings.Builder, from, to, id, typ, show, status string) {
+	b.WriteString("<presence from='")
+	esc(b, from)
+	b.WriteString("' to='")
+	esc(b, to)
+	b.WriteString("' id='")
+	esc(b, id)
+	if typ != "" {
+		b.WriteString("' type='")
+		b.WriteString(typ)
+	}
+	if show == "" && status == "" {
+		b.WriteString("'/>")
+		return
+	}
+	b.WriteString("'>")
+	if show != "" {
+		b.WriteString("<show>")
+		esc(b, show)
+		b.WriteString("</show>")
+	}
+	if status != "" {
+		b.WriteString("<status>")
+		esc(b, status)
+		b.WriteString("</status>")
+	}
+	b.WriteString("</presence>")
+}
+
+// iqReply appends an IQ result (inner may be empty) answering el.
+func iqReply(b *strings.Builder, el *element, inner string) {
+	b.WriteString("<iq type='result' from='")
+	esc(b, el.To)
+	b.WriteString("' to='")
+	esc(b, el.From)
+	b.WriteString("' id='")
+	esc(b, el.ID)
+	if inner == "" {
+		b.WriteString("'/>")
+		return
+	}
+	b.WriteString("'>")
+	b.WriteString(inner)
+	b.WriteString("</iq>")
+}
+
+// iqError appends an IQ error answering el (RFC 6120 §8.3).
+func iqError(b *strings.Builder, el *element, typ, condition string) {
+	b.WriteString("<iq type='error' from='")
+	esc(b, el.To)
+	b.WriteString("' to='")
+	esc(b, el.From)
+	b.WriteString("' id='")
+	esc(b, el.ID)
+	b.WriteString("'><error type='")
+	b.WriteString(typ)
+	b.WriteString("'><")
+	b.WriteString(condition)
+	b.WriteString(" xmlns='" + nsStanzas + "'/></error></iq>")
+}

@@ -1,0 +1,301 @@
+// Package config loads and validates rostergate's TOML configuration
+// (component.toml): the XEP-0114 connection, storage, the entities at the
+// component domain and the subscription policy.
+//
+// Defaults are set before decoding, unknown keys are an error, and every
+// error names the file, the key and what is wrong with it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"mellium.im/xmpp/jid"
+
+	"rostergate/policy"
+)
+
+// SecretEnv names the environment variable that overrides the secret in the file.
+const SecretEnv = "ROSTERGATE_SECRET"
+
+// Config is a loaded, validated configuration.
+type Config struct {
+	Path      string    `toml:"-"` // the file it was loaded from
+	Component Component `toml:"component"`
+	Storage   Storage   `toml:"storage"`
+	Entities  []Entity  `toml:"entity"`
+	Policy    Policy    `toml:"policy"`
+
+	compiled *policy.Policy
+}
+
+// Component is the [component] table: how to reach the server (XEP-0114).
+type Component struct {
+	Domain     string   `toml:"domain"`      // the component's domain, normalised
+	Server     string   `toml:"server"`      // host:port of the server's component listener
+	Secret     string   `toml:"secret"`      // the shared secret; see SecretSource
+	SecretFile string   `toml:"secret_file"` // a file holding the secret, relative to the config file
+	Resource   string   `toml:"resource"`    // resource of the entities' available presence
+	Keepalive  Duration `toml:"keepalive"`   // idle time before a whitespace keepalive
+
+	// SecretSource says where the secret came from, for `check`: "secret",
+	// "secret_file PATH" or the environment variable. Never the secret.
+	SecretSource string `toml:"-"`
+}
+
+// Storage is the [storage] table.
+type Storage struct {
+	Path string `toml:"path"` // SQLite file, relative to the config file
+}
+
+// Entity is one [[entity]]: a JID at the domain whose roster rostergate owns.
+type Entity struct {
+	Local  *string `toml:"local"` // localpart; "" is the component domain itself
+	Name   string  `toml:"name"`
+	Show   string  `toml:"show"`
+	Status string  `toml:"status"`
+}
+
+// Localpart returns the entity's normalised localpart.
+func (e Entity) Localpart() string {
+	if e.Local == nil {
+		return ""
+	}
+	return *e.Local
+}
+
+// Policy is the [policy] table.
+type Policy struct {
+	Default       string `toml:"default"`
+	UnknownEntity string `toml:"unknown_entity"`
+	Rules         []Rule `toml:"rule"`
+}
+
+// Rule is one [[policy.rule]].
+type Rule struct {
+	Contact       string `toml:"contact"`
+	Domain        string `toml:"domain"`
+	Entity        string `toml:"entity"`
+	Action        string `toml:"action"`
+	SubscribeBack bool   `toml:"subscribe_back"`
+}
+
+// Duration is a time.Duration written as "30s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (like \"30s\" or \"5m\"): %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Compiled returns the compiled policy.
+func (c *Config) Compiled() *policy.Policy { return c.compiled }
+
+// Entity returns the entity with the given normalised localpart.
+func (c *Config) Entity(local string) (Entity, bool) {
+	for _, e := range c.Entities {
+		if e.Localpart() == local {
+			return e, true
+		}
+	}
+	return Entity{}, false
+}
+
+// Load reads, decodes and validates the file at path. getenv looks up
+// environment variables (os.Getenv in production).
+func Load(path string, getenv func(string) string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b, path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a configuration held in memory; path names it
+// in errors and anchors relative paths.
+func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
+	c := &Config{
+		Path:      path,
+		Component: Component{Resource: "rostergate", Keepalive: Duration{60 * time.Second}},
+		Storage:   Storage{Path: "rostergate.db"},
+		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Reject)},
+	}
+	md, err := toml.Decode(string(b), c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("config: %s: line %d: %s", path, perr.Position.Line, perr.Message)
+		}
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = strconv.Quote(k.String())
+		}
+		sort.Strings(keys)
+		return nil, fmt.Errorf("config: %s: unknown key %s", path, strings.Join(keys, ", "))
+	}
+	if err := c.validate(getenv); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Path), p)
+}
+
+func (c *Config) validate(getenv func(string) string) error {
+	comp := &c.Component
+	if comp.Domain == "" {
+		return errors.New("[component] domain: required")
+	}
+	d, err := jid.Parse(comp.Domain)
+	if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		return fmt.Errorf("[component] domain: %q is not a domain", comp.Domain)
+	}
+	comp.Domain = d.Domainpart()
+	if comp.Server == "" {
+		return errors.New("[component] server: required (host:port of the server's component port)")
+	}
+	host, port, err := net.SplitHostPort(comp.Server)
+	if err != nil || host == "" {
+		return fmt.Errorf("[component] server: %q is not host:port", comp.Server)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("[component] server: port %q is not a number from 1 to 65535", port)
+	}
+	if err := c.loadSecret(getenv); err != nil {
+		return err
+	}
+	if comp.Resource == "" {
+		return errors.New("[component] resource: must not be empty")
+	}
+	if r, err := jid.New("x", comp.Domain, comp.Resource); err != nil || r.Resourcepart() != comp.Resource {
+		return fmt.Errorf("[component] resource: %q is not a valid resourcepart", comp.Resource)
+	}
+	if comp.Keepalive.Duration < time.Second {
+		return fmt.Errorf("[component] keepalive: %s is too short (at least 1s)", comp.Keepalive)
+	}
+	if c.Storage.Path == "" {
+		return errors.New("[storage] path: must not be empty")
+	}
+	c.Storage.Path = c.resolve(c.Storage.Path)
+
+	seen := map[string]int{}
+	for i := range c.Entities {
+		e := &c.Entities[i]
+		key := fmt.Sprintf("[[entity]] %d", i+1)
+		if e.Local == nil {
+			return fmt.Errorf("%s: local: required (\"\" for the domain itself)", key)
+		}
+		local := *e.Local
+		if local != "" {
+			j, err := jid.New(local, comp.Domain, "")
+			if err != nil {
+				return fmt.Errorf("%s: local: %q is not a valid localpart", key, local)
+			}
+			local = j.Localpart()
+			e.Local = &local
+		}
+		if prev, ok := seen[local]; ok {
+			return fmt.Errorf("%s: local: %q is already [[entity]] %d", key, local, prev)
+		}
+		seen[local] = i + 1
+		switch e.Show {
+		case "", "away", "chat", "dnd", "xa":
+		default:
+			return fmt.Errorf("%s: show: unknown value %q (want \"\", away, chat, dnd or xa)", key, e.Show)
+		}
+	}
+
+	pc := policy.Config{
+		Default:       policy.Action(c.Policy.Default),
+		UnknownEntity: policy.Action(c.Policy.UnknownEntity),
+	}
+	for i, r := range c.Policy.Rules {
+		if r.Entity != "" {
+			j, err := jid.New(r.Entity, comp.Domain, "")
+			if err != nil {
+				return fmt.Errorf("[[policy.rule]] %d: entity: %q is not a valid localpart", i+1, r.Entity)
+			}
+			if _, ok := seen[j.Localpart()]; !ok {
+				return fmt.Errorf("[[policy.rule]] %d: entity: no [[entity]] with local = %q", i+1, r.Entity)
+			}
+			r.Entity = j.Localpart()
+		}
+		pc.Rules = append(pc.Rules, policy.Rule{
+			Contact:       r.Contact,
+			Domain:        r.Domain,
+			Entity:        r.Entity,
+			Action:        policy.Action(r.Action),
+			SubscribeBack: r.SubscribeBack,
+		})
+	}
+	p, err := policy.Compile(pc)
+	if err != nil {
+		return fmt.Errorf("[policy]: %w", err)
+	}
+	c.compiled = p
+	return nil
+}
+
+func (c *Config) loadSecret(getenv func(string) string) error {
+	comp := &c.Component
+	if comp.Secret != "" && comp.SecretFile != "" {
+		return errors.New("[component] secret, secret_file: set one, not both")
+	}
+	if v := getenv(SecretEnv); v != "" {
+		comp.Secret, comp.SecretSource = v, "environment variable "+SecretEnv
+		return nil
+	}
+	switch {
+	case comp.Secret != "":
+		comp.SecretSource = "secret"
+	case comp.SecretFile != "":
+		p := c.resolve(comp.SecretFile)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("[component] secret_file: %w", err)
+		}
+		if fi.Mode().Perm()&0o004 != 0 {
+			return fmt.Errorf("[component] secret_file: %s is readable by everyone (mode %04o): chmod 600 it", p, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("[component] secret_file: %w", err)
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			return fmt.Errorf("[component] secret_file: %s is empty", p)
+		}
+		comp.Secret, comp.SecretSource = s, "secret_file "+p
+	default:
+		return fmt.Errorf("[component] secret: required (or secret_file, or %s in the environment)", SecretEnv)
+	}
+	return nil
+}
