@@ -309,4 +309,3 @@ func (c *Component) Act(ctx context.Context, entity, contact string, k subscript
 		"from", cur.State.String(), "to", r.Item.State.String(), "actor", actor)
 	return c.commit(ctx, b)
 }
-

@@ -217,4 +217,3 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	fmt.Fprintf(stdout, "%d items\n", n)
 	return nil
 }
-
