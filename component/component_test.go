@@ -1,0 +1,214 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"rostergate/storage"
+)
+
+const (
+	hdr = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='bots.localhost'>"
+)
+
+func TestHandshakeBytes(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.srv.next(t)
+	if c.header != hdr {
+		t.Errorf("header:\n got %s\nwant %s", c.header, hdr)
+	}
+	// sha1 of the stream id "3f2a1b" followed by the secret, in lower-case hex (XEP-0114 §3).
+	if want := "<handshake>f95a23904b706fe8aa8c44a365bc3887e6cba248</handshake>"; c.handshake != want {
+		t.Errorf("handshake:\n got %s\nwant %s", c.handshake, want)
+	}
+}
+
+func TestWrongSecret(t *testing.T) {
+	h := start(t, "wrong", nil)
+	err := h.wait(t)
+	if !IsAuthError(err) {
+		t.Fatalf("Run = %v, want an auth error", err)
+	}
+	for _, want := range []string{"not-authorized", "Invalid handshake", "bots.localhost"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}
+
+// Prosody answers a header for a domain it does not know with its own header
+// and host-unknown, before any handshake.
+func TestHostUnknown(t *testing.T) {
+	srv := newFakeServer(t, "s3cret")
+	srv.onOpen = func(c net.Conn) {
+		c.Write([]byte("<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept' id='x1'><stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"))
+	}
+	h := start(t, "s3cret", func(o *Options) { o.Server = srv.addr() })
+	err := h.wait(t)
+	if !IsAuthError(err) || !strings.Contains(err.Error(), "host-unknown") {
+		t.Fatalf("Run = %v, want host-unknown", err)
+	}
+}
+
+func TestSubscribeFlows(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		state          string // the stored item afterwards, "" = no item
+	}{
+		{
+			name:  "accepted one way",
+			in:    "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='c1'/>",
+			want:  "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>",
+			state: "from",
+		},
+		{
+			name:  "accepted with subscribe back",
+			in:    "<presence from='Bob@Both.Example/phone' to='HelpDesk@bots.localhost' type='subscribe'/>",
+			want:  "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/>",
+			state: "from+out",
+		},
+		{
+			name: "rejected",
+			in:   "<presence from='eve@bad.example' to='helpdesk@bots.localhost' type='subscribe' id='c2'/>",
+			want: "<presence from='helpdesk@bots.localhost' to='eve@bad.example' id='ID' type='unsubscribed'/>",
+		},
+		{
+			name: "unknown entity rejected",
+			in:   "<presence from='alice@good.example' to='nobody@bots.localhost' type='subscribe'/>",
+			want: "<presence from='nobody@bots.localhost' to='alice@good.example' id='ID' type='unsubscribed'/>",
+		},
+		{
+			name:  "review holds it",
+			in:    "<presence from='carol@other.example' to='helpdesk@bots.localhost' type='subscribe'/>",
+			want:  "",
+			state: "none+in",
+		},
+		{
+			name: "probe from a stranger",
+			in:   "<presence from='mallory@other.example/x' to='helpdesk@bots.localhost' type='probe'/>",
+			want: "<presence from='helpdesk@bots.localhost' to='mallory@other.example' id='ID' type='unsubscribed'/>",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, "s3cret", nil)
+			c := h.srv.next(t)
+			c.send(t, tc.in)
+			// A ping after the stanza: its reply shows everything before it was handled.
+			c.send(t, "<iq from='bots.localhost' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+			c.expect(t, tc.want+"<iq type='result' from='bots.localhost' to='bots.localhost' id='p1'/>")
+			var items []storage.Item
+			h.db.Items(context.Background(), storage.Filter{AllEntities: true}, func(it storage.Item) error {
+				items = append(items, it)
+				return nil
+			})
+			got := ""
+			if len(items) == 1 {
+				got = items[0].Sub
+				if items[0].PendingOut {
+					got += "+out"
+				}
+				if items[0].PendingIn {
+					got += "+in"
+				}
+			} else if len(items) > 1 {
+				t.Fatalf("items: %+v", items)
+			}
+			if got != tc.state {
+				t.Errorf("stored state = %q, want %q", got, tc.state)
+			}
+		})
+	}
+}
+
+func TestDropSendsAndStoresNothing(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.srv.next(t)
+	c.send(t, "<presence from='x@spam.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.send(t, "<presence from='x@spam.example' to='helpdesk@bots.localhost' type='error'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+	c.expect(t, "<iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
+	if _, err := h.db.Get(context.Background(), "helpdesk", "x@spam.example"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Get = %v, want not found", err)
+	}
+}
+
+func TestIQ(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"ping", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='1'/>"},
+		{"version", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='2'><query xmlns='jabber:iq:version'/></iq>",
+			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='2'><query xmlns='jabber:iq:version'><name>rostergate</name><version>test</version></query></iq>"},
+		{"disco info of the domain", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='3'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='3'><query xmlns='http://jabber.org/protocol/disco#info'><identity category='component' type='generic' name='rostergate'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/></query></iq>"},
+		{"disco info of an entity", "<iq from='a@localhost/r' to='helpdesk@bots.localhost' type='get' id='4'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+			"<iq type='result' from='helpdesk@bots.localhost' to='a@localhost/r' id='4'><query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='bot' name='Help Desk'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/></query></iq>"},
+		{"disco info of a stranger", "<iq from='a@localhost/r' to='nobody@bots.localhost' type='get' id='5'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+			"<iq type='error' from='nobody@bots.localhost' to='a@localhost/r' id='5'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"disco items", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='6'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='6'><query xmlns='http://jabber.org/protocol/disco#items'><item jid='helpdesk@bots.localhost' name='Help Desk'/></query></iq>"},
+		{"unknown get", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='7'><query xmlns='jabber:iq:last'/></iq>",
+			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='7'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"set", "<iq from='a@localhost/r' to='bots.localhost' type='set' id='8'><query xmlns='jabber:iq:roster'/></iq>",
+			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='8'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"malformed to", "<iq from='a@localhost/r' to='@@bots.localhost' type='get' id='9'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='9'><error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"bad type", "<iq from='a@localhost/r' to='bots.localhost' type='fetch' id='10'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='10'><error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+	}
+	h := start(t, "s3cret", nil)
+	c := h.srv.next(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c.send(t, tc.in)
+			c.expect(t, tc.want)
+		})
+	}
+}
+
+// A stream error or a dropped connection makes the component reconnect,
+// resend presence to its subscribers and probe its contacts.
+func TestReconnectResync(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.srv.next(t)
+	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
+	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribed' id='t'/>")
+	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/><iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
+
+	resync := "<presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='probe'/>"
+	c.send(t, "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+	c2 := h.srv.next(t)
+	c2.expect(t, resync)
+	c2.Close()
+	c3 := h.srv.next(t)
+	c3.expect(t, resync)
+}
+
+func TestShutdownSendsUnavailable(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.srv.next(t)
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
+	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
+	h.stop()
+	c.expect(t, "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID' type='unavailable'/></stream:stream>")
+	c.send(t, "</stream:stream>")
+	if err := h.wait(t); err != nil {
+		t.Fatalf("Run after a clean shutdown = %v, want nil", err)
+	}
+}
+
+func TestKeepalive(t *testing.T) {
+	h := start(t, "s3cret", func(o *Options) { o.Keepalive = 40 * time.Millisecond })
+	c := h.srv.next(t)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := c.r.ReadByte()
+	if err != nil || b != ' ' {
+		t.Fatalf("read %q, %v; want a whitespace keepalive", b, err)
+	}
+}
