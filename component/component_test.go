@@ -125,6 +125,23 @@ func TestSubscribeFlows(t *testing.T) {
 	}
 }
 
+// A contact already subscribed asks again: the entity answers subscribed
+// (RFC 6121 §3.1.3) and nothing changes.
+func TestDuplicateSubscribe(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.srv.next(t)
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"+
+		"<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
+	n := 0
+	h.db.Events(context.Background(), time.Time{}, func(storage.Event) error { n++; return nil })
+	if n != 1 {
+		t.Errorf("%d audit events, want 1 (the duplicate is not a decision)", n)
+	}
+}
+
 func TestDropSendsAndStoresNothing(t *testing.T) {
 	h := start(t, "s3cret", nil)
 	c := h.srv.next(t)

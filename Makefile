@@ -1,0 +1,46 @@
+# rostergate — see README.md. `make demo` shows it working, `make test` runs every test.
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@2026.2.2
+PKGS        := ./...
+
+.PHONY: all build test unit lint deps demo clean
+
+all: build
+
+build:
+	$(GO) build -o rostergate ./cmd/rostergate
+
+# Debian packages the integration tests and the demo need (a real Prosody).
+# Runs apt-get only when something is missing; keeps apt from starting the
+# system-wide service.
+deps:
+	@if ! command -v prosody >/dev/null 2>&1; then \
+		echo "installing prosody (Debian package)"; \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody lua-unbound; \
+		rc=$$?; rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+# The whole suite: lint, then every test with the race detector, including the
+# integration tests against a real Prosody on loopback (CI=true makes a missing
+# Prosody a failure instead of a skip).
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Only the fast tests (no real server).
+unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+# A throwaway Prosody on loopback, rostergate with the example policy, a demo
+# user who adds helpdesk: prints the flows and the final rosters.
+demo: deps
+	$(GO) run ./cmd/rostergate-demo
+
+clean:
+	rm -f rostergate

@@ -1,0 +1,400 @@
+package component_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"rostergate/component"
+	"rostergate/internal/xmpptest"
+	"rostergate/policy"
+	"rostergate/storage"
+	"rostergate/subscription"
+)
+
+// The integration tests drive a real Prosody on loopback with real client
+// logins (xmppo/go-xmpp) and rostergate attached as its component.
+
+const (
+	helpdesk = "helpdesk@bots.localhost"
+	wait     = 10 * time.Second
+)
+
+// gate is a running rostergate attached to a Prosody.
+type gate struct {
+	comp   *component.Component
+	db     *storage.DB
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type setup struct {
+	t      *testing.T
+	srv    *xmpptest.Server
+	dbPath string
+	pol    policy.Config
+}
+
+func newSetup(t *testing.T, pol policy.Config) *setup {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	srv := xmpptest.Prosody(t)
+	return &setup{t: t, srv: srv, dbPath: filepath.Join(t.TempDir(), "rostergate.db"), pol: pol}
+}
+
+// start runs rostergate against the setup's server and waits until it is
+// connected and has sent its presence resync.
+func (s *setup) start() *gate {
+	t := s.t
+	t.Helper()
+	db, err := storage.Open(context.Background(), s.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Compile(s.pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, err := component.New(component.Options{
+		Domain:   s.srv.ComponentDomain,
+		Server:   s.srv.ComponentAddr,
+		Secret:   s.srv.ComponentSecret,
+		Entities: []component.Entity{{Local: "helpdesk", Name: "Help Desk", Status: "Ask me anything"}},
+		Policy:   p,
+		Store:    db,
+		Logger:   slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version:  "test",
+		// Prosody restarts in well under a second; keep retries quick.
+		MinBackoff: 50 * time.Millisecond,
+		MaxBackoff: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &gate{comp: comp, db: db, cancel: cancel, done: make(chan error, 1)}
+	up := comp.Connected()
+	go func() { g.done <- comp.Run(ctx) }()
+	select {
+	case <-up:
+	case err := <-g.done:
+		t.Fatalf("rostergate stopped before connecting: %v", err)
+	case <-time.After(wait):
+		t.Fatal("rostergate did not connect within 10 s")
+	}
+	t.Cleanup(func() { g.stop(t) })
+	return g
+}
+
+// stop shuts rostergate down cleanly; it may be called more than once.
+func (g *gate) stop(t *testing.T) {
+	t.Helper()
+	if g.cancel == nil {
+		return
+	}
+	g.cancel()
+	g.cancel = nil
+	select {
+	case err := <-g.done:
+		if err != nil {
+			t.Errorf("Run returned %v after a clean shutdown", err)
+		}
+	case <-time.After(wait):
+		t.Error("rostergate did not stop within 10 s")
+	}
+	g.db.Close()
+}
+
+// item returns the state rostergate stored for helpdesk's roster item of
+// contact, as a machine state.
+func (g *gate) item(t *testing.T, contact string) subscription.State {
+	t.Helper()
+	it, err := g.db.Get(context.Background(), "helpdesk", contact)
+	if err != nil {
+		return subscription.None
+	}
+	s, err := subscription.Compose(it.Sub, it.PendingOut, it.PendingIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	return c
+}
+
+func presenceFrom(from, typ string) func(xmpptest.Presence) bool {
+	return func(p xmpptest.Presence) bool { return p.From == from && p.Type == typ }
+}
+
+func rosterIs(sub, ask string) func(xmpptest.RosterItem) bool {
+	return func(it xmpptest.RosterItem) bool { return it.Subscription == sub && it.Ask == ask }
+}
+
+func accept(back bool) policy.Config {
+	return policy.Config{Default: policy.Reject, Rules: []policy.Rule{{Contact: "*@localhost", Action: policy.Accept, SubscribeBack: back}}}
+}
+
+func mustWaitPresence(t *testing.T, c *xmpptest.Client, match func(xmpptest.Presence) bool) xmpptest.Presence {
+	t.Helper()
+	p, err := c.WaitPresence(ctx(t), match)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustRoster(t *testing.T, c *xmpptest.Client, jid string, match func(xmpptest.RosterItem) bool) {
+	t.Helper()
+	if _, err := c.WaitRosterItem(ctx(t), jid, match); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantState(t *testing.T, g *gate, contact string, want subscription.State) {
+	t.Helper()
+	if got := g.item(t, contact); got != want {
+		t.Errorf("rostergate holds %s for %s, want %s", got, contact, want)
+	}
+}
+
+// Seed scenario 1: the request is rejected; the user gets unsubscribed and
+// keeps an item of none.
+func TestIntegrationRejected(t *testing.T) {
+	s := newSetup(t, policy.Config{Default: policy.Accept, Rules: []policy.Rule{{Contact: "alice@localhost", Action: policy.Reject}}})
+	g := s.start()
+	alice := s.srv.NewUser(t, "alice")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	p := mustWaitPresence(t, alice, presenceFrom(helpdesk, "unsubscribed"))
+	if strings.HasPrefix(p.ID, "rg-") == false || p.ID == "" {
+		t.Errorf("reply id %q is not a fresh rostergate id", p.ID)
+	}
+	mustRoster(t, alice, helpdesk, rosterIs("none", ""))
+	wantState(t, g, "alice@localhost", subscription.None)
+}
+
+// Seed scenario 2: accepted one way. The user gets subscribed, then the
+// entity's presence; their item becomes to, the entity holds from.
+func TestIntegrationAcceptedOneWay(t *testing.T) {
+	s := newSetup(t, accept(false))
+	g := s.start()
+	alice := s.srv.NewUser(t, "alice")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
+	p := mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", ""))
+	if p.Status != "Ask me anything" {
+		t.Errorf("presence status = %q", p.Status)
+	}
+	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
+	wantState(t, g, "alice@localhost", subscription.From)
+
+	// A duplicate subscribe changes nothing. (rostergate answers it with
+	// subscribed, which Prosody does not deliver to a user who already has
+	// "to": the fake-server tests check the answer.)
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.IQ(ctx(t), "<iq type='get' to='bots.localhost'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
+		t.Fatal(err)
+	}
+	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
+	wantState(t, g, "alice@localhost", subscription.From)
+
+	// Unsubscribing: the entity sends unavailable and forgets the contact.
+	if err := alice.SendPresence(helpdesk, "unsubscribe"); err != nil {
+		t.Fatal(err)
+	}
+	mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", "unavailable"))
+	mustRoster(t, alice, helpdesk, rosterIs("none", ""))
+	wantState(t, g, "alice@localhost", subscription.None)
+}
+
+// Seed scenario 3: accepted both ways, and the two ways a user declines the
+// entity's request in return.
+func TestIntegrationBothWays(t *testing.T) {
+	tests := []struct {
+		name    string
+		answer  string // the user's answer to the entity's subscribe
+		roster  string // the user's item afterwards
+		state   subscription.State
+		present bool // whether the user still gets the entity's presence
+	}{
+		{name: "user accepts", answer: "subscribed", roster: "both", state: subscription.Both, present: true},
+		{name: "user declines with unsubscribed", answer: "unsubscribed", roster: "to", state: subscription.From, present: true},
+		// Spark declines with unsubscribe: the user's server applies it to the
+		// user's own subscription too, so both sides drop From (see the table).
+		{name: "user declines with unsubscribe (Spark)", answer: "unsubscribe", roster: "none", state: subscription.NoneOut},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSetup(t, accept(true))
+			g := s.start()
+			alice := s.srv.NewUser(t, "alice")
+			if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+				t.Fatal(err)
+			}
+			mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
+			mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribe"))
+			wantState(t, g, "alice@localhost", subscription.FromOut)
+			if err := alice.SendPresence(helpdesk, tc.answer); err != nil {
+				t.Fatal(err)
+			}
+			mustRoster(t, alice, helpdesk, rosterIs(tc.roster, ""))
+			// The ping's answer shows rostergate handled everything before it.
+			if _, err := alice.IQ(ctx(t), "<iq type='get' to='bots.localhost'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
+				t.Fatal(err)
+			}
+			wantState(t, g, "alice@localhost", tc.state)
+		})
+	}
+}
+
+// A user who is subscribed logs in: Prosody probes the entity, which answers
+// with its presence.
+func TestIntegrationProbeOnLogin(t *testing.T) {
+	s := newSetup(t, accept(false))
+	s.start()
+	alice := s.srv.NewUser(t, "alice")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
+	alice.Close()
+	again := s.srv.Login(t, "alice")
+	mustWaitPresence(t, again, presenceFrom(helpdesk+"/rostergate", ""))
+}
+
+// The entity pre-approves a contact (RFC 6121 §3.4): the contact's later
+// request is accepted at once, whatever the policy says.
+func TestIntegrationPreApproval(t *testing.T) {
+	s := newSetup(t, policy.Config{Default: policy.Reject})
+	g := s.start()
+	if err := g.comp.Act(ctx(t), "helpdesk", "alice@localhost", subscription.Subscribed, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	it, err := g.db.Get(ctx(t), "helpdesk", "alice@localhost")
+	if err != nil || !it.Approved {
+		t.Fatalf("pre-approval not stored: %+v, %v", it, err)
+	}
+	alice := s.srv.NewUser(t, "alice")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
+	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
+	wantState(t, g, "alice@localhost", subscription.From)
+}
+
+// review holds the request for an admin: nothing is sent, the request is
+// persisted, and the user keeps a pending item.
+func TestIntegrationReview(t *testing.T) {
+	s := newSetup(t, policy.Config{Default: policy.Review})
+	g := s.start()
+	alice := s.srv.NewUser(t, "alice")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.IQ(ctx(t), "<iq type='get' to='bots.localhost'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, g, "alice@localhost", subscription.NoneIn)
+	reqs, err := g.db.Requests(ctx(t))
+	if err != nil || len(reqs) != 1 || reqs[0].Contact != "alice@localhost" || reqs[0].Entity != "helpdesk" || reqs[0].Rule != "default" {
+		t.Fatalf("requests = %+v, %v", reqs, err)
+	}
+	mustRoster(t, alice, helpdesk, rosterIs("none", "subscribe"))
+	for _, p := range alice.Presences() {
+		if strings.HasPrefix(p.From, helpdesk) {
+			t.Errorf("got %s while the request awaits review", p)
+		}
+	}
+	// A duplicate keeps the one queued request.
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.IQ(ctx(t), "<iq type='get' to='bots.localhost'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
+		t.Fatal(err)
+	}
+	if reqs2, _ := g.db.Requests(ctx(t)); len(reqs2) != 1 || reqs2[0].ID != reqs[0].ID {
+		t.Errorf("after a duplicate: %+v, want the one request %d", reqs2, reqs[0].ID)
+	}
+	// The admin's approval goes through the same machine.
+	if err := g.comp.Act(ctx(t), "helpdesk", "alice@localhost", subscription.Subscribed, "admin@localhost", "test"); err != nil {
+		t.Fatal(err)
+	}
+	mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
+	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
+	if reqs3, _ := g.db.Requests(ctx(t)); len(reqs3) != 0 {
+		t.Errorf("requests after approval: %+v", reqs3)
+	}
+}
+
+// rostergate restarts: the state is kept, subscribers get unavailable on
+// shutdown and presence again on reconnect.
+func TestIntegrationRestartRostergate(t *testing.T) {
+	s := newSetup(t, accept(false))
+	g := s.start()
+	alice := s.srv.NewUser(t, "alice")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", ""))
+	g.stop(t)
+	mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", "unavailable"))
+	g2 := s.start()
+	mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", ""))
+	wantState(t, g2, "alice@localhost", subscription.From)
+	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
+}
+
+// Prosody restarts under rostergate: it reconnects by itself and resyncs.
+func TestIntegrationProsodyRestart(t *testing.T) {
+	s := newSetup(t, accept(true))
+	g := s.start()
+	alice := s.srv.NewUser(t, "alice")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribe"))
+	if err := alice.SendPresence(helpdesk, "subscribed"); err != nil {
+		t.Fatal(err)
+	}
+	mustRoster(t, alice, helpdesk, rosterIs("both", ""))
+	up := g.comp.Connected()
+	if err := s.srv.Restart(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-up:
+	case <-time.After(wait):
+		t.Fatal("rostergate did not reconnect within 10 s of the restart")
+	}
+	again := s.srv.Login(t, "alice")
+	mustWaitPresence(t, again, presenceFrom(helpdesk+"/rostergate", ""))
+	mustRoster(t, again, helpdesk, rosterIs("both", ""))
+	wantState(t, g, "alice@localhost", subscription.Both)
+	// The new stream works both ways: a fresh request is answered.
+	bob := s.srv.NewUser(t, "bob")
+	if err := bob.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	mustWaitPresence(t, bob, presenceFrom(helpdesk, "subscribed"))
+}
