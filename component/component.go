@@ -255,7 +255,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	readErr := make(chan error, 1)
-	go func() { readErr <- c.readLoop(sctx, d, pr) }()
+	go func() { readErr <- c.readLoop(sctx, d) }()
 	go c.keepalive(sctx, w)
 	go func() {
 		if err := c.resync(sctx, w); err != nil && sctx.Err() == nil {
@@ -269,9 +269,9 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 		return true, err
 	case <-ctx.Done():
 	}
-	c.shutdown(w)
-	// Wait for the server's </stream:stream>, briefly.
+	// Wait for the server's </stream:stream> after ours, but not for long.
 	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	c.shutdown(w)
 	<-readErr
 	c.log.Info("disconnected", "domain", c.domain.String())
 	return true, nil

@@ -100,8 +100,4 @@ func (p *prefixReader) ReadByte() (byte, error) {
 	return p.r.ReadByte()
 }
 
-// buffered reports whether more input is waiting that can be read without
-// blocking: the signal to keep a batch open.
-func (p *prefixReader) buffered() bool { return len(p.prefix) > 0 || p.r.r.Buffered() > 0 }
-
 var _ io.ByteReader = (*prefixReader)(nil)

@@ -39,32 +39,54 @@ func newBatch() *batch {
 	return &batch{items: map[itemKey]storage.Item{}, gone: map[itemKey]bool{}, now: time.Now()}
 }
 
-// readLoop reads stanzas and handles them in batches: everything already
-// buffered is decided together, committed once, and answered in one write.
-func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixReader) error {
-	for {
-		el, err := next(d)
-		if err != nil {
-			return err
+// readLoop reads stanzas and handles them in batches. One goroutine parses
+// the stream; this one takes a stanza, then whatever else has already been
+// parsed (up to maxBatch), decides them all, commits them in one
+// transaction, and answers them in one write. It never waits for input while
+// a batch is open, so a partial stanza or an idle stream delays no reply.
+func (c *Component) readLoop(ctx context.Context, d *xml.Decoder) error {
+	ch := make(chan *element, maxBatch)
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		defer close(ch)
+		for {
+			el, err := next(d)
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case ch <- el:
+			case <-done:
+				return
+			}
 		}
+	}()
+	for el := range ch {
 		c.mu.Lock()
 		b := newBatch()
 		c.handle(ctx, b, el)
-		for n := 1; n < maxBatch && pr.buffered(); n++ {
-			if el, err = next(d); err != nil {
-				break
+	drain:
+		for n := 1; n < maxBatch; n++ {
+			select {
+			case el, ok := <-ch:
+				if !ok {
+					break drain
+				}
+				c.handle(ctx, b, el)
+			default:
+				break drain
 			}
-			c.handle(ctx, b, el)
 		}
-		cerr := c.commit(ctx, b)
+		err := c.commit(ctx, b)
 		c.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		if cerr != nil {
-			return cerr
-		}
 	}
+	return <-errc
 }
 
 // commit writes the batch's changes, then sends its stanzas. When the commit
