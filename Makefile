@@ -39,8 +39,8 @@ unit:
 
 # A throwaway Prosody on loopback, rostergate with the example policy, a demo
 # user who adds helpdesk: prints the flows and the final rosters.
-demo: deps
-	$(GO) run ./cmd/rostergate-demo
+demo: deps build
+	$(GO) run ./cmd/rostergate-demo -rostergate ./rostergate
 
 clean:
 	rm -f rostergate

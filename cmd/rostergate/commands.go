@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -170,6 +171,9 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
+	}
+	if _, err := os.Stat(cfg.Storage.Path); err != nil {
+		return fmt.Errorf("roster: no database yet (has rostergate run?): %w", err)
 	}
 	db, err := storage.Open(ctx, cfg.Storage.Path)
 	if err != nil {

@@ -1,0 +1,312 @@
+// Command rostergate-demo shows rostergate working end to end: it starts a
+// throwaway Prosody on loopback, runs `rostergate run` against it with a demo
+// policy, logs demo users in with a real XMPP client, and prints the
+// subscription flows each user sees and the rosters both sides end with.
+//
+// Run it with `make demo`.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"rostergate/internal/xmpptest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bin := flag.String("rostergate", "./rostergate", "the rostergate `binary` to run")
+	keep := flag.Bool("keep", false, "keep the temporary directory (configs, logs, database)")
+	flag.Parse()
+	if err := run(ctx, *bin, *keep, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "rostergate-demo:", err)
+		os.Exit(1)
+	}
+}
+
+const demoConfig = `[component]
+domain = %q
+server = %q
+secret = %q
+
+[storage]
+path = "rostergate.db"
+
+[[entity]]
+local = "helpdesk"
+name = "Help Desk"
+status = "Ask me anything"
+
+[[entity]]
+local = "alerts"
+name = "Alerts"
+show = "dnd"
+status = "Automated alerts"
+
+[policy]
+default = "review"
+unknown_entity = "reject"
+
+[[policy.rule]]
+contact = "mallory@localhost"
+action = "reject"
+
+[[policy.rule]]
+contact = "*@localhost"
+entity = "helpdesk"
+action = "accept"
+subscribe_back = true
+
+[[policy.rule]]
+contact = "bob@localhost"
+entity = "alerts"
+action = "accept"
+`
+
+type demo struct {
+	out    io.Writer
+	srv    *xmpptest.Server
+	failed int // expectations that did not hold
+}
+
+func run(ctx context.Context, bin string, keep bool, out io.Writer) error {
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%w (build it first: make build)", err)
+	}
+	bin, _ = filepath.Abs(bin)
+	dir, err := os.MkdirTemp("", "rostergate-demo-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Fprintf(out, "keeping %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	srv, err := xmpptest.StartProsody(sctx, xmpptest.ProsodyConfig{Dir: filepath.Join(dir, "prosody")})
+	if errors.Is(err, xmpptest.ErrNotInstalled) {
+		return fmt.Errorf("%w: install it with `make deps` (Debian package prosody)", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	fmt.Fprintf(out, "Prosody is up: clients on %s, components on %s (domain %s)\n", srv.C2SAddr, srv.ComponentAddr, srv.Domain)
+
+	cfg := filepath.Join(dir, "component.toml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, demoConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n$ rostergate check -config component.toml\n")
+	check := exec.CommandContext(ctx, bin, "check", "-config", cfg)
+	check.Stdout, check.Stderr = indent(out), indent(out)
+	if err := check.Run(); err != nil {
+		return fmt.Errorf("rostergate check: %w", err)
+	}
+
+	fmt.Fprintf(out, "\n$ rostergate run -config component.toml\n")
+	logPath := filepath.Join(dir, "rostergate.log")
+	rg := exec.Command(bin, "run", "-config", cfg)
+	stderr, err := rg.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := rg.Start(); err != nil {
+		return err
+	}
+	defer rg.Process.Kill()
+	up := make(chan struct{})
+	logDone := make(chan struct{})
+	var logLines []string
+	go func() {
+		defer close(logDone)
+		f, _ := os.Create(logPath)
+		defer f.Close()
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(f, line)
+			logLines = append(logLines, line)
+			if !once && strings.Contains(line, "presence resync sent") {
+				once = true
+				close(up)
+			}
+		}
+	}()
+	select {
+	case <-up:
+	case <-logDone:
+		return fmt.Errorf("rostergate exited: %s", strings.Join(logLines, "\n"))
+	case <-time.After(10 * time.Second):
+		return errors.New("rostergate did not connect within 10 s")
+	}
+	fmt.Fprintln(out, "  rostergate is connected as bots.localhost")
+
+	d := &demo{out: out, srv: srv}
+	helpdesk, alerts := "helpdesk@"+srv.ComponentDomain, "alerts@"+srv.ComponentDomain
+
+	d.title("Scenario 1 — rejected: mallory adds helpdesk, the policy rejects her")
+	mallory, err := d.login(ctx, "mallory")
+	if err != nil {
+		return err
+	}
+	d.send(mallory, helpdesk, "subscribe")
+	d.expect(ctx, mallory, helpdesk, "unsubscribed")
+	d.roster(ctx, mallory, helpdesk, "none", "")
+
+	d.title("Scenario 2 — accepted one way: bob adds alerts")
+	bob, err := d.login(ctx, "bob")
+	if err != nil {
+		return err
+	}
+	d.send(bob, alerts, "subscribe")
+	d.expect(ctx, bob, alerts, "subscribed")
+	d.expect(ctx, bob, alerts+"/rostergate", "")
+	d.roster(ctx, bob, alerts, "to", "")
+
+	d.title("Scenario 3 — accepted both ways: alice adds helpdesk, helpdesk asks back, alice accepts")
+	alice, err := d.login(ctx, "alice")
+	if err != nil {
+		return err
+	}
+	d.send(alice, helpdesk, "subscribe")
+	d.expect(ctx, alice, helpdesk, "subscribed")
+	d.expect(ctx, alice, helpdesk+"/rostergate", "")
+	d.expect(ctx, alice, helpdesk, "subscribe")
+	d.send(alice, helpdesk, "subscribed")
+	d.roster(ctx, alice, helpdesk, "both", "")
+
+	d.title("Held for review: erin adds alerts; no rule matches, the default is review")
+	erin, err := d.login(ctx, "erin")
+	if err != nil {
+		return err
+	}
+	d.send(erin, alerts, "subscribe")
+	d.roster(ctx, erin, alerts, "none", "subscribe")
+	fmt.Fprintln(out, "  (no answer: the request waits in rostergate's database for an admin)")
+
+	fmt.Fprintf(out, "\n$ rostergate roster -config component.toml\n")
+	roster := exec.CommandContext(ctx, bin, "roster", "-config", cfg)
+	roster.Stdout, roster.Stderr = indent(out), indent(out)
+	if err := roster.Run(); err != nil {
+		return fmt.Errorf("rostergate roster: %w", err)
+	}
+
+	d.title("Shutdown: SIGTERM to rostergate; its subscribers see it go offline")
+	if err := rg.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	d.expect(ctx, alice, helpdesk+"/rostergate", "unavailable")
+	d.expect(ctx, bob, alerts+"/rostergate", "unavailable")
+	if err := rg.Wait(); err != nil {
+		return fmt.Errorf("rostergate exit: %w", err)
+	}
+	<-logDone
+	fmt.Fprintf(out, "\nrostergate's log:\n")
+	for _, l := range logLines {
+		fmt.Fprintf(out, "  %s\n", l)
+	}
+	if d.failed > 0 {
+		return fmt.Errorf("%d expected flows did not happen (marked !! above)", d.failed)
+	}
+	fmt.Fprintf(out, "\nDemo complete.\n")
+	return nil
+}
+
+func (d *demo) title(s string) { fmt.Fprintf(d.out, "\n== %s ==\n", s) }
+
+func (d *demo) login(ctx context.Context, user string) (*xmpptest.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.srv.Register(ctx, user, "pw-"+user); err != nil {
+		return nil, err
+	}
+	return xmpptest.Dial(ctx, d.srv.C2SAddr, d.srv.JID(user), "pw-"+user)
+}
+
+func (d *demo) send(c *xmpptest.Client, to, typ string) {
+	fmt.Fprintf(d.out, "  %-20s → %-28s presence type=%s\n", c.Bare, to, typ)
+	if err := c.SendPresence(to, typ); err != nil {
+		fmt.Fprintf(d.out, "  !! send failed: %v\n", err)
+		d.failed++
+	}
+}
+
+func (d *demo) expect(ctx context.Context, c *xmpptest.Client, from, typ string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p, err := c.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.From == from && p.Type == typ })
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	t := p.Type
+	if t == "" {
+		t = "available"
+		if p.Show != "" {
+			t += " show=" + p.Show
+		}
+		if p.Status != "" {
+			t += fmt.Sprintf(" status=%q", p.Status)
+		}
+	} else {
+		t = "type=" + t
+	}
+	fmt.Fprintf(d.out, "  %-20s ← %-28s presence %s\n", c.Bare, p.From, t)
+}
+
+func (d *demo) roster(ctx context.Context, c *xmpptest.Client, jid, sub, ask string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	it, err := c.WaitRosterItem(ctx, jid, func(it xmpptest.RosterItem) bool { return it.Subscription == sub && it.Ask == ask })
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	extra := ""
+	if it.Ask != "" {
+		extra = " ask=" + it.Ask
+	}
+	fmt.Fprintf(d.out, "  %s's roster on the server: %s subscription=%s%s\n", strings.Split(c.Bare, "@")[0], it.JID, it.Subscription, extra)
+}
+
+// indent prefixes every line written through it with two spaces.
+func indent(w io.Writer) io.Writer { return &indenter{w: w, bol: true} }
+
+type indenter struct {
+	w   io.Writer
+	bol bool
+}
+
+func (in *indenter) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if in.bol {
+			if _, err := in.w.Write([]byte("  ")); err != nil {
+				return 0, err
+			}
+		}
+		if _, err := in.w.Write([]byte{b}); err != nil {
+			return 0, err
+		}
+		in.bol = b == '\n'
+	}
+	return len(p), nil
+}

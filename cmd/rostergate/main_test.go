@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"rostergate/storage"
+)
+
+func noEnv(string) string { return "" }
+
+func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var o, e bytes.Buffer
+	err = run(context.Background(), args, &o, &e, noEnv)
+	return o.String(), e.String(), err
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantErr    error
+		wantOut    string
+		wantStderr string
+		wantErrMsg string // for errors that are not usage errors
+	}{
+		{name: "no command", args: nil, wantErr: errUsage, wantStderr: "Usage:"},
+		{name: "unknown command", args: []string{"serve"}, wantErr: errUsage, wantStderr: `unknown command "serve"`},
+		{name: "help", args: []string{"-h"}, wantOut: "rostergate run"},
+		{name: "version", args: []string{"version"}, wantOut: "rostergate " + version},
+		{name: "run -h", args: []string{"run", "-h"}, wantOut: "Usage: rostergate run -config FILE"},
+		{name: "check -h", args: []string{"check", "-h"}, wantOut: "Usage: rostergate check -config FILE"},
+		{name: "roster -h", args: []string{"roster", "-h"}, wantOut: "-entity localpart"},
+		{name: "bad flag", args: []string{"check", "-confg", "x"}, wantErr: errUsage, wantStderr: "flag provided but not defined: -confg"},
+		{name: "stray argument", args: []string{"check", "extra"}, wantErr: errUsage, wantStderr: `unexpected argument "extra"`},
+		{name: "bad log level", args: []string{"run", "-log-level", "loud"}, wantErrMsg: `-log-level: unknown level "loud"`},
+		{name: "missing config", args: []string{"check", "-config", "nope.toml"}, wantErrMsg: "config: open nope.toml: no such file or directory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, stderr, err := runCmd(t, tc.args...)
+			if tc.wantErrMsg != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErrMsg) || errors.Is(err, errUsage) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErrMsg)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if !strings.Contains(out, tc.wantOut) {
+				t.Errorf("stdout %q does not contain %q", out, tc.wantOut)
+			}
+			if !strings.Contains(stderr, tc.wantStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr, tc.wantStderr)
+			}
+		})
+	}
+	if exitCode(errUsage) != 2 || exitCode(errors.New("x")) != 1 {
+		t.Error("exit codes: usage 2, other errors 1")
+	}
+}
+
+func TestCheck(t *testing.T) {
+	out, _, err := runCmd(t, "check", "-config", "../../component.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"OK", "helpdesk@bots.localhost", "rule 1: contact=\"*@localhost\" -> accept, subscribe_back", "default: review", "secret     set (from secret)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "s3cret") {
+		t.Error("check printed the secret")
+	}
+	_, _, err = runCmd(t, "check", "-config", "../../config/testdata/bad/rule-bad-action.toml")
+	if err == nil || !strings.Contains(err.Error(), `rule-bad-action.toml: [policy]: policy: rule 1: unknown action "alow"`) {
+		t.Fatalf("bad config: err = %v", err)
+	}
+}
+
+func TestRoster(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte("[component]\ndomain='bots.localhost'\nserver='127.0.0.1:1'\nsecret='x'\n[[entity]]\nlocal='helpdesk'\n"), 0o600)
+	if _, _, err := runCmd(t, "roster", "-config", cfg); err == nil || !strings.Contains(err.Error(), "no database yet") {
+		t.Fatalf("roster without a database: %v", err)
+	}
+	ctx := context.Background()
+	db, err := storage.Open(ctx, filepath.Join(dir, "rostergate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	err = db.Apply(ctx, []storage.Change{
+		{Item: storage.Item{Entity: "helpdesk", Contact: "alice@localhost", Sub: "both", Updated: now}},
+		{Item: storage.Item{Entity: "helpdesk", Contact: "bob@localhost", Sub: "from", PendingOut: true, Updated: now}},
+		{Item: storage.Item{Entity: "other", Contact: "carol@localhost", Sub: "none", PendingIn: true, Updated: now}},
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCmd(t, "roster", "-config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"helpdesk@bots.localhost  alice@localhost  both   -", "bob@localhost    from   pending-out", "other@bots.localhost     carol@localhost  none   pending-in", "3 items"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("roster output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runCmd(t, "roster", "-config", cfg, "-entity", "helpdesk")
+	if err != nil || strings.Contains(out, "carol") || !strings.Contains(out, "2 items") {
+		t.Errorf("roster -entity helpdesk: %v\n%s", err, out)
+	}
+}
