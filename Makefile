@@ -1,6 +1,6 @@
 # rostergate — see README.md. `make demo` shows it working, `make test` runs every test.
 GO          ?= go
-STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@2026.2.2
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        := ./...
 
 .PHONY: all build test unit lint deps demo clean
