@@ -87,8 +87,8 @@ type Component struct {
 	// mu serialises state transitions: one batch at a time is decided,
 	// committed and sent, from the stream or from an outbound action.
 	mu      sync.Mutex
-	w       *writer // the live stream, nil when disconnected
-	offline bool    // shutting down: current presence is unavailable
+	w       *writer     // the live stream, nil when disconnected
+	offline atomic.Bool // shutting down: current presence is unavailable
 
 	connected chan struct{} // closed and replaced on each connect; for tests
 	connMu    sync.Mutex
@@ -244,7 +244,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 
 	c.mu.Lock()
 	c.w = w
-	c.offline = false
+	c.offline.Store(false)
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -314,7 +314,7 @@ func (c *Component) keepalive(ctx context.Context, w *writer) {
 func (c *Component) shutdown(w *writer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.offline = true
+	c.offline.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n, err := c.broadcast(ctx, w, storage.Filter{AllEntities: true, Subs: []string{"from", "both"}}, false)
@@ -381,7 +381,7 @@ func (c *Component) currentPresence(b *strings.Builder, entity, contact, probedR
 		presence(b, c.entityJID(entity)+"/"+probedResource, contact, c.newID(), "unavailable", "", "")
 		return
 	}
-	if c.offline {
+	if c.offline.Load() {
 		presence(b, from, contact, c.newID(), "unavailable", "", "")
 		return
 	}

@@ -17,7 +17,7 @@ const (
 
 func TestHandshakeBytes(t *testing.T) {
 	h := start(t, "s3cret", nil)
-	c := h.srv.next(t)
+	c := h.first(t)
 	if c.header != hdr {
 		t.Errorf("header:\n got %s\nwant %s", c.header, hdr)
 	}
@@ -96,7 +96,7 @@ func TestSubscribeFlows(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := start(t, "s3cret", nil)
-			c := h.srv.next(t)
+			c := h.first(t)
 			c.send(t, tc.in)
 			// A ping after the stanza: its reply shows everything before it was handled.
 			c.send(t, "<iq from='bots.localhost' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -129,7 +129,7 @@ func TestSubscribeFlows(t *testing.T) {
 // (RFC 6121 §3.1.3) and nothing changes.
 func TestDuplicateSubscribe(t *testing.T) {
 	h := start(t, "s3cret", nil)
-	c := h.srv.next(t)
+	c := h.first(t)
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -144,7 +144,7 @@ func TestDuplicateSubscribe(t *testing.T) {
 
 func TestDropSendsAndStoresNothing(t *testing.T) {
 	h := start(t, "s3cret", nil)
-	c := h.srv.next(t)
+	c := h.first(t)
 	c.send(t, "<presence from='x@spam.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.send(t, "<presence from='x@spam.example' to='helpdesk@bots.localhost' type='error'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
 	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -178,7 +178,7 @@ func TestIQ(t *testing.T) {
 			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='10'><error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
 	}
 	h := start(t, "s3cret", nil)
-	c := h.srv.next(t)
+	c := h.first(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c.send(t, tc.in)
@@ -191,7 +191,7 @@ func TestIQ(t *testing.T) {
 // resend presence to its subscribers and probe its contacts.
 func TestReconnectResync(t *testing.T) {
 	h := start(t, "s3cret", nil)
-	c := h.srv.next(t)
+	c := h.first(t)
 	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
 	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribed' id='t'/>")
 	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -208,7 +208,7 @@ func TestReconnectResync(t *testing.T) {
 
 func TestShutdownSendsUnavailable(t *testing.T) {
 	h := start(t, "s3cret", nil)
-	c := h.srv.next(t)
+	c := h.first(t)
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
 	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
 	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
@@ -222,7 +222,7 @@ func TestShutdownSendsUnavailable(t *testing.T) {
 
 func TestKeepalive(t *testing.T) {
 	h := start(t, "s3cret", func(o *Options) { o.Keepalive = 40 * time.Millisecond })
-	c := h.srv.next(t)
+	c := h.first(t)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := c.r.ReadByte()
 	if err != nil || b != ' ' {

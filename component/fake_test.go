@@ -156,6 +156,7 @@ func (c *fakeConn) send(t *testing.T, s string) {
 }
 
 type harness struct {
+	up   <-chan struct{} // closed when the first stream is up and resynced
 	srv  *fakeServer
 	comp *Component
 	db   *storage.DB
@@ -209,7 +210,7 @@ func start(t *testing.T, secret string, tweak func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{srv: srv, comp: comp, db: db, done: make(chan error, 1), stop: cancel}
+	h := &harness{up: comp.Connected(), srv: srv, comp: comp, db: db, done: make(chan error, 1), stop: cancel}
 	go func() { h.done <- comp.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -221,6 +222,19 @@ func start(t *testing.T, secret string, tweak func(*Options)) *harness {
 		db.Close()
 	})
 	return h
+}
+
+// first returns the first stream, once the component has sent its resync
+// on it, so that what the test sends next is not raced by the resync.
+func (h *harness) first(t *testing.T) *fakeConn {
+	t.Helper()
+	c := h.srv.next(t)
+	select {
+	case <-h.up:
+	case <-time.After(10 * time.Second):
+		t.Fatal("component did not finish connecting within 10 s")
+	}
+	return c
 }
 
 // wait returns Run's result.

@@ -398,3 +398,35 @@ func TestIntegrationProsodyRestart(t *testing.T) {
 	}
 	mustWaitPresence(t, bob, presenceFrom(helpdesk, "subscribed"))
 }
+
+// A wrong secret or a domain the server does not know stops rostergate at
+// once with the stream error by name.
+func TestIntegrationRefused(t *testing.T) {
+	s := newSetup(t, accept(false))
+	db, err := storage.Open(context.Background(), s.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, _ := policy.Compile(s.pol)
+	tests := []struct{ name, domain, secret, want string }{
+		{"wrong secret", s.srv.ComponentDomain, "not-the-secret", "not-authorized"},
+		{"unknown domain", "nope.localhost", s.srv.ComponentSecret, "host-unknown"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			comp, err := component.New(component.Options{Domain: tc.domain, Server: s.srv.ComponentAddr, Secret: tc.secret, Policy: p, Store: db})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = comp.Run(ctx(t))
+			if !component.IsAuthError(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), tc.secret) {
+				t.Errorf("error %q shows the secret", err)
+			}
+			t.Log(err)
+		})
+	}
+}

@@ -63,7 +63,7 @@ func next(d *xml.Decoder) (*element, error) {
 				if err := d.DecodeElement(&se, &t); err != nil {
 					return nil, fmt.Errorf("component: reading stream error: %w", err)
 				}
-				return nil, &StreamError{Err: se}
+				return nil, fmt.Errorf("component: %w", &StreamError{Err: se})
 			}
 			el := &element{Name: t.Name.Local}
 			for _, a := range t.Attr {
@@ -106,7 +106,7 @@ type StreamError struct {
 }
 
 func (e *StreamError) Error() string {
-	msg := "component: stream error from server: " + e.Err.Err
+	msg := "stream error from server: " + e.Err.Err
 	for _, t := range e.Err.Text {
 		if t.Value != "" {
 			msg += " (" + t.Value + ")"
