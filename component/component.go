@@ -88,6 +88,7 @@ type Component struct {
 	// committed and sent, from the stream or from an outbound action.
 	mu      sync.Mutex
 	w       *writer     // the live stream, nil when disconnected
+	closed  bool        // </stream:stream> sent: nothing more is handled on this stream
 	offline atomic.Bool // shutting down: current presence is unavailable
 
 	connected chan struct{} // closed and replaced on each connect; for tests
@@ -244,6 +245,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 
 	c.mu.Lock()
 	c.w = w
+	c.closed = false
 	c.offline.Store(false)
 	c.mu.Unlock()
 	defer func() {
@@ -312,17 +314,18 @@ func (c *Component) keepalive(ctx context.Context, w *writer) {
 
 // shutdown sends unavailable to every subscriber and closes the stream.
 func (c *Component) shutdown(w *writer) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.offline.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := c.broadcast(ctx, w, storage.Filter{AllEntities: true, Subs: []string{"from", "both"}}, false)
+	n, err := c.broadcast(ctx, w, []string{"from", "both"}, false)
 	if err != nil {
 		c.log.Error("sending unavailable on shutdown", "err", err, "sent", n)
 	} else {
 		c.log.Info("sent unavailable to subscribers", "count", n)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
 	_ = w.write([]byte("</stream:stream>"))
 }
 
@@ -330,7 +333,7 @@ func (c *Component) shutdown(w *writer) {
 // to an entity, and probes every contact an entity is subscribed to: what
 // was missed while the stream was down.
 func (c *Component) resync(ctx context.Context, w *writer) error {
-	n, err := c.broadcast(ctx, w, storage.Filter{AllEntities: true}, true)
+	n, err := c.broadcast(ctx, w, nil, true)
 	if err != nil {
 		return err
 	}
@@ -338,38 +341,55 @@ func (c *Component) resync(ctx context.Context, w *writer) error {
 	return nil
 }
 
-// broadcast streams the items that match f and writes, in chunks, the
-// entity's current presence to each contact with From, and with probe a probe
-// to each contact with To. It returns the number of stanzas written.
-func (c *Component) broadcast(ctx context.Context, w *writer, f storage.Filter, probe bool) (int, error) {
+// broadcastPage is how many items broadcast reads and writes under the state
+// lock at a time: small enough that replies to live requests wait little.
+const broadcastPage = 1000
+
+// broadcast walks the items (of every entity, with a Sub in subs, or all) in
+// pages and writes the entity's current presence to each contact with From,
+// and with probe a probe to each contact with To. Each page is read and
+// written under the state lock, so a page never reports a state that a
+// concurrent stanza has already changed. It returns the stanzas written.
+func (c *Component) broadcast(ctx context.Context, w *writer, subs []string, probe bool) (int, error) {
 	var b strings.Builder
 	n := 0
-	flush := func() error {
-		if b.Len() == 0 {
-			return nil
+	var after *storage.Key
+	for {
+		rows, err := c.broadcastPage(ctx, w, &b, storage.Filter{AllEntities: true, Subs: subs, After: after, Limit: broadcastPage}, probe, &after)
+		n += rows.stanzas
+		if err != nil {
+			return n, fmt.Errorf("component: broadcast: %w", err)
 		}
-		err := w.write([]byte(b.String()))
-		b.Reset()
-		return err
+		if rows.items < broadcastPage {
+			return n, nil
+		}
 	}
+}
+
+type pageCount struct{ items, stanzas int }
+
+func (c *Component) broadcastPage(ctx context.Context, w *writer, b *strings.Builder, f storage.Filter, probe bool, after **storage.Key) (pageCount, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var pc pageCount
+	b.Reset()
 	err := c.opts.Store.Items(ctx, f, func(it storage.Item) error {
+		pc.items++
+		*after = &storage.Key{Entity: it.Entity, Contact: it.Contact}
 		if it.Sub == "from" || it.Sub == "both" {
-			c.currentPresence(&b, it.Entity, it.Contact, "")
-			n++
+			c.currentPresence(b, it.Entity, it.Contact, "")
+			pc.stanzas++
 		}
 		if probe && (it.Sub == "to" || it.Sub == "both") {
-			presence(&b, c.entityJID(it.Entity), it.Contact, c.newID(), "probe", "", "")
-			n++
-		}
-		if b.Len() >= 32<<10 {
-			return flush()
+			presence(b, c.entityJID(it.Entity), it.Contact, c.newID(), "probe", "", "")
+			pc.stanzas++
 		}
 		return nil
 	})
 	if err != nil {
-		return n, fmt.Errorf("component: broadcast: %w", err)
+		return pc, err
 	}
-	return n, flush()
+	return pc, w.write([]byte(b.String()))
 }
 
 // currentPresence appends the entity's current presence to contact: its

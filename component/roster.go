@@ -66,6 +66,13 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder) error {
 	}()
 	for el := range ch {
 		c.mu.Lock()
+		if c.closed {
+			// Our </stream:stream> is out: what the server still sends is
+			// left unanswered and unchanged, for the next run to receive.
+			c.mu.Unlock()
+			c.log.Warn("stanza after shutdown not handled", "name", el.Name, "type", el.Type, "from", el.From)
+			continue
+		}
 		b := newBatch()
 		c.handle(ctx, b, el)
 	drain:

@@ -121,7 +121,12 @@ type Filter struct {
 	Entity      string   // only this entity's items...
 	AllEntities bool     // ...unless this is set
 	Subs        []string // only items whose Sub is one of these; empty = all
+	After       *Key     // only items after this key in (entity, contact) order, for reading in pages
+	Limit       int      // at most this many items; 0 = no limit
 }
+
+// Key identifies a roster item.
+type Key struct{ Entity, Contact string }
 
 // DB is an open rostergate database. It is safe for concurrent use.
 type DB struct {
@@ -460,11 +465,20 @@ func itemsQuery(f Filter) (string, []any, error) {
 		}
 		where = append(where, "sub IN (?"+strings.Repeat(", ?", len(f.Subs)-1)+")")
 	}
+	if f.After != nil {
+		where = append(where, "(entity, contact) > (?, ?)")
+		args = append(args, f.After.Entity, f.After.Contact)
+	}
 	q := `SELECT ` + itemColumns + ` FROM roster`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	return q + ` ORDER BY entity, contact`, args, nil
+	q += ` ORDER BY entity, contact`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	return q, args, nil
 }
 
 // Items streams the items f selects, ordered by entity then contact, calling

@@ -996,6 +996,44 @@ func BenchmarkApplyBatch(b *testing.B) {
 	}
 }
 
+// Reading in pages with After and Limit visits every item once, in order.
+func TestItemsPages(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	var batch []Change
+	for _, e := range []string{"", "a", "b"} {
+		for i := range 25 {
+			batch = append(batch, Change{Item: Item{Entity: e, Contact: fmt.Sprintf("c%02d@x", i), Sub: SubFrom}})
+		}
+	}
+	mustApply(t, db, batch...)
+	var got []Key
+	var after *Key
+	for pages := 0; pages < 100; pages++ {
+		n := 0
+		err := db.Items(ctx, Filter{AllEntities: true, After: after, Limit: 10}, func(it Item) error {
+			n++
+			after = &Key{it.Entity, it.Contact}
+			got = append(got, *after)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 10 {
+			break
+		}
+	}
+	if len(got) != 75 || got[0] != (Key{"", "c00@x"}) || got[25] != (Key{"a", "c00@x"}) || got[74] != (Key{"b", "c24@x"}) {
+		t.Fatalf("pages visited %d items: first %v, last %v", len(got), got[0], got[len(got)-1])
+	}
+	for i := 1; i < len(got); i++ {
+		if !(got[i-1].Entity < got[i].Entity || got[i-1].Entity == got[i].Entity && got[i-1].Contact < got[i].Contact) {
+			t.Fatalf("out of order at %d: %v then %v", i, got[i-1], got[i])
+		}
+	}
+}
+
 // TestItemsQueryPlan guards the streaming of Items over large rosters: no
 // filter may make SQLite sort, which would buffer every row first.
 func TestItemsQueryPlan(t *testing.T) {
@@ -1008,6 +1046,7 @@ func TestItemsQueryPlan(t *testing.T) {
 		{"entity and subs", Filter{Entity: "alice", Subs: []string{SubTo, SubBoth}}},
 		{"all", Filter{AllEntities: true}},
 		{"all and subs", Filter{AllEntities: true, Subs: []string{SubFrom}}},
+		{"page", Filter{AllEntities: true, After: &Key{"alice", "bob@x"}, Limit: 1000}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, args, err := itemsQuery(tc.f)
