@@ -67,8 +67,9 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder) error {
 	for el := range ch {
 		c.mu.Lock()
 		if c.closed {
-			// Our </stream:stream> is out: what the server still sends is
-			// left unanswered and unchanged, for the next run to receive.
+			// Our </stream:stream> is out, so no reply could follow: the
+			// stanza is left unanswered and the state unchanged, rather than
+			// committing a state whose report would never be sent.
 			c.mu.Unlock()
 			c.log.Warn("stanza after shutdown not handled", "name", el.Name, "type", el.Type, "from", el.From)
 			continue
@@ -319,7 +320,7 @@ func (c *Component) Act(ctx context.Context, entity, contact string, k subscript
 	contact = cj.Bare().String()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.w == nil {
+	if c.w == nil || c.closed {
 		return ErrNotConnected
 	}
 	b := newBatch()
