@@ -12,7 +12,11 @@ import (
 )
 
 const (
-	hdr = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='bots.localhost'>"
+	// A ping after the stanzas under test: its answer shows that everything
+	// before it was handled.
+	ping = "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"
+	pong = "<iq type='result' from='bots.localhost' to='a@b' id='p1'/>"
+	hdr  = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='bots.localhost'>"
 )
 
 func TestHandshakeBytes(t *testing.T) {
@@ -132,9 +136,9 @@ func TestDuplicateSubscribe(t *testing.T) {
 	c := h.first(t)
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
-	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+	c.send(t, ping)
 	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"+
-		"<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
+		"<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+pong)
 	n := 0
 	h.db.Events(context.Background(), time.Time{}, func(storage.Event) error { n++; return nil })
 	if n != 1 {
@@ -147,8 +151,8 @@ func TestDropSendsAndStoresNothing(t *testing.T) {
 	c := h.first(t)
 	c.send(t, "<presence from='x@spam.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.send(t, "<presence from='x@spam.example' to='helpdesk@bots.localhost' type='error'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
-	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
-	c.expect(t, "<iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
+	c.send(t, ping)
+	c.expect(t, pong)
 	if _, err := h.db.Get(context.Background(), "helpdesk", "x@spam.example"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Get = %v, want not found", err)
 	}
@@ -194,8 +198,8 @@ func TestReconnectResync(t *testing.T) {
 	c := h.first(t)
 	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
 	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribed' id='t'/>")
-	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
-	c.expect(t, "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/><iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
+	c.send(t, ping)
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/>"+pong)
 
 	resync := "<presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='probe'/>"
 	c.send(t, "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
@@ -210,8 +214,8 @@ func TestShutdownSendsUnavailable(t *testing.T) {
 	h := start(t, "s3cret", nil)
 	c := h.first(t)
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
-	c.send(t, "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
-	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><iq type='result' from='bots.localhost' to='a@b' id='p1'/>")
+	c.send(t, ping)
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"+pong)
 	h.stop()
 	c.expect(t, "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID' type='unavailable'/></stream:stream>")
 	c.send(t, "</stream:stream>")
