@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"rostergate/storage"
+	"rostergate/subscription"
 )
 
 const (
@@ -90,6 +91,12 @@ func TestSubscribeFlows(t *testing.T) {
 			in:    "<presence from='carol@other.example' to='helpdesk@bots.localhost' type='subscribe'/>",
 			want:  "",
 			state: "none+in",
+		},
+		{
+			name:  "subscribe to a full JID is for the bare JID",
+			in:    "<presence from='alice@good.example' to='helpdesk@bots.localhost/desk' type='subscribe'/>",
+			want:  "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>",
+			state: "from",
 		},
 		{
 			name: "probe from a stranger",
@@ -232,4 +239,34 @@ func TestKeepalive(t *testing.T) {
 	if err != nil || b != ' ' {
 		t.Fatalf("read %q, %v; want a whitespace keepalive", b, err)
 	}
+}
+
+// A subscriber's probe gets the entity's presence; a probe of a full JID gets
+// only that resource's presence (RFC 6121 §4.3.2), and a probe never cancels
+// a pre-approval.
+func TestProbes(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+avail)
+	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost' type='probe'/>")
+	c.expect(t, avail)
+	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost/rostergate' type='probe'/>")
+	c.expect(t, avail)
+	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost/other' type='probe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost/other' to='alice@good.example' id='ID' type='unavailable'/>")
+
+	if err := h.comp.Act(context.Background(), "helpdesk", "dave@other.example", subscription.Subscribed, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	c.send(t, "<presence from='dave@other.example' to='helpdesk@bots.localhost' type='probe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='unsubscribed'/>")
+	it, err := h.db.Get(context.Background(), "helpdesk", "dave@other.example")
+	if err != nil || !it.Approved {
+		t.Fatalf("pre-approval after a probe: %+v, %v", it, err)
+	}
+	// The pre-approved contact's request is accepted without the policy (which would review it).
+	c.send(t, "<presence from='dave@other.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='dave@other.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>")
 }

@@ -223,7 +223,7 @@ func (c *Component) handlePresence(ctx context.Context, b *batch, el *element) {
 		case policy.Review:
 			c.record(b, before, r.Item, nil, ev, &storage.Request{
 				Entity: a.entity, Contact: a.contact, Rule: d.Reason, SubscribeBack: d.SubscribeBack, Created: b.now,
-			}, a.resource)
+			}, "")
 			return
 		default: // drop: nothing stored, nothing sent
 			return
@@ -242,7 +242,13 @@ func (c *Component) handlePresence(ctx context.Context, b *batch, el *element) {
 	} else if ev.Action == "" {
 		ev.Action = "state"
 	}
-	c.record(b, before, r.Item, r.Send, ev, nil, a.resource)
+	// Only a probe of a full JID is about one resource (RFC 6121 §4.3.2);
+	// any other stanza to a full JID is handled as sent to the bare JID.
+	probed := ""
+	if kind == subscription.Probe {
+		probed = a.resource
+	}
+	c.record(b, before, r.Item, r.Send, ev, nil, probed)
 }
 
 // record adds the new state of an item to the batch, with its audit event
