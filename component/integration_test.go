@@ -39,9 +39,6 @@ type setup struct {
 }
 
 func newSetup(t *testing.T, pol policy.Config) *setup {
-	if testing.Short() {
-		t.Skip("integration test: skipped with -short")
-	}
 	srv := xmpptest.Prosody(t)
 	return &setup{t: t, srv: srv, dbPath: filepath.Join(t.TempDir(), "rostergate.db"), pol: pol}
 }

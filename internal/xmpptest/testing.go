@@ -12,8 +12,8 @@ import (
 const testTimeout = 20 * time.Second
 
 // Prosody starts a Prosody server in a fresh t.TempDir with the default
-// domains. If Prosody is not installed it skips the test, or fails it when
-// the environment variable CI is "true". The server is stopped when the test
+// domains. With -short it skips the test. If Prosody is not installed it
+// skips the test, or fails it when the environment variable CI is "true". The server is stopped when the test
 // ends; if the test failed, the tail of the Prosody log is logged first.
 func Prosody(t testing.TB) *Server {
 	t.Helper()
@@ -24,6 +24,9 @@ func Prosody(t testing.TB) *Server {
 // replaced by t.TempDir().
 func ProsodyWith(t testing.TB, cfg ProsodyConfig) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping: needs a real Prosody, and -short is set")
+	}
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
