@@ -2,9 +2,10 @@
 // every entity (RFC 6121 subscription state), pending review requests and an
 // append-only audit log.
 //
-// The database runs in WAL mode with synchronous=NORMAL, a 5 s busy timeout
+// The database runs in WAL mode with synchronous=FULL (a commit is on disk
+// before the reply that reports it is sent, even across a power loss), a 5 s busy timeout
 // and foreign keys on, so another process (the CLI) may read, and write, the
-// same file while the component runs. Every write goes through [DB.Apply],
+// same file while the component runs. Every write goes through [DB.Commit],
 // which commits a whole batch of changes in one transaction: a batch is
 // stored entirely or not at all, even if the process is killed mid-way, and
 // batching many decisions into one commit (group commit) is what makes the
@@ -150,7 +151,7 @@ func dsn(path string, params url.Values) string {
 	params.Set("mode", "rw")
 	params.Set("_busy_timeout", fmt.Sprint(busyTimeout.Milliseconds()))
 	params.Set("_foreign_keys", "1")
-	params.Set("_synchronous", "NORMAL")
+	params.Set("_synchronous", "FULL")
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path)}
 	return u.String() + "?" + params.Encode()
 }
@@ -295,13 +296,40 @@ func boolInt(b bool) int64 {
 // none of it. An empty batch is a no-op. On success it sets the ID of every
 // queued Request and appended Event.
 func (db *DB) Apply(ctx context.Context, changes []Change) error {
-	if len(changes) == 0 {
-		return nil
+	_, err := db.Commit(ctx, Batch{Changes: changes})
+	return err
+}
+
+// Batch is one transaction: state changes, the stanzas that report them, and
+// the outbox rows that have been delivered since the last batch.
+type Batch struct {
+	Changes []Change
+	// Send holds the stanzas to write to the stream once the batch is
+	// committed. It is kept in the outbox, in the same transaction, until
+	// Delivered names it: a reply is never lost between commit and write.
+	Send string
+	// Delivered deletes the outbox rows with ids up to this one.
+	Delivered int64
+}
+
+// Outgoing is an outbox row: stanzas committed but not known to be delivered.
+type Outgoing struct {
+	ID      int64
+	Created time.Time
+	Stanzas string
+}
+
+// Commit writes a batch in one transaction, all or nothing, and returns the
+// id of its outbox row (0 when Send is empty). An empty batch is a no-op.
+func (db *DB) Commit(ctx context.Context, b Batch) (outboxID int64, err error) {
+	changes := b.Changes
+	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 {
+		return 0, nil
 	}
 	now := time.Now()
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("storage: apply: begin: %w", err)
+		return 0, fmt.Errorf("storage: apply: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
@@ -314,7 +342,7 @@ func (db *DB) Apply(ctx context.Context, changes []Change) error {
 	for i := range changes {
 		c := &changes[i]
 		if err := applyOne(ctx, c, now, upsertItem, deleteItem, deleteRequest); err != nil {
-			return fmt.Errorf("storage: apply: change %d (%q, %q): %w", i, c.Item.Entity, c.Item.Contact, err)
+			return 0, fmt.Errorf("storage: apply: change %d (%q, %q): %w", i, c.Item.Entity, c.Item.Contact, err)
 		}
 		if q := c.Queue; q != nil {
 			entity, contact := q.Entity, q.Contact
@@ -326,15 +354,15 @@ func (db *DB) Apply(ctx context.Context, changes []Change) error {
 				created = now
 			}
 			if _, err := deleteRequest.ExecContext(ctx, entity, contact); err != nil {
-				return fmt.Errorf("storage: apply: change %d: replace request: %w", i, err)
+				return 0, fmt.Errorf("storage: apply: change %d: replace request: %w", i, err)
 			}
 			res, err := insertRequest.ExecContext(ctx, entity, contact, q.Rule, boolInt(q.SubscribeBack), millis(created))
 			if err != nil {
-				return fmt.Errorf("storage: apply: change %d: queue request: %w", i, err)
+				return 0, fmt.Errorf("storage: apply: change %d: queue request: %w", i, err)
 			}
 			id, err := res.LastInsertId()
 			if err != nil {
-				return fmt.Errorf("storage: apply: change %d: queue request: %w", i, err)
+				return 0, fmt.Errorf("storage: apply: change %d: queue request: %w", i, err)
 			}
 			reqIDs = append(reqIDs, id)
 		}
@@ -346,17 +374,31 @@ func (db *DB) Apply(ctx context.Context, changes []Change) error {
 			res, err := insertEvent.ExecContext(ctx, millis(at), e.Entity, e.Contact, e.Kind, e.Action, e.Rule,
 				e.From, e.To, e.Actor, e.Interface, e.Detail)
 			if err != nil {
-				return fmt.Errorf("storage: apply: change %d: audit: %w", i, err)
+				return 0, fmt.Errorf("storage: apply: change %d: audit: %w", i, err)
 			}
 			id, err := res.LastInsertId()
 			if err != nil {
-				return fmt.Errorf("storage: apply: change %d: audit: %w", i, err)
+				return 0, fmt.Errorf("storage: apply: change %d: audit: %w", i, err)
 			}
 			eventIDs = append(eventIDs, id)
 		}
 	}
+	if b.Delivered > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id <= ?`, b.Delivered); err != nil {
+			return 0, fmt.Errorf("storage: apply: outbox: %w", err)
+		}
+	}
+	if b.Send != "" {
+		res, err := tx.ExecContext(ctx, `INSERT INTO outbox (created, stanzas) VALUES (?, ?)`, millis(now), b.Send)
+		if err != nil {
+			return 0, fmt.Errorf("storage: apply: outbox: %w", err)
+		}
+		if outboxID, err = res.LastInsertId(); err != nil {
+			return 0, fmt.Errorf("storage: apply: outbox: %w", err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("storage: apply: commit: %w", err)
+		return 0, fmt.Errorf("storage: apply: commit: %w", err)
 	}
 
 	// Only now are the ids real.
@@ -368,7 +410,7 @@ func (db *DB) Apply(ctx context.Context, changes []Change) error {
 			e.ID, eventIDs = eventIDs[0], eventIDs[1:]
 		}
 	}
-	return nil
+	return outboxID, nil
 }
 
 // applyOne writes the item part and the Dequeue of one change.
@@ -648,4 +690,36 @@ func (db *DB) pragmaLines(ctx context.Context, pragma string) ([]string, error) 
 		return nil, fmt.Errorf("storage: %s: %w", strings.ToLower(pragma), err)
 	}
 	return out, nil
+}
+
+// Outbox returns the stanzas committed but not yet known to be delivered,
+// oldest first: what a crash or a dropped stream left unsent.
+func (db *DB) Outbox(ctx context.Context) ([]Outgoing, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, created, stanzas FROM outbox ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("storage: outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []Outgoing
+	for rows.Next() {
+		var o Outgoing
+		var created int64
+		if err := rows.Scan(&o.ID, &created, &o.Stanzas); err != nil {
+			return nil, fmt.Errorf("storage: outbox: %w", err)
+		}
+		o.Created = fromMillis(created)
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: outbox: %w", err)
+	}
+	return out, nil
+}
+
+// Delivered deletes the outbox rows with ids up to upto.
+func (db *DB) Delivered(ctx context.Context, upto int64) error {
+	if _, err := db.Commit(ctx, Batch{Delivered: upto}); err != nil {
+		return fmt.Errorf("storage: delivered: %w", err)
+	}
+	return nil
 }

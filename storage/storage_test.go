@@ -172,8 +172,8 @@ func TestOpenPragmas(t *testing.T) {
 					t.Fatalf("PRAGMA %s: %v", p.pragma, err)
 				}
 			}
-			if mode != "wal" || sync != 1 || busy != 5000 || fk != 1 || qo != tc.queryOnly {
-				t.Errorf("journal_mode=%s synchronous=%d busy_timeout=%d foreign_keys=%d query_only=%d; want wal 1 5000 1 %d",
+			if mode != "wal" || sync != 2 || busy != 5000 || fk != 1 || qo != tc.queryOnly {
+				t.Errorf("journal_mode=%s synchronous=%d busy_timeout=%d foreign_keys=%d query_only=%d; want wal 2 (FULL) 5000 1 %d",
 					mode, sync, busy, fk, qo, tc.queryOnly)
 			}
 		})
@@ -1072,5 +1072,40 @@ func TestItemsQueryPlan(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// The outbox keeps a batch's stanzas, committed with its changes, until they
+// are marked delivered; a failed batch leaves no outbox row.
+func TestOutbox(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	id1, err := db.Commit(ctx, Batch{Changes: []Change{{Item: Item{Entity: "e", Contact: "a@x", Sub: SubFrom}}}, Send: "<presence type='subscribed'/>"})
+	if err != nil || id1 == 0 {
+		t.Fatalf("Commit = %d, %v", id1, err)
+	}
+	id2, err := db.Commit(ctx, Batch{Send: "<presence type='unsubscribed'/>"})
+	if err != nil || id2 <= id1 {
+		t.Fatalf("Commit = %d, %v", id2, err)
+	}
+	if _, err := db.Commit(ctx, Batch{Changes: []Change{{Item: Item{Entity: "e", Contact: "b@x", Sub: "bogus"}}}, Send: "<never/>"}); err == nil {
+		t.Fatal("a bad change committed")
+	}
+	out, err := db.Outbox(ctx)
+	if err != nil || len(out) != 2 || out[0].ID != id1 || out[0].Stanzas != "<presence type='subscribed'/>" || out[1].ID != id2 {
+		t.Fatalf("Outbox = %+v, %v", out, err)
+	}
+	// Delivery of the first rides on the next batch.
+	if _, err := db.Commit(ctx, Batch{Changes: []Change{{Item: Item{Entity: "e", Contact: "c@x", Sub: SubTo}}}, Delivered: id1}); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := db.Outbox(ctx); len(out) != 1 || out[0].ID != id2 {
+		t.Fatalf("after delivering %d: %+v", id1, out)
+	}
+	if err := db.Delivered(ctx, id2); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := db.Outbox(ctx); len(out) != 0 {
+		t.Fatalf("after delivering all: %+v", out)
 	}
 }
