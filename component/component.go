@@ -36,8 +36,13 @@ type Store interface {
 	// Get returns the item of contact on entity's roster, or an error
 	// matching storage.ErrNotFound.
 	Get(ctx context.Context, entity, contact string) (storage.Item, error)
-	// Apply commits a batch of changes in one transaction.
-	Apply(ctx context.Context, changes []storage.Change) error
+	// Commit writes a batch of changes, with the stanzas that report them
+	// kept in an outbox, in one transaction, and returns the outbox id.
+	Commit(ctx context.Context, b storage.Batch) (int64, error)
+	// Outbox returns what was committed but not known to be delivered.
+	Outbox(ctx context.Context) ([]storage.Outgoing, error)
+	// Delivered deletes the outbox rows up to id.
+	Delivered(ctx context.Context, id int64) error
 	// Items streams the items that match f to fn.
 	Items(ctx context.Context, f storage.Filter, fn func(storage.Item) error) error
 }
@@ -89,6 +94,12 @@ type Component struct {
 	mu      sync.Mutex
 	w       *writer     // the live stream, nil when disconnected
 	closed  bool        // </stream:stream> sent: nothing more is handled on this stream
+	// delivered is the newest outbox row written to the stream; the next
+	// commit deletes the rows up to it.
+	delivered int64
+	// readEnded is set once the server's side of the stream has ended: what
+	// is written after that may never be read, so it stays in the outbox.
+	readEnded atomic.Bool
 	offline atomic.Bool // shutting down: current presence is unavailable
 
 	connected chan struct{} // closed and replaced on each connect; for tests
@@ -192,6 +203,7 @@ func (c *Component) Run(ctx context.Context) error {
 	backoff := c.opts.MinBackoff
 	everUp := false
 	for {
+		start := time.Now()
 		up, err := c.session(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -200,13 +212,19 @@ func (c *Component) Run(ctx context.Context) error {
 		if !everUp && IsAuthError(err) {
 			return err
 		}
-		if up {
+		// Only a stream that stayed up a while resets the backoff: a server
+		// that accepts and then drops the stream is not hammered.
+		if up && time.Since(start) >= c.opts.MaxBackoff {
 			backoff = c.opts.MinBackoff
 		}
 		// Half the delay fixed, half random: servers restarting under many
 		// components do not see them all come back at once.
 		delay := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
-		c.log.Warn("connection lost, reconnecting", "server", c.opts.Server, "err", err, "backoff", delay.Round(time.Millisecond))
+		msg := "connection lost, reconnecting"
+		if !up {
+			msg = "could not connect, retrying"
+		}
+		c.log.Warn(msg, "server", c.opts.Server, "err", err, "backoff", delay.Round(time.Millisecond))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -246,6 +264,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	c.mu.Lock()
 	c.w = w
 	c.closed = false
+	c.readEnded.Store(false)
 	c.offline.Store(false)
 	c.mu.Unlock()
 	defer func() {
@@ -255,25 +274,37 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	}()
 
 	sctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer conn.Close() // before the wait: unblocks a write in progress
 	defer stop()
 	readErr := make(chan error, 1)
-	go func() { readErr <- c.readLoop(sctx, d) }()
-	go c.keepalive(sctx, w)
-	go func() {
-		if err := c.resync(sctx, w); err != nil && sctx.Err() == nil {
-			c.log.Error("presence resync failed", "err", err)
+	// The store outlives the stream's context: a stanza that arrives while
+	// shutting down is still decided and committed before the stream closes.
+	go func() { readErr <- c.readLoop(context.WithoutCancel(sctx), d) }()
+	wg.Go(func() { c.keepalive(sctx, w) })
+	wg.Go(func() {
+		err := c.replay(sctx, w)
+		if err == nil {
+			err = c.resync(sctx, w)
+		}
+		if err != nil && sctx.Err() == nil {
+			c.log.Error("resync after connecting failed", "err", err)
+			_ = conn.Close() // the next connection tries again
+			return
 		}
 		c.signalConnected()
-	}()
+	})
 
 	select {
 	case err := <-readErr:
+		c.closeStream(w, err)
 		return true, err
 	case <-ctx.Done():
 	}
+	c.shutdown(w)
 	// Wait for the server's </stream:stream> after ours, but not for long.
 	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-	c.shutdown(w)
 	<-readErr
 	c.log.Info("disconnected", "domain", c.domain.String())
 	return true, nil
@@ -327,6 +358,57 @@ func (c *Component) shutdown(w *writer) {
 	defer c.mu.Unlock()
 	c.closed = true
 	_ = w.write([]byte("</stream:stream>"))
+	if c.delivered > 0 && w.failed() == nil {
+		if err := c.opts.Store.Delivered(ctx, c.delivered); err != nil {
+			c.log.Error("clearing the outbox", "err", err)
+		}
+		c.delivered = 0
+	}
+}
+
+// closeStream ends a stream the server ended or broke: our own
+// </stream:stream> after the server's (RFC 6120 §4.4), or a
+// not-well-formed stream error when the server sent bad XML (§4.9.3.13).
+func (c *Component) closeStream(w *writer, err error) {
+	var syn *xml.SyntaxError
+	switch {
+	case errors.Is(err, errStreamClosed):
+		_ = w.write([]byte("</stream:stream>"))
+	case errors.As(err, &syn):
+		_ = w.write([]byte("<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"))
+	}
+}
+
+// replay writes what the outbox holds, oldest first: replies committed but
+// not written because the stream broke, or because the process died between
+// commit and write. After a crash the last batch may have got out already
+// and is sent twice; it reports the current state, and subscription
+// stanzas are idempotent (RFC 6121 §3).
+func (c *Component) replay(ctx context.Context, w *writer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rows, err := c.opts.Store.Outbox(ctx)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	n := 0
+	for _, r := range rows {
+		if r.ID <= c.delivered {
+			continue // written on the last stream; only its deletion was pending
+		}
+		if err := w.write([]byte(r.Stanzas)); err != nil {
+			return fmt.Errorf("component: replaying the outbox: %w", err)
+		}
+		n++
+	}
+	if err := c.opts.Store.Delivered(ctx, rows[len(rows)-1].ID); err != nil {
+		return fmt.Errorf("component: %w", err)
+	}
+	c.delivered = 0
+	if n > 0 {
+		c.log.Info("outbox replayed: replies committed but not sent before", "batches", n)
+	}
+	return nil
 }
 
 // resync sends current presence to every contact that holds a subscription

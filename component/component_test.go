@@ -176,7 +176,13 @@ func TestIQ(t *testing.T) {
 		{"disco info of an entity", "<iq from='a@localhost/r' to='helpdesk@bots.localhost' type='get' id='4'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
 			"<iq type='result' from='helpdesk@bots.localhost' to='a@localhost/r' id='4'><query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='bot' name='Help Desk'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/></query></iq>"},
 		{"disco info of a stranger", "<iq from='a@localhost/r' to='nobody@bots.localhost' type='get' id='5'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
-			"<iq type='error' from='nobody@bots.localhost' to='a@localhost/r' id='5'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+			"<iq type='error' from='nobody@bots.localhost' to='a@localhost/r' id='5'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"ping of a stranger", "<iq from='a@localhost/r' to='nobody@bots.localhost' type='get' id='5b'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='error' from='nobody@bots.localhost' to='a@localhost/r' id='5b'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"ping of another resource", "<iq from='a@localhost/r' to='helpdesk@bots.localhost/other' type='get' id='5c'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='error' from='helpdesk@bots.localhost/other' to='a@localhost/r' id='5c'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"ping of the entity's resource", "<iq from='a@localhost/r' to='helpdesk@bots.localhost/rostergate' type='get' id='5d'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='result' from='helpdesk@bots.localhost/rostergate' to='a@localhost/r' id='5d'/>"},
 		{"disco items", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='6'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
 			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='6'><query xmlns='http://jabber.org/protocol/disco#items'><item jid='helpdesk@bots.localhost' name='Help Desk'/></query></iq>"},
 		{"unknown get", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='7'><query xmlns='jabber:iq:last'/></iq>",
@@ -269,4 +275,37 @@ func TestProbes(t *testing.T) {
 	// The pre-approved contact's request is accepted without the policy (which would review it).
 	c.send(t, "<presence from='dave@other.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='dave@other.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>")
+}
+
+// A reply committed but cut off by the server closing the stream is kept in
+// the outbox and sent first on the next stream; the outbox is then empty.
+func TestOutboxReplayAfterDrop(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/></stream:stream>")
+	c.Close()
+	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"
+	c2 := h.srv.next(t)
+	// The replayed reply, then the resync's presence.
+	c2.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+avail+avail)
+	c2.send(t, ping)
+	c2.expect(t, pong)
+	if out, err := h.db.Outbox(context.Background()); err != nil || len(out) != 0 {
+		t.Errorf("outbox after replay: %+v, %v", out, err)
+	}
+}
+
+// The component answers the server's </stream:stream> with its own, and bad
+// XML with a not-well-formed stream error, then reconnects.
+func TestServerCloses(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "</stream:stream>")
+	c.expect(t, "</stream:stream>")
+	c2 := h.srv.next(t)
+	c2.send(t, "<presence from='a@b' to='helpdesk@bots.localhost' type='probe'><<</presence>")
+	c2.expect(t, "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+	c3 := h.srv.next(t)
+	c3.send(t, ping)
+	c3.expect(t, pong)
 }

@@ -55,16 +55,26 @@ func (w *writer) writeLocked(p []byte) error {
 		return nil
 	}
 	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
-	if _, err := w.w.Write(p); err != nil {
-		w.err = err
-		return err
+	_, err := w.w.Write(p)
+	if err == nil {
+		err = w.w.Flush()
 	}
-	if err := w.w.Flush(); err != nil {
+	if err != nil {
+		// Part of a stanza may be on the wire: the stream is unusable.
+		// Closing it ends the reader too, and the session reconnects.
 		w.err = err
+		_ = w.conn.Close()
 		return err
 	}
 	w.last = time.Now()
 	return nil
+}
+
+// failed returns the write error that broke the stream, if any.
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 // idle returns how long the stream has gone without a write.

@@ -32,6 +32,11 @@ func (c *Component) handleIQ(b *batch, el *element) {
 	}
 	entity, known := c.entities[a.entity]
 	isDomain := a.entity == "" && a.resource == ""
+	if !isDomain && (!known || (a.resource != "" && a.resource != c.opts.Resource)) {
+		// No such entity, or no such resource of it (RFC 6120 §10.5.3.1, §10.5.4).
+		iqError(&b.out, el, "cancel", "service-unavailable")
+		return
+	}
 	ns, local := el.Payload.XMLName.Space, el.Payload.XMLName.Local
 	switch {
 	case el.Type == "get" && ns == nsPing && local == "ping":
@@ -43,7 +48,7 @@ func (c *Component) handleIQ(b *batch, el *element) {
 		s.WriteString("</version></query>")
 		iqReply(&b.out, el, s.String())
 	case el.Type == "get" && ns == nsDiscInfo && local == "query":
-		if el.Payload.Node != "" || (!isDomain && !known) {
+		if el.Payload.Node != "" {
 			iqError(&b.out, el, "cancel", "item-not-found")
 			return
 		}
@@ -62,7 +67,7 @@ func (c *Component) handleIQ(b *batch, el *element) {
 		s.WriteString("</query>")
 		iqReply(&b.out, el, s.String())
 	case el.Type == "get" && ns == nsDiscItem && local == "query":
-		if el.Payload.Node != "" || (!isDomain && !known) {
+		if el.Payload.Node != "" {
 			iqError(&b.out, el, "cancel", "item-not-found")
 			return
 		}

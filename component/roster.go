@@ -31,7 +31,8 @@ type batch struct {
 	changes []storage.Change
 	items   map[itemKey]storage.Item // this batch's view of items it changed
 	gone    map[itemKey]bool         // items this batch deleted
-	out     strings.Builder
+	out     strings.Builder // every stanza to send, in order
+	durable strings.Builder // the stanzas that report state changes: kept in the outbox
 	now     time.Time
 }
 
@@ -54,6 +55,7 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder) error {
 		for {
 			el, err := next(d)
 			if err != nil {
+				c.readEnded.Store(true)
 				errc <- err
 				return
 			}
@@ -97,14 +99,23 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder) error {
 	return <-errc
 }
 
-// commit writes the batch's changes, then sends its stanzas. When the commit
-// fails nothing is sent: no stanza reports a state that was not stored.
+// commit writes the batch's changes, with the stanzas that report them kept
+// in the outbox, then sends its stanzas. When the commit fails nothing is
+// sent: no stanza reports a state that was not stored. When the send fails
+// the replies wait in the outbox for the next stream.
 func (c *Component) commit(ctx context.Context, b *batch) error {
-	if len(b.changes) > 0 {
-		if err := c.opts.Store.Apply(ctx, b.changes); err != nil {
+	var id int64
+	if len(b.changes) > 0 || b.durable.Len() > 0 {
+		if c.w == nil || c.closed {
+			return ErrNotConnected
+		}
+		var err error
+		id, err = c.opts.Store.Commit(ctx, storage.Batch{Changes: b.changes, Send: b.durable.String(), Delivered: c.delivered})
+		if err != nil {
 			c.log.Error("storing state failed; replies withheld", "err", err, "changes", len(b.changes))
 			return fmt.Errorf("component: commit: %w", err)
 		}
+		c.delivered = 0
 	}
 	if b.out.Len() == 0 {
 		return nil
@@ -112,7 +123,16 @@ func (c *Component) commit(ctx context.Context, b *batch) error {
 	if c.w == nil {
 		return ErrNotConnected
 	}
-	return c.w.write([]byte(b.out.String()))
+	if err := c.w.write([]byte(b.out.String())); err != nil {
+		if id > 0 {
+			return fmt.Errorf("component: state stored, reply kept for the next connection: %w", err)
+		}
+		return fmt.Errorf("component: %w", err)
+	}
+	if id > 0 && !c.readEnded.Load() {
+		c.delivered = id
+	}
+	return nil
 }
 
 func (c *Component) handle(ctx context.Context, b *batch, el *element) {
@@ -140,14 +160,20 @@ type address struct {
 // parseAddress checks from and to. It returns an error naming what is wrong,
 // and whether a reply can be addressed (from is usable).
 func (c *Component) parseAddress(el *element) (address, bool, error) {
+	if el.From == "" {
+		return address{}, false, errors.New("no from")
+	}
 	from, err := jid.Parse(el.From)
-	if err != nil || el.From == "" {
-		return address{}, false, fmt.Errorf("bad from %q", el.From)
+	if err != nil {
+		return address{}, false, fmt.Errorf("bad from %q: %w", el.From, err)
 	}
 	a := address{contact: from.Bare().String()}
+	if el.To == "" {
+		return a, true, errors.New("no to")
+	}
 	to, err := jid.Parse(el.To)
-	if err != nil || el.To == "" {
-		return a, true, fmt.Errorf("bad to %q", el.To)
+	if err != nil {
+		return a, true, fmt.Errorf("bad to %q: %w", el.To, err)
 	}
 	if to.Domainpart() != c.domain.Domainpart() {
 		return a, true, fmt.Errorf("to %q is not at %s", el.To, c.domain)
@@ -293,7 +319,11 @@ func (c *Component) record(b *batch, before storage.Item, after subscription.Ite
 			c.log.Debug("state", "entity", c.entityJID(it.Entity), "contact", it.Contact, "from", beforeState.String(), "to", after.State.String())
 		}
 	}
+	start := b.out.Len()
 	c.encode(b, it.Entity, it.Contact, send, resource)
+	if changed || ev != nil {
+		b.durable.WriteString(b.out.String()[start:])
+	}
 }
 
 // encode appends the stanzas the machine asked for, each with a fresh id.
@@ -324,6 +354,13 @@ func (c *Component) Act(ctx context.Context, entity, contact string, k subscript
 		return fmt.Errorf("component: contact %q: %w", contact, err)
 	}
 	contact = cj.Bare().String()
+	if entity != "" {
+		ej, err := jid.New(entity, c.domain.Domainpart(), "")
+		if err != nil {
+			return fmt.Errorf("component: entity %q is not a valid localpart: %w", entity, err)
+		}
+		entity = ej.Localpart()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.w == nil || c.closed {
