@@ -91,16 +91,16 @@ type Component struct {
 
 	// mu serialises state transitions: one batch at a time is decided,
 	// committed and sent, from the stream or from an outbound action.
-	mu      sync.Mutex
-	w       *writer     // the live stream, nil when disconnected
-	closed  bool        // </stream:stream> sent: nothing more is handled on this stream
+	mu     sync.Mutex
+	w      *writer // the live stream, nil when disconnected
+	closed bool    // </stream:stream> sent: nothing more is handled on this stream
 	// delivered is the newest outbox row written to the stream; the next
 	// commit deletes the rows up to it.
 	delivered int64
 	// readEnded is set once the server's side of the stream has ended: what
 	// is written after that may never be read, so it stays in the outbox.
 	readEnded atomic.Bool
-	offline atomic.Bool // shutting down: current presence is unavailable
+	offline   atomic.Bool // shutting down: current presence is unavailable
 
 	connected chan struct{} // closed and replaced on each connect; for tests
 	connMu    sync.Mutex

@@ -31,8 +31,8 @@ type batch struct {
 	changes []storage.Change
 	items   map[itemKey]storage.Item // this batch's view of items it changed
 	gone    map[itemKey]bool         // items this batch deleted
-	out     strings.Builder // every stanza to send, in order
-	durable strings.Builder // the stanzas that report state changes: kept in the outbox
+	out     strings.Builder          // every stanza to send, in order
+	durable strings.Builder          // the stanzas that report state changes: kept in the outbox
 	now     time.Time
 }
 
