@@ -248,6 +248,12 @@ func (c *Config) validate(getenv func(string) string) error {
 			}
 			r.Entity = j.Localpart()
 		}
+		if r.Domain != "" {
+			// Compare domains as contacts arrive: normalised (IDNA, case).
+			if d, err := jid.Parse(r.Domain); err == nil && d.Localpart() == "" && d.Resourcepart() == "" {
+				r.Domain = d.Domainpart()
+			}
+		}
 		pc.Rules = append(pc.Rules, policy.Rule{
 			Contact:       r.Contact,
 			Domain:        r.Domain,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"rostergate/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bad/*.err from the current errors")
@@ -156,4 +158,21 @@ func TestMissingFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "config: open testdata/nope.toml") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// A rule's domain is normalised as contacts' domains are, so an IDNA
+// A-label matches the contact's domain.
+func TestRuleDomainNormalised(t *testing.T) {
+	c, err := Parse([]byte("[component]\ndomain='b.example'\nserver='h:1'\nsecret='x'\n[[policy.rule]]\ndomain='XN--BCHER-KVA.Example'\naction='accept'\n"), "c.toml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Compiled().Decide(policyRequest("a@bücher.example"))
+	if d.Rule != 1 {
+		t.Errorf("rule domain %q did not match a@bücher.example: %+v", c.Compiled().Rules()[0].Domain, d)
+	}
+}
+
+func policyRequest(contact string) policy.Request {
+	return policy.Request{Contact: contact, Entity: "x", KnownEntity: true}
 }

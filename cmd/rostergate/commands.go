@@ -73,6 +73,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if err != nil {
 		return err
 	}
+	release, err := lockDB(cfg.Storage.Path)
+	if err != nil {
+		return err
+	}
+	defer release()
 	db, err := storage.Open(ctx, cfg.Storage.Path)
 	if err != nil {
 		return err

@@ -123,3 +123,20 @@ func TestRoster(t *testing.T) {
 		t.Errorf("roster -entity helpdesk: %v\n%s", err, out)
 	}
 }
+
+func TestLockDB(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "rg.db")
+	release, err := lockDB(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockDB(p); err == nil || !strings.Contains(err.Error(), "in use by another `rostergate run`") {
+		t.Fatalf("second lock: %v", err)
+	}
+	release()
+	release2, err := lockDB(p)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	release2()
+}
