@@ -68,10 +68,15 @@ type Options struct {
 	Resource  string        // resource of the entities' available presence; default "rostergate"
 	Keepalive time.Duration // idle time before a whitespace keepalive; default 60 s
 	Entities  []Entity
-	Policy    Policy
-	Store     Store
-	Logger    *slog.Logger
-	Version   string // reported by XEP-0092
+	// UnknownOnline makes JIDs at the domain that are not in Entities
+	// available, as when the policy accepts subscriptions to them; otherwise
+	// their subscribers (say, of an entity since removed from the config)
+	// see them unavailable.
+	UnknownOnline bool
+	Policy        Policy
+	Store         Store
+	Logger        *slog.Logger
+	Version       string // reported by XEP-0092
 
 	// MinBackoff and MaxBackoff bound the reconnect delay; defaults 500 ms and 30 s.
 	MinBackoff, MaxBackoff time.Duration
@@ -487,6 +492,10 @@ func (c *Component) currentPresence(b *strings.Builder, entity, contact, probedR
 		presence(b, from, contact, c.newID(), "unavailable", "", "")
 		return
 	}
-	e := c.entities[entity]
+	e, known := c.entities[entity]
+	if !known && !c.opts.UnknownOnline {
+		presence(b, from, contact, c.newID(), "unavailable", "", "")
+		return
+	}
 	presence(b, from, contact, c.newID(), "", e.Show, e.Status)
 }

@@ -272,6 +272,13 @@ func TestProbes(t *testing.T) {
 	if err != nil || !it.Approved {
 		t.Fatalf("pre-approval after a probe: %+v, %v", it, err)
 	}
+	// An entity removed from the config still has subscribers: they see it offline.
+	if err := h.db.Apply(context.Background(), []storage.Change{{Item: storage.Item{Entity: "old", Contact: "bob@x.example", Sub: "from"}}}); err != nil {
+		t.Fatal(err)
+	}
+	c.send(t, "<presence from='bob@x.example/pc' to='old@bots.localhost' type='probe'/>")
+	c.expect(t, "<presence from='old@bots.localhost/rostergate' to='bob@x.example' id='ID' type='unavailable'/>")
+
 	// The pre-approved contact's request is accepted without the policy (which would review it).
 	c.send(t, "<presence from='dave@other.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='dave@other.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>")

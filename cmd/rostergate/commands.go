@@ -13,6 +13,7 @@ import (
 
 	"rostergate/component"
 	"rostergate/config"
+	"rostergate/policy"
 	"rostergate/storage"
 )
 
@@ -104,9 +105,12 @@ func componentOptions(cfg *config.Config, db *storage.DB, logger *slog.Logger) c
 		Resource:  cfg.Component.Resource,
 		Keepalive: cfg.Component.Keepalive.Duration,
 		Policy:    cfg.Compiled(),
-		Store:     db,
-		Logger:    logger,
-		Version:   version,
+		// JIDs that are not an [[entity]] are online when the policy lets
+		// users subscribe to them.
+		UnknownOnline: cfg.Compiled().UnknownEntity() == policy.Accept || cfg.Compiled().UnknownEntity() == policy.Review,
+		Store:         db,
+		Logger:        logger,
+		Version:       version,
 	}
 	for _, e := range cfg.Entities {
 		opts.Entities = append(opts.Entities, component.Entity{Local: e.Localpart(), Name: e.Name, Show: e.Show, Status: e.Status})
