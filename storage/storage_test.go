@@ -1109,3 +1109,63 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("after delivering all: %+v", out)
 	}
 }
+
+func TestLists(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	for _, step := range []struct {
+		list, pattern string
+		add, changed  bool
+	}{
+		{"allow", "*@example.org", true, true},
+		{"allow", "*@example.org", true, false},
+		{"deny", "spam.example", true, true},
+		{"deny", "a@b", true, true},
+		{"deny", "a@b", false, true},
+		{"deny", "a@b", false, false},
+	} {
+		changed, err := db.EditList(ctx, step.list, step.pattern, step.add, &Event{Kind: "list", Action: step.list, Actor: "admin@x", Interface: "test"})
+		if err != nil || changed != step.changed {
+			t.Fatalf("EditList(%+v) = %t, %v", step, changed, err)
+		}
+	}
+	if _, err := db.EditList(ctx, "maybe", "x", true, nil); err == nil {
+		t.Error("unknown list accepted")
+	}
+	allow, deny, err := db.Lists(ctx)
+	if err != nil || len(allow) != 1 || allow[0] != "*@example.org" || len(deny) != 1 || deny[0] != "spam.example" {
+		t.Fatalf("Lists = %v %v %v", allow, deny, err)
+	}
+	n := 0
+	db.Events(ctx, time.Time{}, func(Event) error { n++; return nil })
+	if n != 4 {
+		t.Errorf("%d audit events, want 4 (one per change)", n)
+	}
+}
+
+func TestActions(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	id1, err := db.QueueAction(ctx, "cli:root", "approve", "12 13")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, _ := db.QueueAction(ctx, "cli:root", "deny", "*@spam.example")
+	w, err := db.WaitingActions(ctx)
+	if err != nil || len(w) != 2 || w[0].ID != id1 || w[0].Args != "12 13" || w[1].Verb != "deny" {
+		t.Fatalf("WaitingActions = %+v, %v", w, err)
+	}
+	if err := db.FinishAction(ctx, id1, "Approved #12"); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := db.WaitingActions(ctx); len(w) != 1 || w[0].ID != id2 {
+		t.Fatalf("after finishing %d: %+v", id1, w)
+	}
+	a, err := db.ActionByID(ctx, id1)
+	if err != nil || a.Done.IsZero() || a.Result != "Approved #12" {
+		t.Fatalf("ActionByID = %+v, %v", a, err)
+	}
+	if _, err := db.ActionByID(ctx, 999); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing action: %v", err)
+	}
+}
