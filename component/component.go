@@ -27,7 +27,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
 
-	"rostergate/policy"
+	"rostergate/admin"
 	"rostergate/storage"
 )
 
@@ -45,11 +45,18 @@ type Store interface {
 	Delivered(ctx context.Context, id int64) error
 	// Items streams the items that match f to fn.
 	Items(ctx context.Context, f storage.Filter, fn func(storage.Item) error) error
-}
-
-// Policy decides subscription requests.
-type Policy interface {
-	Decide(policy.Request) policy.Decision
+	// Requests returns the pending review requests, oldest first.
+	Requests(ctx context.Context) ([]storage.Request, error)
+	// Request returns one pending review request, or storage.ErrNotFound.
+	Request(ctx context.Context, id int64) (storage.Request, error)
+	// Lists returns the allow and deny lists.
+	Lists(ctx context.Context) (allow, deny []string, err error)
+	// EditList adds or removes a pattern, with its audit event.
+	EditList(ctx context.Context, list, pattern string, add bool, ev *storage.Event) (bool, error)
+	// WaitingActions returns the command line's actions not yet carried out.
+	WaitingActions(ctx context.Context) ([]storage.Action, error)
+	// FinishAction marks an action carried out.
+	FinishAction(ctx context.Context, id int64, result string) error
 }
 
 // Entity is a configured JID at the component domain.
@@ -67,16 +74,10 @@ type Options struct {
 	Secret    string
 	Resource  string        // resource of the entities' available presence; default "rostergate"
 	Keepalive time.Duration // idle time before a whitespace keepalive; default 60 s
-	Entities  []Entity
-	// UnknownOnline makes JIDs at the domain that are not in Entities
-	// available, as when the policy accepts subscriptions to them; otherwise
-	// their subscribers (say, of an entity since removed from the config)
-	// see them unavailable.
-	UnknownOnline bool
-	Policy        Policy
-	Store         Store
-	Logger        *slog.Logger
-	Version       string // reported by XEP-0092
+	Settings
+	Store   Store
+	Logger  *slog.Logger
+	Version string // reported by XEP-0092
 
 	// MinBackoff and MaxBackoff bound the reconnect delay; defaults 500 ms and 30 s.
 	MinBackoff, MaxBackoff time.Duration
@@ -86,16 +87,18 @@ type Options struct {
 
 // Component is one external component connection and the entities behind it.
 type Component struct {
-	opts     Options
-	log      *slog.Logger
-	domain   jid.JID
-	entities map[string]Entity
+	opts   Options
+	log    *slog.Logger
+	domain jid.JID
+	live   atomic.Pointer[live] // settings in force
+	admin  *admin.Handler
 
 	idPrefix string
 	idSeq    atomic.Uint64
 
 	// mu serialises state transitions: one batch at a time is decided,
 	// committed and sent, from the stream or from an outbound action.
+	// The fields below it are guarded by it.
 	mu     sync.Mutex
 	w      *writer // the live stream, nil when disconnected
 	closed bool    // </stream:stream> sent: nothing more is handled on this stream
@@ -105,7 +108,13 @@ type Component struct {
 	// readEnded is set once the server's side of the stream has ended: what
 	// is written after that may never be read, so it stays in the outbox.
 	readEnded atomic.Bool
-	offline   atomic.Bool // shutting down: current presence is unavailable
+	// pending counts held requests, in all and per contact domain, for the
+	// caps in Limits; counted from the store on each connect.
+	pendingTotal  int
+	pendingDomain map[string]int
+	limitHits     map[string]int // requests over a limit, by limit
+	adminQ        chan *element  // admins' commands for the admin worker of the live stream
+	offline       atomic.Bool    // shutting down: current presence is unavailable
 
 	connected chan struct{} // closed and replaced on each connect; for tests
 	connMu    sync.Mutex
@@ -144,16 +153,26 @@ func New(opts Options) (*Component, error) {
 	var rnd [6]byte
 	_, _ = crand.Read(rnd[:])
 	c := &Component{
-		opts:      opts,
-		log:       opts.Logger,
-		domain:    d,
-		entities:  map[string]Entity{},
-		idPrefix:  "rg-" + hex.EncodeToString(rnd[:]) + "-",
-		connected: make(chan struct{}),
+		opts:          opts,
+		log:           opts.Logger,
+		domain:        d,
+		idPrefix:      "rg-" + hex.EncodeToString(rnd[:]) + "-",
+		connected:     make(chan struct{}),
+		pendingDomain: map[string]int{},
+		limitHits:     map[string]int{},
 	}
-	for _, e := range opts.Entities {
-		c.entities[e.Local] = e
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	allow, deny, err := opts.Store.Lists(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("component: %w", err)
 	}
+	l, err := newLive(opts.Settings, allow, deny, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.live.Store(l)
+	c.admin = admin.New(adminOps{c}, time.Now)
 	return c, nil
 }
 
@@ -270,6 +289,12 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	c.w = w
 	c.closed = false
 	c.readEnded.Store(false)
+	c.adminQ = make(chan *element, adminQueue)
+	adminQ := c.adminQ
+	if err := c.countPending(ctx); err != nil {
+		c.mu.Unlock()
+		return true, fmt.Errorf("component: counting held requests: %w", err)
+	}
 	c.offline.Store(false)
 	c.mu.Unlock()
 	defer func() {
@@ -288,6 +313,8 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	// shutting down is still decided and committed before the stream closes.
 	go func() { readErr <- c.readLoop(context.WithoutCancel(sctx), d) }()
 	wg.Go(func() { c.keepalive(sctx, w) })
+	wg.Go(func() { c.adminWorker(sctx, adminQ) })
+	wg.Go(func() { c.housekeeping(sctx) })
 	wg.Go(func() {
 		err := c.replay(sctx, w)
 		if err == nil {
@@ -492,8 +519,9 @@ func (c *Component) currentPresence(b *strings.Builder, entity, contact, probedR
 		presence(b, from, contact, c.newID(), "unavailable", "", "")
 		return
 	}
-	e, known := c.entities[entity]
-	if !known && !c.opts.UnknownOnline {
+	l := c.live.Load()
+	e, known := l.entities[entity]
+	if !known && !l.UnknownOnline {
 		presence(b, from, contact, c.newID(), "unavailable", "", "")
 		return
 	}

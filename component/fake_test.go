@@ -191,11 +191,13 @@ func start(t *testing.T, secret string, tweak func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	opts := Options{
-		Domain:     "bots.localhost",
-		Server:     srv.addr(),
-		Secret:     secret,
-		Entities:   []Entity{{Local: "helpdesk", Name: "Help Desk", Show: "away", Status: "Ask <me>"}},
-		Policy:     testPolicy(t),
+		Domain: "bots.localhost",
+		Server: srv.addr(),
+		Secret: secret,
+		Settings: Settings{
+			Entities: []Entity{{Local: "helpdesk", Name: "Help Desk", Show: "away", Status: "Ask <me>"}},
+			Policy:   testPolicy(t),
+		},
 		Store:      db,
 		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version:    "test",

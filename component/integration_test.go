@@ -36,6 +36,7 @@ type setup struct {
 	srv    *xmpptest.Server
 	dbPath string
 	pol    policy.Config
+	tweak  func(*component.Settings) // admins, TTL, limits for a test
 }
 
 func newSetup(t *testing.T, pol policy.Config) *setup {
@@ -56,12 +57,18 @@ func (s *setup) start() *gate {
 	if err != nil {
 		t.Fatal(err)
 	}
+	settings := component.Settings{
+		Entities: []component.Entity{{Local: "helpdesk", Name: "Help Desk", Status: "Ask me anything"}},
+		Policy:   p,
+	}
+	if s.tweak != nil {
+		s.tweak(&settings)
+	}
 	comp, err := component.New(component.Options{
 		Domain:   s.srv.ComponentDomain,
 		Server:   s.srv.ComponentAddr,
 		Secret:   s.srv.ComponentSecret,
-		Entities: []component.Entity{{Local: "helpdesk", Name: "Help Desk", Status: "Ask me anything"}},
-		Policy:   p,
+		Settings: settings,
 		Store:    db,
 		Logger:   slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version:  "test",
@@ -412,7 +419,7 @@ func TestIntegrationRefused(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			comp, err := component.New(component.Options{Domain: tc.domain, Server: s.srv.ComponentAddr, Secret: tc.secret, Policy: p, Store: db})
+			comp, err := component.New(component.Options{Domain: tc.domain, Server: s.srv.ComponentAddr, Secret: tc.secret, Settings: component.Settings{Policy: p}, Store: db})
 			if err != nil {
 				t.Fatal(err)
 			}

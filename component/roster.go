@@ -10,6 +10,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"rostergate/admin"
 	"rostergate/policy"
 	"rostergate/storage"
 	"rostergate/subscription"
@@ -22,6 +23,10 @@ const maxBatch = 512
 // stanza could not be sent, so the state is left as it was.
 var ErrNotConnected = errors.New("component: not connected to the server")
 
+// errReplyKept is a state committed whose reply could not be written: it
+// waits in the outbox for the next stream.
+var errReplyKept = errors.New("state stored, reply kept for the next connection")
+
 type itemKey struct{ entity, contact string }
 
 // batch collects the state changes of several stanzas and the stanzas that
@@ -33,6 +38,7 @@ type batch struct {
 	gone    map[itemKey]bool         // items this batch deleted
 	out     strings.Builder          // every stanza to send, in order
 	durable strings.Builder          // the stanzas that report state changes: kept in the outbox
+	queued  []*storage.Request       // held requests, announced to the admins once committed (with their ids)
 	now     time.Time
 }
 
@@ -117,19 +123,25 @@ func (c *Component) commit(ctx context.Context, b *batch) error {
 		}
 		c.delivered = 0
 	}
+	for _, q := range b.queued {
+		c.tellAdmins(b, admin.QueuedNotice(c.domain.String(), *q, c.entityJID(q.Entity)))
+	}
 	if b.out.Len() == 0 {
 		return nil
 	}
 	if c.w == nil {
 		return ErrNotConnected
 	}
+	// Whether the server's side had ended before this write: after that, a
+	// write that succeeds locally may still never be read.
+	ended := c.readEnded.Load()
 	if err := c.w.write([]byte(b.out.String())); err != nil {
 		if id > 0 {
-			return fmt.Errorf("component: state stored, reply kept for the next connection: %w", err)
+			return fmt.Errorf("component: %w: %w", errReplyKept, err)
 		}
 		return fmt.Errorf("component: %w", err)
 	}
-	if id > 0 && !c.readEnded.Load() {
+	if id > 0 && !ended {
 		c.delivered = id
 	}
 	return nil
@@ -142,7 +154,7 @@ func (c *Component) handle(ctx context.Context, b *batch, el *element) {
 	case "iq":
 		c.handleIQ(b, el)
 	case "message":
-		c.log.Debug("message ignored", "from", el.From, "to", el.To, "type", el.Type)
+		c.handleMessage(b, el)
 	default:
 		c.log.Warn("unknown stanza ignored", "name", el.Name, "from", el.From)
 	}
@@ -203,6 +215,36 @@ func machineItem(it storage.Item) (subscription.Item, error) {
 	return subscription.Item{State: s, Approved: it.Approved}, err
 }
 
+// decide runs a new request through the limits and the policy, and logs the
+// decision once.
+func (c *Component) decide(b *batch, a address) policy.Decision {
+	l := c.live.Load()
+	_, known := l.entities[a.entity]
+	d := policy.Decision{}
+	if over := c.overRate(l, a.contact, b.now); over != "" {
+		d = c.overLimit(l, a, over)
+	} else {
+		d = l.policy.Decide(policy.Request{Contact: a.contact, Entity: a.entity, KnownEntity: known})
+		if d.Action == policy.Review {
+			if over := c.overPendingCap(l, a.contact); over != "" {
+				d = c.overLimit(l, a, over)
+			}
+		}
+	}
+	c.log.Info("decision", "entity", c.entityJID(a.entity), "contact", a.contact,
+		"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack)
+	return d
+}
+
+// overLimit is the decision for a request over a limit: the configured
+// limit action, counted.
+func (c *Component) overLimit(l *live, a address, limit string) policy.Decision {
+	c.limitHits[limit]++
+	c.log.Warn("request over a limit", "limit", limit, "entity", c.entityJID(a.entity), "contact", a.contact,
+		"action", string(l.Limits.Action), "count", c.limitHits[limit])
+	return policy.Decision{Action: l.Limits.Action, Reason: "limit " + limit}
+}
+
 func (c *Component) handlePresence(ctx context.Context, b *batch, el *element) {
 	kind, ok := subscription.ParseKind(el.Type)
 	if !ok {
@@ -231,11 +273,12 @@ func (c *Component) handlePresence(ctx context.Context, b *batch, el *element) {
 	r := subscription.Inbound(cur, kind)
 	ev := &storage.Event{Kind: kind.String(), Actor: a.contact, Interface: "stream", Detail: r.Note}
 	if r.Decide {
-		_, known := c.entities[a.entity]
-		d := c.opts.Policy.Decide(policy.Request{Contact: a.contact, Entity: a.entity, KnownEntity: known})
-		c.log.Info("decision", "entity", c.entityJID(a.entity), "contact", a.contact,
-			"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack)
+		d := c.decide(b, a)
 		ev.Action, ev.Rule = string(d.Action), d.Reason
+		if d.Message != "" && d.Action != policy.Drop {
+			// The rule's message follows the stanzas the decision sends.
+			defer message(&b.out, c.entityJID(a.entity), a.contact, c.newID(), "chat", d.Message)
+		}
 		switch d.Action {
 		case policy.Accept:
 			acc := subscription.Accept(r.Item)
@@ -308,6 +351,15 @@ func (c *Component) record(b *batch, before storage.Item, after subscription.Ite
 			ch.Item = before
 		}
 		b.changes = append(b.changes, ch)
+		if queue != nil {
+			b.queued = append(b.queued, queue)
+			c.pendingTotal++
+			c.pendingDomain[domainOf(it.Contact)]++
+		}
+		if ch.Dequeue {
+			c.pendingTotal--
+			c.pendingDomain[domainOf(it.Contact)]--
+		}
 		if ch.Delete {
 			delete(b.items, k)
 			b.gone[k] = true

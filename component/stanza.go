@@ -10,6 +10,7 @@ import (
 )
 
 const (
+	nsCommands = "http://jabber.org/protocol/commands"
 	nsStreams  = "http://etherx.jabber.org/streams"
 	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
 	nsDiscInfo = "http://jabber.org/protocol/disco#info"
@@ -34,6 +35,8 @@ type element struct {
 	ID      string
 	Type    string
 	Payload *payload // first child of an IQ
+	Raw     []byte   // an IQ's children as received
+	Body    string   // a message's body
 }
 
 type payload struct {
@@ -42,7 +45,12 @@ type payload struct {
 }
 
 type iqBody struct {
+	Inner    []byte    `xml:",innerxml"`
 	Children []payload `xml:",any"`
+}
+
+type messageBody struct {
+	Body string `xml:"body"`
 }
 
 // next reads the next stanza. It returns a *StreamError when the server sends
@@ -89,6 +97,13 @@ func next(d *xml.Decoder) (*element, error) {
 				if len(body.Children) > 0 {
 					el.Payload = &body.Children[0]
 				}
+				el.Raw = body.Inner
+			} else if el.Name == "message" {
+				var body messageBody
+				if err := d.DecodeElement(&body, &t); err != nil {
+					return nil, fmt.Errorf("component: reading message: %w", err)
+				}
+				el.Body = body.Body
 			} else if err := d.Skip(); err != nil {
 				return nil, fmt.Errorf("component: reading %s: %w", el.Name, err)
 			}
@@ -184,4 +199,19 @@ func iqError(b *strings.Builder, el *element, typ, condition string) {
 	b.WriteString("'><")
 	b.WriteString(condition)
 	b.WriteString(" xmlns='" + nsStanzas + "'/></error></iq>")
+}
+
+// message appends a message stanza with a body to b.
+func message(b *strings.Builder, from, to, id, typ, body string) {
+	b.WriteString("<message from='")
+	esc(b, from)
+	b.WriteString("' to='")
+	esc(b, to)
+	b.WriteString("' id='")
+	esc(b, id)
+	b.WriteString("' type='")
+	b.WriteString(typ)
+	b.WriteString("'><body>")
+	esc(b, body)
+	b.WriteString("</body></message>")
 }

@@ -1,6 +1,7 @@
 // Package config loads and validates rostergate's TOML configuration
 // (component.toml): the XEP-0114 connection, storage, the entities at the
-// component domain and the subscription policy.
+// component domain, the admins, the subscription policy and the limits on
+// subscription requests.
 //
 // Defaults are set before decoding, unknown keys are an error, and every
 // error names the file, the key and what is wrong with it.
@@ -20,6 +21,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"mellium.im/xmpp/jid"
 
+	"rostergate/limits"
 	"rostergate/policy"
 )
 
@@ -32,7 +34,9 @@ type Config struct {
 	Component Component `toml:"component"`
 	Storage   Storage   `toml:"storage"`
 	Entities  []Entity  `toml:"entity"`
+	Admin     Admin     `toml:"admin"`
 	Policy    Policy    `toml:"policy"`
+	Limits    Limits    `toml:"limits"`
 
 	compiled *policy.Policy
 }
@@ -72,11 +76,25 @@ func (e Entity) Localpart() string {
 	return *e.Local
 }
 
+// Admin is the [admin] table: who may decide requests held for review.
+type Admin struct {
+	JIDs []string `toml:"jids"` // bare JIDs, normalised (PRECIS), without duplicates
+}
+
 // Policy is the [policy] table.
 type Policy struct {
 	Default       string `toml:"default"`
 	UnknownEntity string `toml:"unknown_entity"`
-	Rules         []Rule `toml:"rule"`
+	// ReviewTTLText is review_ttl as written; ReviewTTL is its value:
+	// requests held for review longer than this are rejected (0 = never).
+	ReviewTTLText string   `toml:"review_ttl"`
+	ReviewTTL     Duration `toml:"-"`
+	// LocalDomains are the domains whose users are local contacts
+	// (normalised). When local_domains is not set: the component domain's
+	// parent (bots.example.com → example.com), or none for a domain without
+	// a dot.
+	LocalDomains []string `toml:"local_domains"`
+	Rules        []Rule   `toml:"rule"`
 }
 
 // Rule is one [[policy.rule]].
@@ -84,8 +102,25 @@ type Rule struct {
 	Contact       string `toml:"contact"`
 	Domain        string `toml:"domain"`
 	Entity        string `toml:"entity"`
+	Regex         string `toml:"regex"`
+	LocalContact  *bool  `toml:"local_contact"`
 	Action        string `toml:"action"`
 	SubscribeBack bool   `toml:"subscribe_back"`
+	Message       string `toml:"message"`
+}
+
+// Limits is the limits table of the file: how many subscription requests
+// rostergate takes in.
+type Limits struct {
+	// ContactRateText and DomainRateText are the rates as written ("5/1m";
+	// "" = unlimited); ContactRate and DomainRate are their values.
+	ContactRateText     string      `toml:"contact_rate"`
+	DomainRateText      string      `toml:"domain_rate"`
+	ContactRate         limits.Rate `toml:"-"`                      // requests per contact
+	DomainRate          limits.Rate `toml:"-"`                      // requests per contact domain
+	MaxPendingPerDomain int         `toml:"max_pending_per_domain"` // requests held for review from one domain; 0 = no cap
+	MaxPending          int         `toml:"max_pending"`            // requests held for review in all; 0 = no cap
+	Action              string      `toml:"action"`                 // over a limit: "drop" (the default) or "reject"
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -139,6 +174,7 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Component: Component{Resource: "rostergate", Keepalive: Duration{60 * time.Second}},
 		Storage:   Storage{Path: "rostergate.db"},
 		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Reject)},
+		Limits:    Limits{Action: string(policy.Drop)},
 	}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
@@ -156,7 +192,7 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		sort.Strings(keys)
 		return nil, fmt.Errorf("config: %s: unknown key %s", path, strings.Join(keys, ", "))
 	}
-	if err := c.validate(getenv); err != nil {
+	if err := c.validate(getenv, md.IsDefined("policy", "local_domains")); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
 	return c, nil
@@ -169,7 +205,9 @@ func (c *Config) resolve(p string) string {
 	return filepath.Join(filepath.Dir(c.Path), p)
 }
 
-func (c *Config) validate(getenv func(string) string) error {
+// validate checks and normalises c; localDomainsSet says whether the file
+// sets [policy] local_domains (even to []).
+func (c *Config) validate(getenv func(string) string, localDomainsSet bool) error {
 	comp := &c.Component
 	if comp.Domain == "" {
 		return errors.New("[component] domain: required")
@@ -233,9 +271,31 @@ func (c *Config) validate(getenv func(string) string) error {
 		}
 	}
 
+	if err := c.validateAdmin(); err != nil {
+		return err
+	}
+	if s := c.Policy.ReviewTTLText; s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("[policy] review_ttl: %q is not a duration (like \"72h\"; \"\" or \"0s\" for never)", s)
+		}
+		if d < 0 {
+			return fmt.Errorf("[policy] review_ttl: %q must not be negative (\"\" or \"0s\" for never)", s)
+		}
+		c.Policy.ReviewTTL = Duration{d}
+	}
+	if localDomainsSet {
+		if err := c.normaliseLocalDomains(); err != nil {
+			return err
+		}
+	} else {
+		c.Policy.LocalDomains = defaultLocalDomains(comp.Domain)
+	}
+
 	pc := policy.Config{
 		Default:       policy.Action(c.Policy.Default),
 		UnknownEntity: policy.Action(c.Policy.UnknownEntity),
+		LocalDomains:  c.Policy.LocalDomains,
 	}
 	for i, r := range c.Policy.Rules {
 		if r.Entity != "" {
@@ -258,8 +318,11 @@ func (c *Config) validate(getenv func(string) string) error {
 			Contact:       r.Contact,
 			Domain:        r.Domain,
 			Entity:        r.Entity,
+			Regex:         r.Regex,
+			LocalContact:  r.LocalContact,
 			Action:        policy.Action(r.Action),
 			SubscribeBack: r.SubscribeBack,
+			Message:       r.Message,
 		})
 	}
 	p, err := policy.Compile(pc)
@@ -267,6 +330,84 @@ func (c *Config) validate(getenv func(string) string) error {
 		return fmt.Errorf("[policy]: %w", err)
 	}
 	c.compiled = p
+	return c.validateLimits()
+}
+
+// validateAdmin normalises [admin] jids: bare JIDs of users, each once.
+func (c *Config) validateAdmin() error {
+	seen := map[string]string{} // normalised → as written
+	for i, s := range c.Admin.JIDs {
+		j, err := jid.Parse(s)
+		switch {
+		case err != nil:
+			return fmt.Errorf("[admin] jids: %q is not a valid JID", s)
+		case j.Resourcepart() != "":
+			return fmt.Errorf("[admin] jids: %q is not a bare JID", s)
+		case j.Localpart() == "":
+			return fmt.Errorf("[admin] jids: %q is a domain, not a user's JID", s)
+		}
+		n := j.String()
+		if prev, ok := seen[n]; ok {
+			return fmt.Errorf("[admin] jids: %q duplicates %q", s, prev)
+		}
+		seen[n] = s
+		c.Admin.JIDs[i] = n
+	}
+	return nil
+}
+
+// normaliseLocalDomains normalises [policy] local_domains like the
+// component domain.
+func (c *Config) normaliseLocalDomains() error {
+	seen := map[string]string{} // normalised → as written
+	for i, s := range c.Policy.LocalDomains {
+		d, err := jid.Parse(s)
+		if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+			return fmt.Errorf("[policy] local_domains: %q is not a domain", s)
+		}
+		n := d.Domainpart()
+		if prev, ok := seen[n]; ok {
+			return fmt.Errorf("[policy] local_domains: %q duplicates %q", s, prev)
+		}
+		seen[n] = s
+		c.Policy.LocalDomains[i] = n
+	}
+	return nil
+}
+
+// defaultLocalDomains returns the parent of the (normalised) component
+// domain, as the server the component is attached to usually serves it:
+// bots.example.com → [example.com]. A domain without a dot, or an IP
+// address, has none.
+func defaultLocalDomains(domain string) []string {
+	_, parent, ok := strings.Cut(domain, ".")
+	if !ok || parent == "" || net.ParseIP(strings.Trim(domain, "[]")) != nil {
+		return nil
+	}
+	return []string{parent}
+}
+
+// validateLimits parses and checks the [limits] table.
+func (c *Config) validateLimits() error {
+	l := &c.Limits
+	var err error
+	if l.ContactRate, err = limits.ParseRate(l.ContactRateText); err != nil {
+		return fmt.Errorf("[limits] contact_rate: %w", err)
+	}
+	if l.DomainRate, err = limits.ParseRate(l.DomainRateText); err != nil {
+		return fmt.Errorf("[limits] domain_rate: %w", err)
+	}
+	if l.MaxPendingPerDomain < 0 {
+		return errors.New("[limits] max_pending_per_domain: must not be negative")
+	}
+	if l.MaxPending < 0 {
+		return errors.New("[limits] max_pending: must not be negative")
+	}
+	switch policy.Action(l.Action) {
+	case policy.Drop, policy.Reject:
+	default:
+		return fmt.Errorf("[limits] action: unknown value %q (want drop or reject)", l.Action)
+	}
 	return nil
 }
 

@@ -4,10 +4,13 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"rostergate/limits"
 	"rostergate/policy"
 )
 
@@ -39,11 +42,50 @@ func TestGood(t *testing.T) {
 		t.Error("the domain itself is not an entity")
 	}
 	p := c.Compiled()
-	if p.Default() != "reject" || p.UnknownEntity() != "drop" || len(p.Rules()) != 2 {
+	if p.Default() != "reject" || p.UnknownEntity() != "drop" || len(p.Rules()) != 4 {
 		t.Errorf("policy = %v %v %v", p.Default(), p.UnknownEntity(), p.Rules())
 	}
 	if c.Component.SecretSource != "secret" {
 		t.Errorf("secret source = %q", c.Component.SecretSource)
+	}
+	if want := []string{"admin@example.com", "ops@partner.example"}; !reflect.DeepEqual(c.Admin.JIDs, want) {
+		t.Errorf("admin jids = %q, want %q (normalised)", c.Admin.JIDs, want)
+	}
+	if c.Policy.ReviewTTL.Duration != 72*time.Hour || c.Policy.ReviewTTLText != "72h" {
+		t.Errorf("review_ttl = %s (%q)", c.Policy.ReviewTTL, c.Policy.ReviewTTLText)
+	}
+	if want := []string{"example.com", "partner.example"}; !reflect.DeepEqual(c.Policy.LocalDomains, want) || !reflect.DeepEqual(p.LocalDomains(), want) {
+		t.Errorf("local domains = %q, policy's %q, want %q (normalised)", c.Policy.LocalDomains, p.LocalDomains(), want)
+	}
+	yes, no := true, false
+	wantRules := []policy.Rule{
+		{Contact: "*@example.com", Entity: "helpdesk", Action: policy.Accept, SubscribeBack: true},
+		{Domain: "partner.example", Action: policy.Review},
+		{Regex: `^[a-z]+@example\.com$`, LocalContact: &yes, Action: policy.Accept, Message: "Welcome aboard"},
+		{LocalContact: &no, Entity: "helpdesk", Action: policy.Reject, Message: "Local users only"},
+	}
+	if got := p.Rules(); !reflect.DeepEqual(got, wantRules) {
+		t.Errorf("rules:\n got %v\nwant %v", got, wantRules)
+	}
+	wantLimits := Limits{
+		ContactRateText: "5/1m", ContactRate: limits.Rate{N: 5, Per: time.Minute},
+		DomainRateText: "100/1h", DomainRate: limits.Rate{N: 100, Per: time.Hour},
+		MaxPendingPerDomain: 50, MaxPending: 1000, Action: "reject",
+	}
+	if c.Limits != wantLimits {
+		t.Errorf("limits = %+v, want %+v", c.Limits, wantLimits)
+	}
+	for _, tc := range []struct {
+		contact, entity string
+		want            policy.Decision
+	}{
+		{"bob@example.com", "", policy.Decision{Action: policy.Accept, Rule: 3, Reason: "rule 3", Message: "Welcome aboard"}},
+		{"eve@jabber.org", "helpdesk", policy.Decision{Action: policy.Reject, Rule: 4, Reason: "rule 4", Message: "Local users only"}},
+		{"ann@partner.example", "helpdesk", policy.Decision{Action: policy.Review, Rule: 2, Reason: "rule 2"}},
+	} {
+		if got := p.Decide(policy.Request{Contact: tc.contact, Entity: tc.entity, KnownEntity: true}); got != tc.want {
+			t.Errorf("Decide(%s -> %q) = %+v, want %+v", tc.contact, tc.entity, got, tc.want)
+		}
 	}
 }
 
@@ -58,6 +100,31 @@ func TestExample(t *testing.T) {
 	}
 }
 
+// Every commented example key in component.toml is valid too.
+func TestExampleUncommented(t *testing.T) {
+	b, err := os.ReadFile("../component.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := regexp.MustCompile(`(?m)^# (\[\[?[a-z.]+\]\]?|[a-z_]+ = )`)
+	src := example.ReplaceAll(b, []byte("$1"))
+	if n := len(example.FindAll(b, -1)); n < 15 {
+		t.Fatalf("only %d commented examples found", n)
+	}
+	c, err := Parse(src, "../component.toml", noEnv)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, src)
+	}
+	if len(c.Admin.JIDs) == 0 || c.Policy.ReviewTTL.Duration == 0 || len(c.Policy.LocalDomains) == 0 ||
+		c.Limits.ContactRate.IsZero() || c.Limits.DomainRate.IsZero() || c.Limits.MaxPending == 0 || c.Limits.MaxPendingPerDomain == 0 {
+		t.Errorf("an example is missing: %+v %+v %+v", c.Admin, c.Policy, c.Limits)
+	}
+	last := c.Compiled().Rules()[len(c.Policy.Rules)-1]
+	if last.Regex == "" || last.LocalContact == nil || last.Message == "" {
+		t.Errorf("the example rule lacks regex, local_contact or message: %v", last)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := Parse([]byte("[component]\ndomain='b.example'\nserver='h:1'\nsecret='x'\n"), "min.toml", noEnv)
 	if err != nil {
@@ -68,6 +135,69 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Compiled().Default() != "review" || c.Compiled().UnknownEntity() != "reject" {
 		t.Errorf("policy defaults: %v %v", c.Compiled().Default(), c.Compiled().UnknownEntity())
+	}
+	if c.Admin.JIDs != nil || c.Policy.ReviewTTL.Duration != 0 {
+		t.Errorf("admin %q, review_ttl %s: want none, never", c.Admin.JIDs, c.Policy.ReviewTTL)
+	}
+	if want := []string{"example"}; !reflect.DeepEqual(c.Policy.LocalDomains, want) {
+		t.Errorf("local domains = %q, want %q (the parent of b.example)", c.Policy.LocalDomains, want)
+	}
+	if want := (Limits{Action: "drop"}); c.Limits != want || !c.Limits.ContactRate.IsZero() || !c.Limits.DomainRate.IsZero() {
+		t.Errorf("limits = %+v, want %+v (unlimited, no caps, drop)", c.Limits, want)
+	}
+}
+
+func TestLocalDomains(t *testing.T) {
+	tests := []struct {
+		name, domain, body string
+		want               []string
+	}{
+		{name: "parent of the component domain", domain: "bots.example.com", want: []string{"example.com"}},
+		{name: "parent normalised", domain: "Bots.Example.COM.", want: []string{"example.com"}},
+		{name: "single-label parent", domain: "bots.localhost", want: []string{"localhost"}},
+		{name: "deeper domain: its parent only", domain: "a.bots.example.com", want: []string{"bots.example.com"}},
+		{name: "no dot: none", domain: "localhost"},
+		{name: "IP address: none", domain: "127.0.0.1"},
+		{name: "set", domain: "bots.example.com", body: "local_domains = ['Example.ORG', 'bücher.example', 'XN--BCHER-KVA.example.net']",
+			want: []string{"example.org", "bücher.example", "bücher.example.net"}},
+		{name: "set empty: none", domain: "bots.example.com", body: "local_domains = []", want: []string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte("[component]\ndomain='"+tc.domain+"'\nserver='h:1'\nsecret='x'\n[policy]\n"+tc.body+"\n"), "c.toml", noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Policy.LocalDomains, tc.want) {
+				t.Errorf("local domains = %#v, want %#v", c.Policy.LocalDomains, tc.want)
+			}
+			if got := c.Compiled().LocalDomains(); len(got) != len(tc.want) {
+				t.Errorf("policy's local domains = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReviewTTL(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     time.Duration
+	}{
+		{"never by default", "", 0},
+		{"zero", "0s", 0},
+		{"hours", "72h", 72 * time.Hour},
+		{"compound", "1h30m", 90 * time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte("[component]\ndomain='b.example'\nserver='h:1'\nsecret='x'\n[policy]\nreview_ttl='"+tc.in+"'\n"), "c.toml", noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Policy.ReviewTTL.Duration != tc.want {
+				t.Errorf("review_ttl %q = %s, want %s", tc.in, c.Policy.ReviewTTL, tc.want)
+			}
+		})
 	}
 }
 

@@ -1,5 +1,9 @@
 // Package policy decides XMPP subscription requests (RFC 6121 §3.1) for rostergate: ordered rules, first match wins, then a default.
 //
+// Before the rules, a policy may consult an allow list and a deny list of
+// contact patterns (see WithLists), which are kept elsewhere and edited at
+// runtime.
+//
 // The package is a pure rule engine: it does no I/O, reads no clock and knows
 // nothing about XML. A compiled *Policy is immutable and safe for concurrent use.
 package policy
@@ -8,8 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Action is what rostergate does with a subscription request.
@@ -50,22 +57,38 @@ func ParseAction(s string) (Action, error) {
 
 // Rule is one entry of the ordered rule list. A rule matches a request when
 // every matcher that is set matches; at least one matcher must be set.
+// The matchers are Contact, Domain, Entity, Regex and LocalContact.
 type Rule struct {
-	Contact       string // glob over the contact's bare JID, e.g. "*@example.com" ("" = any); path.Match syntax, case-insensitive
-	Domain        string // exact contact domain, case-insensitive ("" = any)
-	Entity        string // entity localpart, e.g. "helpdesk" ("" = all entities); case-insensitive
+	Contact string // glob over the contact's bare JID, e.g. "*@example.com" ("" = any); path.Match syntax, case-insensitive
+	Domain  string // exact contact domain, case-insensitive ("" = any)
+	Entity  string // entity localpart, e.g. "helpdesk" ("" = all entities); case-insensitive
+	// Regex is an RE2 regular expression (regexp syntax) searched in the
+	// contact's normalised, lower-case bare JID ("" = any). It is not
+	// anchored: write ^ and $ to match the whole JID, and lower-case letters
+	// (or (?i)) since the JID it sees is lower-case.
+	Regex string
+	// LocalContact, when set, matches contacts whose domain is (true) or is
+	// not (false, a federated contact) one of Config.LocalDomains. nil = any.
+	LocalContact  *bool
 	Action        Action
 	SubscribeBack bool // only with Accept: the entity asks for the contact's presence in return
+	// Message is sent to the requester with the decision ("" = none). Not
+	// allowed with Drop, which sends nothing.
+	Message string
 }
 
 // String returns a compact one-line form, e.g.
-// `contact="*@localhost" entity="helpdesk" -> accept, subscribe_back`.
+// `contact="*@localhost" entity="helpdesk" -> accept, subscribe_back` or
+// `regex="^[a-z]+@localhost$" local_contact=true -> review, message="Welcome aboard"`.
 func (r Rule) String() string {
 	var b strings.Builder
-	for _, m := range [...]struct{ k, v string }{{"contact", r.Contact}, {"domain", r.Domain}, {"entity", r.Entity}} {
+	for _, m := range [...]struct{ k, v string }{{"contact", r.Contact}, {"domain", r.Domain}, {"entity", r.Entity}, {"regex", r.Regex}} {
 		if m.v != "" {
 			fmt.Fprintf(&b, "%s=%q ", m.k, m.v)
 		}
+	}
+	if r.LocalContact != nil {
+		fmt.Fprintf(&b, "local_contact=%t ", *r.LocalContact)
 	}
 	if b.Len() == 0 {
 		b.WriteString("any ")
@@ -73,6 +96,9 @@ func (r Rule) String() string {
 	fmt.Fprintf(&b, "-> %s", r.Action)
 	if r.SubscribeBack {
 		b.WriteString(", subscribe_back")
+	}
+	if r.Message != "" {
+		fmt.Fprintf(&b, ", message=%q", r.Message)
 	}
 	return b.String()
 }
@@ -82,19 +108,35 @@ type Config struct {
 	Default       Action // applies when no rule matches; "" means Review
 	UnknownEntity Action // applies to requests for JIDs at the domain that are not configured entities; "" means Reject. Rules are not consulted for unknown entities.
 	Rules         []Rule
+	// LocalDomains are the domains whose users are local (normalised; they
+	// are lower-cased again here). A rule with LocalContact set needs at
+	// least one.
+	LocalDomains []string
 }
 
-// Policy is a compiled Config. It is immutable and safe for concurrent use.
+// Policy is a compiled Config, possibly with allow and deny lists (see
+// WithLists). It is immutable and safe for concurrent use.
 type Policy struct {
-	rules   []Rule // normalised: matchers lower-cased, patterns validated
-	def     Action
-	unknown Action
+	rules        []compiledRule // normalised: matchers lower-cased, patterns validated
+	def          Action
+	unknown      Action
+	localDomains []string        // lower-case, in the order given, without duplicates
+	local        map[string]bool // the same, as a set; never written after Compile
+	allow, deny  []string        // normalised patterns, see ValidatePattern
+}
+
+// compiledRule is a Rule with what Compile derived from it. Its Rule holds
+// no pointer shared with the caller.
+type compiledRule struct {
+	Rule
+	re    *regexp.Regexp // nil when Regex is ""
+	local int8           // 0: any contact; 1: local contacts only; -1: federated only
 }
 
 // Compile validates c and returns the compiled policy. Errors name the
 // offending rule by its 1-based index.
 func Compile(c Config) (*Policy, error) {
-	p := &Policy{def: Review, unknown: Reject, rules: make([]Rule, 0, len(c.Rules))}
+	p := &Policy{def: Review, unknown: Reject, rules: make([]compiledRule, 0, len(c.Rules)), local: map[string]bool{}}
 	if c.Default != "" {
 		a, err := parseAction(string(c.Default))
 		if err != nil {
@@ -109,8 +151,18 @@ func Compile(c Config) (*Policy, error) {
 		}
 		p.unknown = a
 	}
+	for _, d := range c.LocalDomains {
+		ld := strings.ToLower(d)
+		if ld == "" || strings.ContainsAny(ld, "@/*") {
+			return nil, fmt.Errorf("policy: local domain %q is not a domain", d)
+		}
+		if !p.local[ld] {
+			p.local[ld] = true
+			p.localDomains = append(p.localDomains, ld)
+		}
+	}
 	for i, r := range c.Rules {
-		r, err := compileRule(r)
+		r, err := compileRule(r, len(p.local) > 0)
 		if err != nil {
 			return nil, fmt.Errorf("policy: rule %d: %w", i+1, err)
 		}
@@ -119,34 +171,93 @@ func Compile(c Config) (*Policy, error) {
 	return p, nil
 }
 
-func compileRule(r Rule) (Rule, error) {
+func compileRule(r Rule, haveLocal bool) (compiledRule, error) {
 	if r.Action == "" {
-		return r, errors.New("action is missing")
+		return compiledRule{}, errors.New("action is missing")
 	}
 	if _, err := parseAction(string(r.Action)); err != nil {
-		return r, err
+		return compiledRule{}, err
 	}
 	if r.SubscribeBack && r.Action != Accept {
-		return r, fmt.Errorf("subscribe_back needs action %q, not %q", Accept, r.Action)
+		return compiledRule{}, fmt.Errorf("subscribe_back needs action %q, not %q", Accept, r.Action)
 	}
-	if r.Contact == "" && r.Domain == "" && r.Entity == "" {
-		return r, errors.New("no matcher: set contact, domain or entity")
+	if r.Message != "" && r.Action == Drop {
+		return compiledRule{}, fmt.Errorf("message cannot be sent with action %q", Drop)
+	}
+	if err := checkMessage(r.Message); err != nil {
+		return compiledRule{}, err
+	}
+	if r.Contact == "" && r.Domain == "" && r.Entity == "" && r.Regex == "" && r.LocalContact == nil {
+		return compiledRule{}, errors.New("no matcher: set contact, regex, domain, local_contact or entity")
 	}
 	if strings.ContainsAny(r.Domain, "@/*") {
-		return r, fmt.Errorf("domain %q is not a domain (use contact for patterns)", r.Domain)
+		return compiledRule{}, fmt.Errorf("domain %q is not a domain (use contact for patterns)", r.Domain)
 	}
 	contact := strings.ToLower(r.Contact)
 	if _, err := path.Match(contact, ""); err != nil {
-		return r, fmt.Errorf("bad contact pattern %q: %w", r.Contact, err)
+		return compiledRule{}, fmt.Errorf("bad contact pattern %q: %w", r.Contact, err)
+	}
+	cr := compiledRule{}
+	if r.Regex != "" {
+		re, err := regexp.Compile(r.Regex)
+		if err != nil {
+			return compiledRule{}, fmt.Errorf("bad regex %q: %w", r.Regex, err)
+		}
+		cr.re = re
+	}
+	if r.LocalContact != nil {
+		if !haveLocal {
+			return compiledRule{}, errors.New("local_contact needs local domains")
+		}
+		lc := *r.LocalContact
+		r.LocalContact = &lc // not the caller's variable
+		cr.local = -1
+		if lc {
+			cr.local = 1
+		}
 	}
 	r.Contact = contact
 	r.Domain = strings.ToLower(r.Domain)
 	r.Entity = strings.ToLower(r.Entity)
-	return r, nil
+	cr.Rule = r
+	return cr, nil
 }
 
-// Rules returns a copy of the compiled rules (matchers lower-cased), for printing.
-func (p *Policy) Rules() []Rule { return append([]Rule(nil), p.rules...) }
+// checkMessage rejects text that cannot be sent to a contact: invalid
+// UTF-8, and control characters other than tab, newline and carriage return.
+func checkMessage(m string) error {
+	if !utf8.ValidString(m) {
+		return errors.New("message is not valid UTF-8")
+	}
+	for _, c := range m {
+		switch {
+		case c == '\t' || c == '\n' || c == '\r':
+		case unicode.IsControl(c) || c == 0xFFFE || c == 0xFFFF:
+			return fmt.Errorf("message contains the control character %U", c)
+		}
+	}
+	return nil
+}
+
+// Rules returns a copy of the compiled rules (matchers lower-cased), for
+// printing. Changing them does not change the policy.
+func (p *Policy) Rules() []Rule {
+	if len(p.rules) == 0 {
+		return nil
+	}
+	out := make([]Rule, len(p.rules))
+	for i, r := range p.rules {
+		out[i] = r.Rule
+		if r.LocalContact != nil {
+			lc := *r.LocalContact
+			out[i].LocalContact = &lc
+		}
+	}
+	return out
+}
+
+// LocalDomains returns a copy of the local domains (lower-case, without duplicates).
+func (p *Policy) LocalDomains() []string { return append([]string(nil), p.localDomains...) }
 
 // Default returns the action taken when no rule matches.
 func (p *Policy) Default() Action { return p.def }
@@ -165,12 +276,14 @@ type Request struct {
 type Decision struct {
 	Action        Action
 	SubscribeBack bool
-	Rule          int    // 1-based index of the matching rule; 0 when the default or unknown_entity decided
-	Reason        string // "rule 2", "default", "unknown_entity": stable, used in logs and the audit table
+	Rule          int    // 1-based index of the matching rule; 0 when a list, the default or unknown_entity decided
+	Reason        string // "rule 2", "default", "unknown_entity", `deny list "*@spam.example"`, `allow list "example.org"`: stable, used in logs and the audit table
+	Message       string // the matching rule's message for the requester; "" unless a rule decided
 }
 
 // Decide returns the decision for r: unknown_entity for unknown entities
-// (rules are not consulted), else the first matching rule, else the default.
+// (neither lists nor rules are consulted), else the deny list (Reject), else
+// the allow list (Accept), else the first matching rule, else the default.
 func (p *Policy) Decide(r Request) Decision {
 	if !r.KnownEntity {
 		return Decision{Action: p.unknown, Reason: "unknown_entity"}
@@ -178,26 +291,138 @@ func (p *Policy) Decide(r Request) Decision {
 	contact := strings.ToLower(r.Contact)
 	entity := strings.ToLower(r.Entity)
 	domain := contact[strings.LastIndexByte(contact, '@')+1:]
-	for i, rule := range p.rules {
-		if rule.matches(contact, domain, entity) {
-			return Decision{Action: rule.Action, SubscribeBack: rule.SubscribeBack, Rule: i + 1, Reason: "rule " + strconv.Itoa(i+1)}
+	if pat, ok := firstMatch(p.deny, contact, domain); ok {
+		return Decision{Action: Reject, Reason: "deny list " + strconv.Quote(pat)}
+	}
+	if pat, ok := firstMatch(p.allow, contact, domain); ok {
+		return Decision{Action: Accept, Reason: "allow list " + strconv.Quote(pat)}
+	}
+	local := p.local[domain]
+	for i := range p.rules {
+		rule := &p.rules[i]
+		if rule.matches(contact, domain, entity, local) {
+			return Decision{Action: rule.Action, SubscribeBack: rule.SubscribeBack, Rule: i + 1, Reason: "rule " + strconv.Itoa(i+1), Message: rule.Message}
 		}
 	}
 	return Decision{Action: p.def, Reason: "default"}
 }
 
 // matches reports whether every set matcher of the compiled rule r matches.
-// All arguments are already lower-case.
-func (r *Rule) matches(contact, domain, entity string) bool {
+// All arguments are already lower-case; local says whether domain is a
+// local domain.
+func (r *compiledRule) matches(contact, domain, entity string, local bool) bool {
 	if r.Entity != "" && r.Entity != entity {
 		return false
 	}
 	if r.Domain != "" && r.Domain != domain {
 		return false
 	}
+	if r.local != 0 && local != (r.local > 0) {
+		return false
+	}
 	if r.Contact != "" {
-		ok, _ := path.Match(r.Contact, contact) // validated at Compile
-		return ok
+		if ok, _ := path.Match(r.Contact, contact); !ok { // validated at Compile
+			return false
+		}
+	}
+	if r.re != nil && !r.re.MatchString(contact) {
+		return false
 	}
 	return true
+}
+
+// RuleText returns a one-line description of what made the decision d of
+// this policy, for explaining it: `rule 2: contact="*@localhost" -> accept,
+// subscribe_back`, `default: review`, `unknown_entity: reject`,
+// `deny list "*@spam.example"` or `allow list "example.org"`.
+func (p *Policy) RuleText(d Decision) string {
+	switch {
+	case d.Rule > 0 && d.Rule <= len(p.rules):
+		return "rule " + strconv.Itoa(d.Rule) + ": " + p.rules[d.Rule-1].String()
+	case d.Rule == 0 && (d.Reason == "default" || d.Reason == "unknown_entity"):
+		return d.Reason + ": " + string(d.Action)
+	}
+	return d.Reason
+}
+
+// ValidatePattern normalises (trims and lower-cases) one allow or deny list
+// pattern and checks it. A pattern is a glob over the contact's bare JID in
+// path.Match syntax, like a rule's contact (`*@spam.example`,
+// `mallory@example.com`); a pattern without "@" is a domain (or a glob over
+// domains) and matches every contact at it (`example.org`).
+func ValidatePattern(p string) (string, error) {
+	n, err := normalisePattern(p)
+	if err != nil {
+		return "", fmt.Errorf("policy: %w", err)
+	}
+	return n, nil
+}
+
+func normalisePattern(p string) (string, error) {
+	n := strings.ToLower(strings.TrimSpace(p))
+	if n == "" {
+		return "", errors.New("empty pattern")
+	}
+	if _, err := path.Match(n, ""); err != nil {
+		return "", fmt.Errorf("bad pattern %q: %w", p, err)
+	}
+	if strings.Contains(n, "/") {
+		return "", fmt.Errorf("bad pattern %q: a bare JID has no resource", p)
+	}
+	if strings.IndexFunc(n, unicode.IsSpace) >= 0 {
+		return "", fmt.Errorf("bad pattern %q: a JID has no spaces", p)
+	}
+	return n, nil
+}
+
+// WithLists returns a policy that decides like p but first consults the deny
+// list (a match is rejected) and then the allow list (a match is accepted,
+// without subscribe_back), for known entities only. The lists replace any p
+// had; p itself is unchanged. Patterns are as for ValidatePattern, and are
+// tried in order: the first match names the decision's Reason.
+func (p *Policy) WithLists(allow, deny []string) (*Policy, error) {
+	q := *p
+	var err error
+	if q.allow, err = normaliseList("allow", allow); err != nil {
+		return nil, err
+	}
+	if q.deny, err = normaliseList("deny", deny); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+func normaliseList(name string, list []string) ([]string, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	out := make([]string, len(list))
+	for i, pat := range list {
+		n, err := normalisePattern(pat)
+		if err != nil {
+			return nil, fmt.Errorf("policy: %s list: %w", name, err)
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// Lists returns copies of the allow and deny lists, normalised.
+func (p *Policy) Lists() (allow, deny []string) {
+	return append([]string(nil), p.allow...), append([]string(nil), p.deny...)
+}
+
+// firstMatch returns the first pattern of list that matches the lower-case
+// bare JID contact, whose domain is domain.
+func firstMatch(list []string, contact, domain string) (string, bool) {
+	for _, pat := range list {
+		subject := contact
+		if !strings.Contains(pat, "@") {
+			subject = domain
+		}
+		if ok, _ := path.Match(pat, subject); ok { // validated by WithLists
+			return pat, true
+		}
+	}
+	return "", false
 }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"rostergate/component"
@@ -89,7 +91,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		return err
 	}
 	logger.Info("starting", "version", version, "domain", cfg.Component.Domain, "server", cfg.Component.Server,
-		"entities", len(cfg.Entities), "rules", len(cfg.Policy.Rules), "db", cfg.Storage.Path)
+		"entities", len(cfg.Entities), "rules", len(cfg.Policy.Rules), "admins", len(cfg.Admin.JIDs), "db", cfg.Storage.Path)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, *path, cfg, comp, logger, getenv)
 	if err := comp.Run(ctx); err != nil {
 		return err
 	}
@@ -98,24 +104,68 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 }
 
 func componentOptions(cfg *config.Config, db *storage.DB, logger *slog.Logger) component.Options {
-	opts := component.Options{
+	return component.Options{
 		Domain:    cfg.Component.Domain,
 		Server:    cfg.Component.Server,
 		Secret:    cfg.Component.Secret,
 		Resource:  cfg.Component.Resource,
 		Keepalive: cfg.Component.Keepalive.Duration,
-		Policy:    cfg.Compiled(),
+		Settings:  settings(cfg),
+		Store:     db,
+		Logger:    logger,
+		Version:   version,
+	}
+}
+
+// settings are the parts of the config a reload may change.
+func settings(cfg *config.Config) component.Settings {
+	p := cfg.Compiled()
+	s := component.Settings{
+		Policy: p,
 		// JIDs that are not an [[entity]] are online when the policy lets
 		// users subscribe to them.
-		UnknownOnline: cfg.Compiled().UnknownEntity() == policy.Accept || cfg.Compiled().UnknownEntity() == policy.Review,
-		Store:         db,
-		Logger:        logger,
-		Version:       version,
+		UnknownOnline: p.UnknownEntity() == policy.Accept || p.UnknownEntity() == policy.Review,
+		Admins:        cfg.Admin.JIDs,
+		ReviewTTL:     cfg.Policy.ReviewTTL.Duration,
+		Limits: component.Limits{
+			ContactRate:         cfg.Limits.ContactRate,
+			DomainRate:          cfg.Limits.DomainRate,
+			MaxPendingPerDomain: cfg.Limits.MaxPendingPerDomain,
+			MaxPending:          cfg.Limits.MaxPending,
+			Action:              policy.Action(cfg.Limits.Action),
+		},
 	}
 	for _, e := range cfg.Entities {
-		opts.Entities = append(opts.Entities, component.Entity{Local: e.Localpart(), Name: e.Name, Show: e.Show, Status: e.Status})
+		s.Entities = append(s.Entities, component.Entity{Local: e.Localpart(), Name: e.Name, Show: e.Show, Status: e.Status})
 	}
-	return opts
+	return s
+}
+
+// reloadOnHUP re-reads the config on each SIGHUP and puts what may change
+// in force; an invalid config is refused, with the reason logged, and the
+// one in force is kept.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *config.Config, comp *component.Component, logger *slog.Logger, getenv func(string) string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(path, getenv)
+		if err == nil {
+			err = comp.Reload(ctx, settings(cfg))
+		}
+		if err != nil {
+			logger.Error("reload refused; the config in force is kept", "err", err)
+			continue
+		}
+		if cfg.Component.Domain != cur.Component.Domain || cfg.Component.Server != cur.Component.Server ||
+			cfg.Component.Secret != cur.Component.Secret || cfg.Storage.Path != cur.Storage.Path ||
+			cfg.Component.Resource != cur.Component.Resource || cfg.Component.Keepalive != cur.Component.Keepalive {
+			logger.Warn("reload: [component] and [storage] changes take effect at the next start")
+		}
+		logger.Info("reload done", "config", path)
+	}
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -181,10 +231,7 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.Storage.Path); err != nil {
-		return fmt.Errorf("roster: no database yet (has rostergate run?): %w", err)
-	}
-	db, err := storage.Open(ctx, cfg.Storage.Path)
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}

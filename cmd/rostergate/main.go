@@ -38,6 +38,12 @@ Usage:
   rostergate run     -config FILE   connect to the server and serve
   rostergate check   -config FILE   validate the config, print entities and rules
   rostergate roster  -config FILE [-entity LOCAL]   print roster items
+  rostergate pending -config FILE [list | approve ID… | reject ID…]
+                                   held requests; approve or reject them (carried out by the running rostergate)
+  rostergate explain -config FILE -from JID -to JID
+                                   how a request would be decided, and by which rule
+  rostergate audit   -config FILE [-since DURATION] [-format text|json|csv]
+                                   decisions and admin actions
   rostergate version               print the version
 
 Run 'rostergate COMMAND -h' for a command's flags.
@@ -55,6 +61,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdCheck(args[1:], stdout, stderr, getenv)
 	case "roster":
 		return cmdRoster(ctx, args[1:], stdout, stderr, getenv)
+	case "pending":
+		return cmdPending(ctx, args[1:], stdout, stderr, getenv)
+	case "explain":
+		return cmdExplain(ctx, args[1:], stdout, stderr, getenv)
+	case "audit":
+		return cmdAudit(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "rostergate", version)
 		return nil

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"rostergate/config"
+	"rostergate/policy"
+	"rostergate/storage"
+)
+
+// actionWait bounds how long the command line waits for the running
+// component to carry out what it asked.
+const actionWait = 10 * time.Second
+
+// openDB opens the database of an existing installation.
+func openDB(ctx context.Context, cfg *config.Config) (*storage.DB, error) {
+	if _, err := os.Stat(cfg.Storage.Path); err != nil {
+		return nil, fmt.Errorf("no database yet (has rostergate run?): %w", err)
+	}
+	return storage.Open(ctx, cfg.Storage.Path)
+}
+
+// cliActor names who acts from the command line, for the audit log.
+func cliActor() string {
+	if u, err := user.Current(); err == nil {
+		return "cli:" + u.Username
+	}
+	return "cli"
+}
+
+func cmdPending(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("pending", "-config FILE [list | approve ID… | reject ID…]", stderr)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil
+		}
+		return errUsage
+	}
+	verb, rest := "list", fs.Args()
+	if len(rest) > 0 {
+		verb, rest = rest[0], rest[1:]
+	}
+	var ids []string
+	switch verb {
+	case "list":
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "rostergate pending list: unexpected argument %q\n", rest[0])
+			return errUsage
+		}
+	case "approve", "reject":
+		if len(rest) == 0 {
+			fmt.Fprintf(stderr, "rostergate pending %s: name at least one request id\n", verb)
+			return errUsage
+		}
+		for _, a := range rest {
+			id, err := strconv.ParseInt(strings.TrimPrefix(a, "#"), 10, 64)
+			if err != nil || id <= 0 {
+				fmt.Fprintf(stderr, "rostergate pending %s: %q is not a request id\n", verb, a)
+				return errUsage
+			}
+			ids = append(ids, strconv.FormatInt(id, 10))
+		}
+	default:
+		fmt.Fprintf(stderr, "rostergate pending: unknown action %q (want list, approve or reject)\n", verb)
+		return errUsage
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if verb == "list" {
+		return printPending(ctx, db, cfg, stdout)
+	}
+	return queueAndWait(ctx, db, cfg, verb, strings.Join(ids, " "), stdout)
+}
+
+func printPending(ctx context.Context, db *storage.DB, cfg *config.Config, w io.Writer) error {
+	reqs, err := db.Requests(ctx)
+	if err != nil {
+		return err
+	}
+	if len(reqs) == 0 {
+		fmt.Fprintln(w, "No pending requests.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCONTACT\tENTITY\tRULE\tWAITING")
+	now := time.Now()
+	for _, r := range reqs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.ID, r.Contact, entityJID(cfg, r.Entity), r.Rule, now.Sub(r.Created).Round(time.Second))
+	}
+	return tw.Flush()
+}
+
+// queueAndWait asks the running component to carry out an action and waits
+// for what came of it. Without a running component the action stays queued
+// for the next start.
+func queueAndWait(ctx context.Context, db *storage.DB, cfg *config.Config, verb, args string, w io.Writer) error {
+	id, err := db.QueueAction(ctx, cliActor(), verb, args)
+	if err != nil {
+		return err
+	}
+	if release, err := lockDB(cfg.Storage.Path); err == nil {
+		release()
+		fmt.Fprintf(w, "rostergate is not running: %s %s is queued (action %d) and will be carried out when it connects.\n", verb, args, id)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, actionWait)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		a, err := db.ActionByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !a.Done.IsZero() {
+			fmt.Fprintln(w, strings.TrimRight(a.Result, "\n"))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("rostergate run has not carried out action %d within %s (is it connected to the server?); it stays queued", id, actionWait)
+		case <-t.C:
+		}
+	}
+}
+
+func entityJID(cfg *config.Config, local string) string {
+	if local == "" {
+		return cfg.Component.Domain
+	}
+	return local + "@" + cfg.Component.Domain
+}
+
+func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("explain", "-config FILE -from JID -to JID", stderr)
+	path := configFlag(fs)
+	from := fs.String("from", "", "the contact asking, e.g. alice@example.com")
+	to := fs.String("to", "", "the entity asked, e.g. helpdesk@bots.example.com (or just helpdesk)")
+	if help, err := parse(fs, args, stdout); help || err != nil {
+		return err
+	}
+	if *from == "" || *to == "" {
+		fmt.Fprintln(stderr, "rostergate explain: -from and -to are required")
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	contact, err := jid.Parse(*from)
+	if err != nil {
+		return fmt.Errorf("explain: -from %q is not a JID: %w", *from, err)
+	}
+	local := *to
+	if strings.Contains(local, "@") || local == cfg.Component.Domain {
+		j, err := jid.Parse(local)
+		if err != nil {
+			return fmt.Errorf("explain: -to %q is not a JID: %w", *to, err)
+		}
+		if j.Domainpart() != cfg.Component.Domain {
+			return fmt.Errorf("explain: -to %q is not at %s", *to, cfg.Component.Domain)
+		}
+		local = j.Localpart()
+	} else if j, err := jid.New(local, cfg.Component.Domain, ""); err == nil {
+		local = j.Localpart()
+	} else {
+		return fmt.Errorf("explain: -to %q is not an entity name: %w", *to, err)
+	}
+	p := cfg.Compiled()
+	lists := "without allow/deny lists (no database yet)"
+	if db, err := openDB(ctx, cfg); err == nil {
+		allow, deny, err := db.Lists(ctx)
+		db.Close()
+		if err != nil {
+			return err
+		}
+		if p, err = p.WithLists(allow, deny); err != nil {
+			return err
+		}
+		lists = fmt.Sprintf("with the allow list (%d) and deny list (%d)", len(allow), len(deny))
+	}
+	_, known := cfg.Entity(local)
+	d := p.Decide(policy.Request{Contact: contact.Bare().String(), Entity: local, KnownEntity: known})
+	fmt.Fprintf(stdout, "%s → %s: %s\n", contact.Bare(), entityJID(cfg, local), d.Action)
+	fmt.Fprintf(stdout, "  decided by: %s\n", p.RuleText(d))
+	if d.SubscribeBack {
+		fmt.Fprintln(stdout, "  subscribe back: yes")
+	}
+	if d.Message != "" {
+		fmt.Fprintf(stdout, "  message to the requester: %q\n", d.Message)
+	}
+	if !known {
+		fmt.Fprintf(stdout, "  (%s is not an [[entity]]: unknown_entity applies)\n", entityJID(cfg, local))
+	}
+	fmt.Fprintf(stdout, "  (policy as configured, %s; limits not applied)\n", lists)
+	return nil
+}
+
+func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("audit", "-config FILE [-since DURATION] [-format text|json|csv]", stderr)
+	path := configFlag(fs)
+	since := fs.Duration("since", 24*time.Hour, "show events of this last `duration` (0 = all)")
+	format := fs.String("format", "text", "output `format`: text, json (one object a line) or csv")
+	if help, err := parse(fs, args, stdout); help || err != nil {
+		return err
+	}
+	if *since < 0 {
+		fmt.Fprintf(stderr, "rostergate audit: -since %s is negative\n", *since)
+		return errUsage
+	}
+	switch *format {
+	case "text", "json", "csv":
+	default:
+		fmt.Fprintf(stderr, "rostergate audit: -format %q: want text, json or csv\n", *format)
+		return errUsage
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	from := time.Time{}
+	if *since > 0 {
+		from = time.Now().Add(-*since)
+	}
+	header := []string{"at", "entity", "contact", "kind", "action", "rule", "from", "to", "actor", "interface", "detail"}
+	row := func(e storage.Event) []string {
+		ent := ""
+		if e.Entity != "" || e.Contact != "" {
+			ent = entityJID(cfg, e.Entity)
+		}
+		return []string{e.At.UTC().Format(time.RFC3339Nano), ent, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail}
+	}
+	switch *format {
+	case "csv":
+		cw := csv.NewWriter(stdout)
+		_ = cw.Write(header)
+		err = db.Events(ctx, from, func(e storage.Event) error { return cw.Write(row(e)) })
+		cw.Flush()
+		if err == nil {
+			err = cw.Error()
+		}
+	case "json":
+		enc := json.NewEncoder(stdout)
+		err = db.Events(ctx, from, func(e storage.Event) error {
+			m := map[string]string{}
+			for i, v := range row(e) {
+				m[header[i]] = v
+			}
+			return enc.Encode(m)
+		})
+	default:
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "AT\tENTITY\tCONTACT\tEVENT\tACTION\tRULE\tSTATE\tBY\tDETAIL")
+		err = db.Events(ctx, from, func(e storage.Event) error {
+			r := row(e)
+			state := ""
+			if e.From != "" || e.To != "" {
+				state = e.From + " → " + e.To
+			}
+			by := e.Actor
+			if e.Interface != "" {
+				by += " (" + e.Interface + ")"
+			}
+			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+				e.At.Local().Format("2006-01-02 15:04:05"), r[1], e.Contact, e.Kind, e.Action, e.Rule, state, by, e.Detail)
+			return err
+		})
+		if ferr := tw.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
