@@ -96,6 +96,12 @@ func (c *Component) entityLocal(entity string) (string, error) {
 	return j.Localpart(), nil
 }
 
+// Explain says how a request from contact to entity would be decided now,
+// by the policy and lists in force (limits aside).
+func (c *Component) Explain(contact, entity string) (admin.Explanation, error) {
+	return c.explain(contact, entity)
+}
+
 // explain says how a request from contact to entity would be decided now.
 func (c *Component) explain(contact, entity string) (admin.Explanation, error) {
 	cj, err := jid.Parse(strings.TrimSpace(contact))

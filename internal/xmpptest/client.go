@@ -99,16 +99,18 @@ type Client struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu         sync.Mutex
-	changed    chan struct{} // closed and replaced on every recorded event
-	presences  []Presence
-	consumed   []bool // parallel to presences: returned by WaitPresence
-	stanzas    []string
-	iqWaiters  map[string]chan string
-	pushes     int // roster pushes received
-	recvErr    error
-	splitErr   error
-	connClosed bool // no more stanzas will arrive
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced on every recorded event
+	presences   []Presence
+	messages    []Message
+	msgConsumed []bool // parallel to messages: returned by WaitMessage
+	consumed    []bool // parallel to presences: returned by WaitPresence
+	stanzas     []string
+	iqWaiters   map[string]chan string
+	pushes      int // roster pushes received
+	recvErr     error
+	splitErr    error
+	connClosed  bool // no more stanzas will arrive
 }
 
 // Dial logs jid in at the client-to-server address addr (SASL PLAIN, no
@@ -276,6 +278,7 @@ type stanza struct {
 	ID      string `xml:"id,attr"`
 	Show    string `xml:"show"`
 	Status  string `xml:"status"`
+	Body    string `xml:"body"`
 	Error   *struct {
 		Type     string `xml:"type,attr"`
 		Children []struct {
@@ -357,6 +360,16 @@ func (c *Client) handle(raw []byte) {
 		c.presences = append(c.presences, p)
 		c.consumed = append(c.consumed, false)
 		c.stanzas = append(c.stanzas, p.Raw)
+		c.notifyLocked()
+		c.mu.Unlock()
+		return
+	case "message":
+		cond, _, _ := s.errorCondition()
+		m := Message{From: s.From, To: s.To, Type: s.Type, ID: s.ID, Body: s.Body, Error: cond, Raw: string(raw)}
+		c.mu.Lock()
+		c.messages = append(c.messages, m)
+		c.msgConsumed = append(c.msgConsumed, false)
+		c.stanzas = append(c.stanzas, m.Raw)
 		c.notifyLocked()
 		c.mu.Unlock()
 		return
@@ -690,4 +703,46 @@ func (c *Client) close() error {
 	}
 	<-c.splitDone
 	return nil
+}
+
+// Message is a message stanza received by a Client.
+type Message struct {
+	From, To, Type, ID, Body string
+	Error                    string // defined condition of a type="error" message
+	Raw                      string
+}
+
+// SendMessage sends a chat message with body to to.
+func (c *Client) SendMessage(to, body string) error {
+	return c.SendRaw("<message type='chat' to='" + xmlEscape(to) + "' id='" + newID() + "'><body>" + xmlEscape(body) + "</body></message>")
+}
+
+// WaitMessage returns the earliest received message that matches and has
+// not been returned by an earlier WaitMessage call, waiting until ctx is
+// done. A nil match matches anything.
+func (c *Client) WaitMessage(ctx context.Context, match func(Message) bool) (Message, error) {
+	for {
+		c.mu.Lock()
+		for i, m := range c.messages {
+			if !c.msgConsumed[i] && (match == nil || match(m)) {
+				c.msgConsumed[i] = true
+				c.mu.Unlock()
+				return m, nil
+			}
+		}
+		changed, closed := c.changed, c.connClosed
+		var got []string
+		for _, m := range c.messages {
+			got = append(got, fmt.Sprintf("%s %q", m.From, m.Body))
+		}
+		c.mu.Unlock()
+		if closed {
+			return Message{}, fmt.Errorf("xmpptest: %s: no matching message, connection closed (%v); received %v", c.JID, c.closeReason(), got)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return Message{}, fmt.Errorf("xmpptest: %s: no matching message: %w; received %v", c.JID, ctx.Err(), got)
+		}
+	}
 }
