@@ -217,7 +217,7 @@ func (c *Component) decideHeld(ctx context.Context, ids []int64, approve bool, a
 	}
 	for _, i := range decided {
 		r := out[i].Request
-		c.tellAdmins(b, admin.DecidedNotice(r, c.entityJID(r.Entity), approve, actor, iface))
+		c.tellAdmins(b, admin.DecidedNotice(r, c.entityJID(r.Entity), approve, actor, iface), actor)
 	}
 	if err := c.commit(ctx, b); err != nil && !errors.Is(err, errReplyKept) {
 		for _, i := range decided {
@@ -227,10 +227,13 @@ func (c *Component) decideHeld(ctx context.Context, ids []int64, approve bool, a
 	return out
 }
 
-// tellAdmins adds a chat message from the domain to every admin.
-func (c *Component) tellAdmins(b *batch, body string) {
+// tellAdmins adds a chat message from the domain to every admin but the
+// one who acted (who gets the command's own answer).
+func (c *Component) tellAdmins(b *batch, body, except string) {
 	for _, a := range c.live.Load().adminList() {
-		message(&b.out, c.domain.String(), a, c.newID(), "chat", body)
+		if a != except {
+			message(&b.out, c.domain.String(), a, c.newID(), "chat", body)
+		}
 	}
 }
 

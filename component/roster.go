@@ -124,7 +124,7 @@ func (c *Component) commit(ctx context.Context, b *batch) error {
 		c.delivered = 0
 	}
 	for _, q := range b.queued {
-		c.tellAdmins(b, admin.QueuedNotice(c.domain.String(), *q, c.entityJID(q.Entity)))
+		c.tellAdmins(b, admin.QueuedNotice(c.domain.String(), *q, c.entityJID(q.Entity)), "")
 	}
 	if b.out.Len() == 0 {
 		return nil

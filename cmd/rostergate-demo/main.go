@@ -55,6 +55,9 @@ name = "Alerts"
 show = "dnd"
 status = "Automated alerts"
 
+[admin]
+jids = ["admin@localhost"]
+
 [policy]
 default = "review"
 unknown_entity = "reject"
@@ -78,7 +81,8 @@ action = "accept"
 type demo struct {
 	out    io.Writer
 	srv    *xmpptest.Server
-	failed int // expectations that did not hold
+	failed int    // expectations that did not hold
+	lastID string // the request id in the last notice an admin got
 }
 
 func run(ctx context.Context, bin string, keep bool, out io.Writer) error {
@@ -192,14 +196,49 @@ func run(ctx context.Context, bin string, keep bool, out io.Writer) error {
 	d.send(alice, helpdesk, "subscribed")
 	d.roster(ctx, alice, helpdesk, "both", "")
 
-	d.title("Held for review: erin adds alerts; no rule matches, the default is review")
+	d.title("Held for review: erin adds alerts; no rule matches, the default is review; the admin is told")
+	adm, err := d.login(ctx, "admin")
+	if err != nil {
+		return err
+	}
 	erin, err := d.login(ctx, "erin")
 	if err != nil {
 		return err
 	}
 	d.send(erin, alerts, "subscribe")
 	d.roster(ctx, erin, alerts, "none", "subscribe")
-	fmt.Fprintln(out, "  (no answer: the request waits in rostergate's database for an admin)")
+	d.message(ctx, adm, srv.ComponentDomain, "asks to subscribe")
+
+	d.title("Approval by chat command (any client, Spark included)")
+	d.chat(ctx, adm, srv.ComponentDomain, "pending")
+	d.chat(ctx, adm, srv.ComponentDomain, "approve "+d.lastID)
+	d.expect(ctx, erin, alerts, "subscribed")
+	d.roster(ctx, erin, alerts, "to", "")
+
+	d.title("Approval from the command line, while rostergate runs")
+	frank, err := d.login(ctx, "frank")
+	if err != nil {
+		return err
+	}
+	d.send(frank, alerts, "subscribe")
+	d.message(ctx, adm, srv.ComponentDomain, "asks to subscribe")
+	d.cli(ctx, bin, "pending", "-config", cfg)
+	d.cli(ctx, bin, "pending", "-config", cfg, "approve", d.lastID)
+	d.expect(ctx, frank, alerts, "subscribed")
+
+	d.title("Rejection with the XEP-0050 ad-hoc command, as Gajim, Psi or Conversations send it")
+	gina, err := d.login(ctx, "gina")
+	if err != nil {
+		return err
+	}
+	d.send(gina, alerts, "subscribe")
+	d.message(ctx, adm, srv.ComponentDomain, "asks to subscribe")
+	d.adhocReject(ctx, adm, srv.ComponentDomain, d.lastID)
+	d.expect(ctx, gina, alerts, "unsubscribed")
+	d.roster(ctx, gina, alerts, "none", "")
+
+	d.cli(ctx, bin, "explain", "-config", cfg, "-from", "mallory@localhost", "-to", "helpdesk")
+	d.cli(ctx, bin, "audit", "-config", cfg, "-since", "1h")
 
 	fmt.Fprintf(out, "\n$ rostergate roster -config component.toml\n")
 	roster := exec.CommandContext(ctx, bin, "roster", "-config", cfg)
@@ -286,6 +325,91 @@ func (d *demo) roster(ctx context.Context, c *xmpptest.Client, jid, sub, ask str
 		extra = " ask=" + it.Ask
 	}
 	fmt.Fprintf(d.out, "  %s's roster on the server: %s subscription=%s%s\n", strings.Split(c.Bare, "@")[0], it.JID, it.Subscription, extra)
+}
+
+// message waits for a chat message from from that contains contains,
+// prints it and remembers the request id it names.
+func (d *demo) message(ctx context.Context, c *xmpptest.Client, from, contains string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := c.WaitMessage(ctx, func(m xmpptest.Message) bool { return m.From == from && strings.Contains(m.Body, contains) })
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	fmt.Fprintf(d.out, "  %-20s ← %s: message\n", c.Bare, m.From)
+	for _, l := range strings.Split(m.Body, "\n") {
+		fmt.Fprintf(d.out, "      | %s\n", l)
+	}
+	if i := strings.Index(m.Body, "#"); i >= 0 {
+		id := strings.FieldsFunc(m.Body[i+1:], func(r rune) bool { return r < '0' || r > '9' })
+		if len(id) > 0 {
+			d.lastID = id[0]
+		}
+	}
+}
+
+// chat sends a chat command and prints the answer.
+func (d *demo) chat(ctx context.Context, c *xmpptest.Client, to, body string) {
+	fmt.Fprintf(d.out, "  %-20s → %s: %q\n", c.Bare, to, body)
+	if err := c.SendMessage(to, body); err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	d.message(ctx, c, to, "")
+}
+
+// cli runs rostergate with args and prints the command and its output.
+func (d *demo) cli(ctx context.Context, bin string, args ...string) {
+	shown := strings.Join(args, " ")
+	if i := strings.Index(shown, "-config "); i >= 0 {
+		rest := strings.SplitN(shown[i+len("-config "):], " ", 2)
+		shown = shown[:i] + "-config component.toml"
+		if len(rest) == 2 {
+			shown += " " + rest[1]
+		}
+	}
+	fmt.Fprintf(d.out, "\n$ rostergate %s\n", shown)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = indent(d.out), indent(d.out)
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+	}
+}
+
+// adhocReject runs the "pending" ad-hoc command and rejects request id in
+// its form.
+func (d *demo) adhocReject(ctx context.Context, c *xmpptest.Client, domain, id string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	exec := "<iq type='set' to='" + domain + "'><command xmlns='http://jabber.org/protocol/commands' node='pending' action='execute'/></iq>"
+	fmt.Fprintf(d.out, "  %-20s → %s: %s\n", c.Bare, domain, exec)
+	form, err := c.IQ(ctx, exec)
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	fmt.Fprintf(d.out, "  %-20s ← %s: %s\n", c.Bare, domain, form)
+	sid := ""
+	if i := strings.Index(form, "sessionid="); i >= 0 {
+		q := form[i+len("sessionid=")]
+		rest := form[i+len("sessionid=")+1:]
+		sid = rest[:strings.IndexByte(rest, q)]
+	}
+	submit := "<iq type='set' to='" + domain + "'><command xmlns='http://jabber.org/protocol/commands' node='pending' sessionid='" + sid +
+		"' action='complete'><x xmlns='jabber:x:data' type='submit'><field var='reject'><value>" + id + "</value></field></x></command></iq>"
+	fmt.Fprintf(d.out, "  %-20s → %s: %s\n", c.Bare, domain, submit)
+	done, err := c.IQ(ctx, submit)
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	fmt.Fprintf(d.out, "  %-20s ← %s: %s\n", c.Bare, domain, done)
 }
 
 // indent prefixes every line written through it with two spaces.
