@@ -87,6 +87,12 @@ func TestSubscribeFlows(t *testing.T) {
 			want: "<presence from='nobody@bots.localhost' to='alice@good.example' id='ID' type='unsubscribed'/>",
 		},
 		{
+			name:  "a rule's message goes to the requester",
+			in:    "<presence from='carol@msg.example' to='helpdesk@bots.localhost' type='subscribe'/>",
+			want:  "<message from='helpdesk@bots.localhost' to='carol@msg.example' id='ID' type='chat'><body>Your request awaits approval</body></message>",
+			state: "none+in",
+		},
+		{
 			name:  "review holds it",
 			in:    "<presence from='carol@other.example' to='helpdesk@bots.localhost' type='subscribe'/>",
 			want:  "",
@@ -315,4 +321,26 @@ func TestServerCloses(t *testing.T) {
 	c3 := h.srv.next(t)
 	c3.send(t, ping)
 	c3.expect(t, pong)
+}
+
+// An admin is recognised by bare JID, whatever the case or resource.
+func TestIsAdmin(t *testing.T) {
+	l, err := newLive(Settings{Policy: testPolicy(t), Admins: []string{"Admin@Example.COM"}}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for from, want := range map[string]bool{
+		"admin@example.com":          true,
+		"ADMIN@example.com/Phone":    true,
+		"admin@EXAMPLE.com/desk":     true,
+		"admin2@example.com":         false,
+		"example.com":                false,
+		"admin@example.com.evil.org": false,
+		"@@bad":                      false,
+		"":                           false,
+	} {
+		if got := l.isAdmin(from); got != want {
+			t.Errorf("isAdmin(%q) = %t, want %t", from, got, want)
+		}
+	}
 }

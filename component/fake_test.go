@@ -174,6 +174,7 @@ func testPolicy(t *testing.T) *policy.Policy {
 			{Contact: "*@both.example", Action: policy.Accept, SubscribeBack: true},
 			{Domain: "bad.example", Action: policy.Reject},
 			{Domain: "spam.example", Action: policy.Drop},
+			{Domain: "msg.example", Action: policy.Review, Message: "Your request awaits approval"},
 		},
 	})
 	if err != nil {

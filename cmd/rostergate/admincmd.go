@@ -301,3 +301,63 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	return err
 }
+
+func cmdLists(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("lists", "-config FILE [show | allow PATTERN | deny PATTERN | unallow PATTERN | undeny PATTERN]", stderr)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil
+		}
+		return errUsage
+	}
+	verb, rest := "show", fs.Args()
+	if len(rest) > 0 {
+		verb, rest = rest[0], rest[1:]
+	}
+	switch verb {
+	case "show":
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "rostergate lists show: unexpected argument %q\n", rest[0])
+			return errUsage
+		}
+	case "allow", "deny", "unallow", "undeny":
+		if len(rest) != 1 {
+			fmt.Fprintf(stderr, "rostergate lists %s: name one pattern, like *@example.com or example.com\n", verb)
+			return errUsage
+		}
+		if _, err := policy.ValidatePattern(rest[0]); err != nil {
+			return fmt.Errorf("lists %s: %w", verb, err)
+		}
+	default:
+		fmt.Fprintf(stderr, "rostergate lists: unknown action %q (want show, allow, deny, unallow or undeny)\n", verb)
+		return errUsage
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if verb == "show" {
+		allow, deny, err := db.Lists(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "allow: %s\ndeny:  %s\n", listText(allow), listText(deny))
+		return nil
+	}
+	return queueAndWait(ctx, db, cfg, verb, rest[0], stdout)
+}
+
+func listText(l []string) string {
+	if len(l) == 0 {
+		return "(empty)"
+	}
+	return strings.Join(l, " ")
+}

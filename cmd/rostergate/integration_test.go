@@ -139,6 +139,23 @@ func TestIntegrationCLIApproveWhileRunning(t *testing.T) {
 	if err != nil || !strings.Contains(out, "not pending") {
 		t.Errorf("rejecting a decided request: %v\n%s", err, out)
 	}
+
+	// The deny list, edited from the command line, is in force at once.
+	if _, _, err := runCmd(t, "lists", "-config", d.cfg, "deny", "*@localhost"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runCmd(t, "lists", "-config", d.cfg)
+	if err != nil || !strings.Contains(out, "deny:  *@localhost") {
+		t.Errorf("lists: %v\n%s", err, out)
+	}
+	bob := srv.NewUser(t, "bob")
+	bob.SendPresence("helpdesk@"+srv.ComponentDomain, "subscribe")
+	if _, err := bob.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "unsubscribed" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCmd(t, "lists", "-config", d.cfg, "deny", "[bad"); err == nil {
+		t.Error("a bad pattern was accepted")
+	}
 }
 
 // SIGHUP reloads the config; a bad one is refused and the old kept.

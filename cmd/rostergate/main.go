@@ -42,6 +42,8 @@ Usage:
                                    held requests; approve or reject them (carried out by the running rostergate)
   rostergate explain -config FILE -from JID -to JID
                                    how a request would be decided, and by which rule
+  rostergate lists   -config FILE [show | allow P | deny P | unallow P | undeny P]
+                                   the allow and deny lists, consulted before the rules
   rostergate audit   -config FILE [-since DURATION] [-format text|json|csv]
                                    decisions and admin actions
   rostergate version               print the version
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdPending(ctx, args[1:], stdout, stderr, getenv)
 	case "explain":
 		return cmdExplain(ctx, args[1:], stdout, stderr, getenv)
+	case "lists":
+		return cmdLists(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		return cmdAudit(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "-version", "--version":
