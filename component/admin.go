@@ -193,6 +193,7 @@ func (c *Component) decideHeld(ctx context.Context, ids []int64, approve bool, a
 		if !cur.State.PendingIn() {
 			// The contact withdrew the request meanwhile: clear the stale entry.
 			b.changes = append(b.changes, storage.Change{Item: storage.Item{Entity: req.Entity, Contact: req.Contact}, Dequeue: true})
+			c.countHeld(req.Contact, -1)
 			out[i].Err = fmt.Errorf("request #%d was withdrawn: %w", id, storage.ErrNotFound)
 			continue
 		}
@@ -250,6 +251,17 @@ func (c *Component) countPending(ctx context.Context) error {
 		c.pendingDomain[domainOf(r.Contact)]++
 	}
 	return nil
+}
+
+// countHeld adds delta to the counts of held requests; c.mu is held.
+func (c *Component) countHeld(contact string, delta int) {
+	c.pendingTotal += delta
+	d := domainOf(contact)
+	if n := c.pendingDomain[d] + delta; n > 0 {
+		c.pendingDomain[d] = n
+	} else {
+		delete(c.pendingDomain, d)
+	}
 }
 
 // domainOf returns the domain of a bare JID.

@@ -353,12 +353,10 @@ func (c *Component) record(b *batch, before storage.Item, after subscription.Ite
 		b.changes = append(b.changes, ch)
 		if queue != nil {
 			b.queued = append(b.queued, queue)
-			c.pendingTotal++
-			c.pendingDomain[domainOf(it.Contact)]++
+			c.countHeld(it.Contact, 1)
 		}
 		if ch.Dequeue {
-			c.pendingTotal--
-			c.pendingDomain[domainOf(it.Contact)]--
+			c.countHeld(it.Contact, -1)
 		}
 		if ch.Delete {
 			delete(b.items, k)
