@@ -224,6 +224,7 @@ func (c *Component) decideHeld(ctx context.Context, ids []int64, approve bool, a
 		for _, i := range decided {
 			out[i].Err = err
 		}
+		c.recount(ctx)
 	}
 	return out
 }
@@ -261,6 +262,14 @@ func (c *Component) countHeld(contact string, delta int) {
 		c.pendingDomain[d] = n
 	} else {
 		delete(c.pendingDomain, d)
+	}
+}
+
+// recount counts the held requests again after a failed commit, whose
+// changes to the counts did not happen; c.mu is held.
+func (c *Component) recount(ctx context.Context) {
+	if err := c.countPending(ctx); err != nil {
+		c.log.Error("counting held requests", "err", err)
 	}
 }
 
@@ -316,9 +325,10 @@ func (c *Component) handleMessage(b *batch, el *element) {
 		c.log.Debug("message ignored", "from", el.From, "to", el.To, "type", el.Type)
 		return
 	}
+	el.To = to.String() // answers come from the normalised address
 	if !c.live.Load().isAdmin(el.From) {
 		c.log.Warn("chat command from a non-admin refused", "from", el.From)
-		messageError(&b.out, c.domain.String(), el, "auth", "forbidden")
+		messageError(&b.out, el.To, el, "auth", "forbidden")
 		return
 	}
 	c.toAdminWorker(b, el)
@@ -334,7 +344,7 @@ func (c *Component) toAdminWorker(b *batch, el *element) {
 		if el.Name == "iq" {
 			iqError(&b.out, el, "wait", "resource-constraint")
 		} else {
-			messageError(&b.out, c.domain.String(), el, "wait", "resource-constraint")
+			messageError(&b.out, el.To, el, "wait", "resource-constraint")
 		}
 	}
 }
@@ -445,7 +455,8 @@ func (c *Component) runActions(ctx context.Context) {
 	}
 	for _, a := range actions {
 		result := c.admin.Run(ctx, a.Actor, "cli", a.Verb+" "+a.Args)
-		if err := c.opts.Store.FinishAction(ctx, a.ID, result); err != nil {
+		// Recorded even if the stream is closing now: it was carried out.
+		if err := c.opts.Store.FinishAction(context.WithoutCancel(ctx), a.ID, result); err != nil {
 			c.log.Error("recording a command line action", "id", a.ID, "err", err)
 			return
 		}

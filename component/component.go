@@ -285,23 +285,28 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	pr := &prefixReader{prefix: []byte(streamHeader), r: bc}
 	d := xml.NewDecoder(pr)
 
-	c.mu.Lock()
-	c.w = w
-	c.closed = false
-	c.readEnded.Store(false)
-	c.adminQ = make(chan *element, adminQueue)
-	adminQ := c.adminQ
-	if err := c.countPending(ctx); err != nil {
-		c.mu.Unlock()
-		return true, fmt.Errorf("component: counting held requests: %w", err)
-	}
-	c.offline.Store(false)
-	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		c.w = nil
 		c.mu.Unlock()
 	}()
+	c.mu.Lock()
+	c.w = w
+	c.closed = false
+	c.readEnded.Store(false)
+	c.offline.Store(false)
+	c.adminQ = make(chan *element, adminQueue)
+	adminQ := c.adminQ
+	err = c.countPending(ctx)
+	if err == nil {
+		// Replies left unsent by the last stream go first, before anything
+		// new can be committed and sent.
+		err = c.replay(ctx, w)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return true, fmt.Errorf("component: after connecting: %w", err)
+	}
 
 	sctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -316,11 +321,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	wg.Go(func() { c.adminWorker(sctx, adminQ) })
 	wg.Go(func() { c.housekeeping(sctx) })
 	wg.Go(func() {
-		err := c.replay(sctx, w)
-		if err == nil {
-			err = c.resync(sctx, w)
-		}
-		if err != nil && sctx.Err() == nil {
+		if err := c.resync(sctx, w); err != nil && sctx.Err() == nil {
 			c.log.Error("resync after connecting failed", "err", err)
 			_ = conn.Close() // the next connection tries again
 			return
@@ -411,14 +412,12 @@ func (c *Component) closeStream(w *writer, err error) {
 	}
 }
 
-// replay writes what the outbox holds, oldest first: replies committed but
+// replay writes what the outbox holds, oldest first; c.mu is held: replies committed but
 // not written because the stream broke, or because the process died between
 // commit and write. After a crash the last batch may have got out already
 // and is sent twice; it reports the current state, and subscription
 // stanzas are idempotent (RFC 6121 §3).
 func (c *Component) replay(ctx context.Context, w *writer) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	rows, err := c.opts.Store.Outbox(ctx)
 	if err != nil || len(rows) == 0 {
 		return err

@@ -344,3 +344,31 @@ func TestIsAdmin(t *testing.T) {
 		}
 	}
 }
+
+// Approving a held request whose rule asked to subscribe back sends
+// subscribed, the presence and subscribe; the request leaves the queue.
+func TestApproveSubscribeBack(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='x@back.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.send(t, ping)
+	c.expect(t, pong)
+	reqs, err := h.db.Requests(context.Background())
+	if err != nil || len(reqs) != 1 || !reqs[0].SubscribeBack {
+		t.Fatalf("held: %+v %v", reqs, err)
+	}
+	out := h.comp.decideHeld(context.Background(), []int64{reqs[0].ID, reqs[0].ID, 999}, true, "admin@example.com", "test")
+	if out[0].Err != nil || out[1].Err == nil || out[2].Err == nil {
+		t.Errorf("outcomes: %+v", out)
+	}
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='x@back.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='x@back.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='x@back.example' id='ID' type='subscribe'/>")
+	if reqs, _ := h.db.Requests(context.Background()); len(reqs) != 0 {
+		t.Errorf("still held: %+v", reqs)
+	}
+	h.comp.mu.Lock()
+	total := h.comp.pendingTotal
+	h.comp.mu.Unlock()
+	if total != 0 {
+		t.Errorf("held count %d after the approval, want 0", total)
+	}
+}

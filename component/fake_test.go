@@ -175,6 +175,7 @@ func testPolicy(t *testing.T) *policy.Policy {
 			{Domain: "bad.example", Action: policy.Reject},
 			{Domain: "spam.example", Action: policy.Drop},
 			{Domain: "msg.example", Action: policy.Review, Message: "Your request awaits approval"},
+			{Domain: "back.example", Action: policy.Review, SubscribeBack: true},
 		},
 	})
 	if err != nil {

@@ -430,5 +430,9 @@ func (c *Component) Act(ctx context.Context, entity, contact string, k subscript
 	c.record(b, before, r.Item, r.Send, ev, nil, "")
 	c.log.Info("outbound", "entity", c.entityJID(entity), "contact", contact, "kind", k.String(),
 		"from", cur.State.String(), "to", r.Item.State.String(), "actor", actor)
-	return c.commit(ctx, b)
+	err = c.commit(ctx, b)
+	if err != nil && !errors.Is(err, errReplyKept) {
+		c.recount(ctx)
+	}
+	return err
 }

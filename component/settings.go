@@ -117,12 +117,13 @@ func (l *live) adminList() []string {
 // limits. The allow and deny lists are read again from the store. On error
 // the settings in force are kept.
 func (c *Component) Reload(ctx context.Context, s Settings) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Read under the lock, so that a list edit cannot slip in between.
 	allow, deny, err := c.opts.Store.Lists(ctx)
 	if err != nil {
 		return fmt.Errorf("component: reload: %w", err)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	l, err := newLive(s, allow, deny, c.live.Load())
 	if err != nil {
 		return fmt.Errorf("component: reload: %w", err)

@@ -178,8 +178,8 @@ func compileRule(r Rule, haveLocal bool) (compiledRule, error) {
 	if _, err := parseAction(string(r.Action)); err != nil {
 		return compiledRule{}, err
 	}
-	if r.SubscribeBack && r.Action != Accept {
-		return compiledRule{}, fmt.Errorf("subscribe_back needs action %q, not %q", Accept, r.Action)
+	if r.SubscribeBack && r.Action != Accept && r.Action != Review {
+		return compiledRule{}, fmt.Errorf("subscribe_back needs action %q or %q, not %q", Accept, Review, r.Action)
 	}
 	if r.Message != "" && r.Action == Drop {
 		return compiledRule{}, fmt.Errorf("message cannot be sent with action %q", Drop)
@@ -281,18 +281,20 @@ type Decision struct {
 	Message       string // the matching rule's message for the requester; "" unless a rule decided
 }
 
-// Decide returns the decision for r: unknown_entity for unknown entities
-// (neither lists nor rules are consulted), else the deny list (Reject), else
-// the allow list (Accept), else the first matching rule, else the default.
+// Decide returns the decision for r: the deny list (Reject) first, for any
+// entity; then unknown_entity for unknown entities (neither the allow list
+// nor rules are consulted), else the allow list (Accept), else the first
+// matching rule, else the default. With review, SubscribeBack says whether
+// approving the request should also ask for the contact's presence.
 func (p *Policy) Decide(r Request) Decision {
-	if !r.KnownEntity {
-		return Decision{Action: p.unknown, Reason: "unknown_entity"}
-	}
 	contact := strings.ToLower(r.Contact)
 	entity := strings.ToLower(r.Entity)
 	domain := contact[strings.LastIndexByte(contact, '@')+1:]
 	if pat, ok := firstMatch(p.deny, contact, domain); ok {
 		return Decision{Action: Reject, Reason: "deny list " + strconv.Quote(pat)}
+	}
+	if !r.KnownEntity {
+		return Decision{Action: p.unknown, Reason: "unknown_entity"}
 	}
 	if pat, ok := firstMatch(p.allow, contact, domain); ok {
 		return Decision{Action: Accept, Reason: "allow list " + strconv.Quote(pat)}

@@ -78,7 +78,7 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name:    "subscribe_back without accept",
 			cfg:     policy.Config{Rules: []policy.Rule{ok, ok, ok, {Domain: "evil.com", Action: policy.Reject, SubscribeBack: true}}},
-			wantErr: `policy: rule 4: subscribe_back needs action "accept", not "reject"`,
+			wantErr: `policy: rule 4: subscribe_back needs action "accept" or "review", not "reject"`,
 		},
 		{
 			name:    "action missing",
@@ -509,7 +509,8 @@ func TestWithLists(t *testing.T) {
 		{"no list match: rules", policy.Request{Contact: "alice@localhost", Entity: "helpdesk", KnownEntity: true},
 			policy.Decision{Action: policy.Accept, SubscribeBack: true, Rule: 1, Reason: "rule 1", Message: "Hi"}},
 		{"no list match: default", policy.Request{Contact: "carol@jabber.org", Entity: "helpdesk", KnownEntity: true}, policy.Decision{Action: policy.Review, Reason: "default"}},
-		{"unknown entity before lists", policy.Request{Contact: "mallory@localhost", Entity: "nobody"}, policy.Decision{Action: policy.Drop, Reason: "unknown_entity"}},
+		{"deny list before unknown entity", policy.Request{Contact: "mallory@localhost", Entity: "nobody"}, deny("mallory@localhost")},
+		{"unknown entity before the allow list", policy.Request{Contact: "a@b.friends.example", Entity: "nobody"}, policy.Decision{Action: policy.Drop, Reason: "unknown_entity"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

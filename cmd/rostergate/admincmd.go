@@ -264,7 +264,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case "csv":
 		cw := csv.NewWriter(stdout)
 		_ = cw.Write(header)
-		err = db.Events(ctx, from, func(e storage.Event) error { return cw.Write(row(e)) })
+		err = db.Events(ctx, from, func(e storage.Event) error { return cw.Write(csvSafe(row(e))) })
 		cw.Flush()
 		if err == nil {
 			err = cw.Error()
@@ -360,4 +360,15 @@ func listText(l []string) string {
 		return "(empty)"
 	}
 	return strings.Join(l, " ")
+}
+
+// csvSafe keeps a spreadsheet from reading a cell as a formula: contact JIDs
+// are chosen by remote users, and a localpart may start with "=".
+func csvSafe(cells []string) []string {
+	for i, c := range cells {
+		if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+			cells[i] = "'" + c
+		}
+	}
+	return cells
 }

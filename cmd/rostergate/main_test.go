@@ -140,3 +140,13 @@ func TestLockDB(t *testing.T) {
 	}
 	release2()
 }
+
+func TestCSVSafe(t *testing.T) {
+	got := csvSafe([]string{"=1+1@evil.example", "alice@localhost", "", "-x", "+y", "@z"})
+	want := []string{"'=1+1@evil.example", "alice@localhost", "", "'-x", "'+y", "'@z"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("csvSafe cell %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
