@@ -74,6 +74,9 @@ type Options struct {
 	Secret    string
 	Resource  string        // resource of the entities' available presence; default "rostergate"
 	Keepalive time.Duration // idle time before a whitespace keepalive; default 60 s
+	// MaxStanzaBytes bounds one stanza from the server; a larger one ends
+	// the stream with policy-violation. Default 64 KiB.
+	MaxStanzaBytes int64
 	Settings
 	Store   Store
 	Logger  *slog.Logger
@@ -134,6 +137,9 @@ func New(opts Options) (*Component, error) {
 	}
 	if opts.Keepalive <= 0 {
 		opts.Keepalive = 60 * time.Second
+	}
+	if opts.MaxStanzaBytes <= 0 {
+		opts.MaxStanzaBytes = 64 << 10
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = 500 * time.Millisecond
@@ -282,7 +288,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	c.log.Info("connected", "domain", c.domain.String(), "server", c.opts.Server)
 
 	w := newWriter(conn, 30*time.Second)
-	pr := &prefixReader{prefix: []byte(streamHeader), r: bc}
+	pr := &prefixReader{prefix: []byte(streamHeader), r: bc, max: c.opts.MaxStanzaBytes}
 	d := xml.NewDecoder(pr)
 
 	defer func() {
@@ -316,8 +322,8 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	readErr := make(chan error, 1)
 	// The store outlives the stream's context: a stanza that arrives while
 	// shutting down is still decided and committed before the stream closes.
-	go func() { readErr <- c.readLoop(context.WithoutCancel(sctx), d) }()
-	wg.Go(func() { c.keepalive(sctx, w) })
+	go func() { readErr <- c.readLoop(context.WithoutCancel(sctx), d, pr) }()
+	wg.Go(func() { c.keepalive(sctx, w, bc) })
 	wg.Go(func() { c.adminWorker(sctx, adminQ) })
 	wg.Go(func() { c.housekeeping(sctx) })
 	wg.Go(func() {
@@ -358,10 +364,15 @@ func asStreamError(err error) (*StreamError, bool) {
 }
 
 // keepalive writes a single space when the stream has been idle for the
-// keepalive interval, so NATs and the server keep it open.
-func (c *Component) keepalive(ctx context.Context, w *writer) {
+// keepalive interval, so NATs and the server keep it open. When the server
+// has sent nothing for that long, it pings the component's own domain through
+// the server (which routes it back to us, and our answer back again); if
+// still nothing arrives within another interval the server is stalled, and
+// the stream is closed so that the session reconnects.
+func (c *Component) keepalive(ctx context.Context, w *writer, bc *bufConn) {
 	t := time.NewTicker(c.opts.Keepalive / 2)
 	defer t.Stop()
+	pinged := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -371,6 +382,21 @@ func (c *Component) keepalive(ctx context.Context, w *writer) {
 				if err := w.write([]byte(" ")); err != nil {
 					return
 				}
+			}
+			quiet := bc.sinceRead(now)
+			switch {
+			case quiet < c.opts.Keepalive:
+				pinged = false
+			case !pinged:
+				pinged = true
+				d := c.domain.String()
+				if err := w.write([]byte("<iq type='get' from='" + d + "' to='" + d + "' id='" + c.newID() + "'><ping xmlns='" + nsPing + "'/></iq>")); err != nil {
+					return
+				}
+			case quiet >= 2*c.opts.Keepalive:
+				c.log.Error("server stalled: nothing received, not even the answer to a ping; reconnecting", "quiet", quiet.Round(time.Millisecond))
+				_ = bc.Close()
+				return
 			}
 		}
 	}
@@ -407,6 +433,8 @@ func (c *Component) closeStream(w *writer, err error) {
 	switch {
 	case errors.Is(err, errStreamClosed):
 		_ = w.write([]byte("</stream:stream>"))
+	case errors.Is(err, errTooLarge):
+		_ = w.write([]byte("<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>stanza too large</text></stream:error></stream:stream>"))
 	case errors.As(err, &syn):
 		_ = w.write([]byte("<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"))
 	}

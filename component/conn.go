@@ -2,9 +2,11 @@ package component
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,15 +16,37 @@ import (
 // server sends right after <handshake/> is stranded in mellium's decoder.
 type bufConn struct {
 	net.Conn
-	r *bufio.Reader
+	r        *bufio.Reader
+	lastRead atomic.Int64 // unix nanoseconds of the last byte received
 }
 
 func newBufConn(c net.Conn) *bufConn {
 	return &bufConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)}
 }
 
-func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-func (c *bufConn) ReadByte() (byte, error)    { return c.r.ReadByte() }
+func (c *bufConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (c *bufConn) ReadByte() (byte, error) {
+	if c.r.Buffered() > 0 {
+		return c.r.ReadByte() // no syscall, no clock
+	}
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return b, err
+}
+
+// sinceRead returns how long ago the server last sent anything.
+func (c *bufConn) sinceRead(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, c.lastRead.Load()))
+}
 
 // writer serialises writes to the stream from every goroutine and remembers
 // when it last wrote, for the keepalive.
@@ -86,11 +110,23 @@ func (w *writer) idle(now time.Time) time.Duration {
 
 // prefixReader feeds the decoder a stream header before the bytes that follow
 // the handshake, so that the decoder knows the stream's namespaces and the
-// closing </stream:stream> is well-formed to it.
+// closing </stream:stream> is well-formed to it. It also bounds how many
+// bytes one stanza may take: the decoder reads it byte by byte (it is an
+// io.ByteReader), so the count is exact.
 type prefixReader struct {
 	prefix []byte
 	r      *bufConn
+	max    int64 // bytes one stanza (or the gap before it) may take; 0 = no limit
+	n      int64 // bytes read after the prefix
+	limit  int64 // n may not pass this
 }
+
+// errTooLarge is a stanza over the size limit: the stream is ended with
+// policy-violation (RFC 6120 §4.9.3.14).
+var errTooLarge = errors.New("component: stanza larger than the limit (max_stanza_bytes)")
+
+// budget gives the next token or stanza max bytes from here.
+func (p *prefixReader) budget() { p.limit = p.n + p.max }
 
 func (p *prefixReader) Read(b []byte) (int, error) {
 	if len(p.prefix) > 0 {
@@ -98,7 +134,18 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 		p.prefix = p.prefix[n:]
 		return n, nil
 	}
-	return p.r.Read(b)
+	if p.max > 0 {
+		room := p.limit - p.n
+		if room <= 0 {
+			return 0, errTooLarge
+		}
+		if int64(len(b)) > room {
+			b = b[:room]
+		}
+	}
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	return n, err
 }
 
 func (p *prefixReader) ReadByte() (byte, error) {
@@ -107,7 +154,14 @@ func (p *prefixReader) ReadByte() (byte, error) {
 		p.prefix = p.prefix[1:]
 		return c, nil
 	}
-	return p.r.ReadByte()
+	if p.max > 0 && p.n >= p.limit {
+		return 0, errTooLarge
+	}
+	c, err := p.r.ReadByte()
+	if err == nil {
+		p.n++
+	}
+	return c, err
 }
 
 var _ io.ByteReader = (*prefixReader)(nil)

@@ -51,7 +51,7 @@ func newBatch() *batch {
 // parsed (up to maxBatch), decides them all, commits them in one
 // transaction, and answers them in one write. It never waits for input while
 // a batch is open, so a partial stanza or an idle stream delays no reply.
-func (c *Component) readLoop(ctx context.Context, d *xml.Decoder) error {
+func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixReader) error {
 	ch := make(chan *element, maxBatch)
 	errc := make(chan error, 1)
 	done := make(chan struct{})
@@ -59,7 +59,7 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder) error {
 	go func() {
 		defer close(ch)
 		for {
-			el, err := next(d)
+			el, err := nextLimited(d, pr)
 			if err != nil {
 				c.readEnded.Store(true)
 				errc <- err

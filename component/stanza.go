@@ -55,8 +55,15 @@ type messageBody struct {
 
 // next reads the next stanza. It returns a *StreamError when the server sends
 // a stream error, and errStreamClosed when it closes the stream.
-func next(d *xml.Decoder) (*element, error) {
+func next(d *xml.Decoder) (*element, error) { return nextLimited(d, nil) }
+
+// nextLimited is next with each stanza, and each token between stanzas,
+// bounded by pr's budget (pr may be nil).
+func nextLimited(d *xml.Decoder, pr *prefixReader) (*element, error) {
 	for {
+		if pr != nil {
+			pr.budget()
+		}
 		tok, err := d.Token()
 		if err != nil {
 			return nil, err

@@ -120,6 +120,7 @@ type Limits struct {
 	DomainRate          limits.Rate `toml:"-"`                      // requests per contact domain
 	MaxPendingPerDomain int         `toml:"max_pending_per_domain"` // requests held for review from one domain; 0 = no cap
 	MaxPending          int         `toml:"max_pending"`            // requests held for review in all; 0 = no cap
+	MaxStanzaBytes      int64       `toml:"max_stanza_bytes"`       // a larger stanza from the server ends the stream (policy-violation)
 	Action              string      `toml:"action"`                 // over a limit: "drop" (the default) or "reject"
 }
 
@@ -174,7 +175,7 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Component: Component{Resource: "rostergate", Keepalive: Duration{60 * time.Second}},
 		Storage:   Storage{Path: "rostergate.db"},
 		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Reject)},
-		Limits:    Limits{Action: string(policy.Drop)},
+		Limits:    Limits{Action: string(policy.Drop), MaxStanzaBytes: 64 << 10},
 	}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
@@ -402,6 +403,9 @@ func (c *Config) validateLimits() error {
 	}
 	if l.MaxPending < 0 {
 		return errors.New("[limits] max_pending: must not be negative")
+	}
+	if l.MaxStanzaBytes < 4096 || l.MaxStanzaBytes > 16<<20 {
+		return fmt.Errorf("[limits] max_stanza_bytes: %d is out of range (4096 to 16777216)", l.MaxStanzaBytes)
 	}
 	switch policy.Action(l.Action) {
 	case policy.Drop, policy.Reject:

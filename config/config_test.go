@@ -70,7 +70,7 @@ func TestGood(t *testing.T) {
 	wantLimits := Limits{
 		ContactRateText: "5/1m", ContactRate: limits.Rate{N: 5, Per: time.Minute},
 		DomainRateText: "100/1h", DomainRate: limits.Rate{N: 100, Per: time.Hour},
-		MaxPendingPerDomain: 50, MaxPending: 1000, Action: "reject",
+		MaxPendingPerDomain: 50, MaxPending: 1000, Action: "reject", MaxStanzaBytes: 64 << 10,
 	}
 	if c.Limits != wantLimits {
 		t.Errorf("limits = %+v, want %+v", c.Limits, wantLimits)
@@ -142,7 +142,7 @@ func TestDefaults(t *testing.T) {
 	if want := []string{"example"}; !reflect.DeepEqual(c.Policy.LocalDomains, want) {
 		t.Errorf("local domains = %q, want %q (the parent of b.example)", c.Policy.LocalDomains, want)
 	}
-	if want := (Limits{Action: "drop"}); c.Limits != want || !c.Limits.ContactRate.IsZero() || !c.Limits.DomainRate.IsZero() {
+	if want := (Limits{Action: "drop", MaxStanzaBytes: 64 << 10}); c.Limits != want || !c.Limits.ContactRate.IsZero() || !c.Limits.DomainRate.IsZero() {
 		t.Errorf("limits = %+v, want %+v (unlimited, no caps, drop)", c.Limits, want)
 	}
 }

@@ -105,15 +105,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 
 func componentOptions(cfg *config.Config, db *storage.DB, logger *slog.Logger) component.Options {
 	return component.Options{
-		Domain:    cfg.Component.Domain,
-		Server:    cfg.Component.Server,
-		Secret:    cfg.Component.Secret,
-		Resource:  cfg.Component.Resource,
-		Keepalive: cfg.Component.Keepalive.Duration,
-		Settings:  settings(cfg),
-		Store:     db,
-		Logger:    logger,
-		Version:   version,
+		Domain:         cfg.Component.Domain,
+		Server:         cfg.Component.Server,
+		Secret:         cfg.Component.Secret,
+		Resource:       cfg.Component.Resource,
+		Keepalive:      cfg.Component.Keepalive.Duration,
+		MaxStanzaBytes: cfg.Limits.MaxStanzaBytes,
+		Settings:       settings(cfg),
+		Store:          db,
+		Logger:         logger,
+		Version:        version,
 	}
 }
 
