@@ -1169,3 +1169,56 @@ func TestActions(t *testing.T) {
 		t.Errorf("missing action: %v", err)
 	}
 }
+
+// A backup taken while writes go on is a consistent, openable copy.
+func TestBackup(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	for i := range 500 {
+		mustApply(t, db, Change{Item: Item{Entity: "e", Contact: fmt.Sprintf("c%04d@x", i), Sub: SubFrom}})
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := db.Apply(ctx, []Change{{Item: Item{Entity: "w", Contact: fmt.Sprintf("w%06d@x", i), Sub: SubTo}}}); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	out := filepath.Join(t.TempDir(), "copy.db")
+	err := db.Backup(ctx, out)
+	close(stop)
+	if werr := <-done; werr != nil {
+		t.Fatal(werr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v %v", fi, err)
+	}
+	cp, err := Open(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	n := 0
+	cp.Items(ctx, Filter{Entity: "e"}, func(Item) error { n++; return nil })
+	if n != 500 {
+		t.Errorf("the copy has %d items of e, want 500", n)
+	}
+	if err := cp.Check(ctx); err != nil {
+		t.Error(err)
+	}
+	if err := db.Backup(ctx, out); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("backup over an existing file: %v", err)
+	}
+}

@@ -372,3 +372,36 @@ func csvSafe(cells []string) []string {
 	}
 	return cells
 }
+
+func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("backup", "-config FILE -out FILE", stderr)
+	path := configFlag(fs)
+	out := fs.String("out", "", "the `file` to write the copy to (must not exist)")
+	if help, err := parse(fs, args, stdout); help || err != nil {
+		return err
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, "rostergate backup: -out is required")
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	start := time.Now()
+	if err := db.Backup(ctx, *out); err != nil {
+		return err
+	}
+	fi, err := os.Stat(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d bytes, consistent copy of %s (integrity_check ok), in %s\n", *out, fi.Size(), cfg.Storage.Path, time.Since(start).Round(time.Millisecond))
+	return nil
+}

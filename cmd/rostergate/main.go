@@ -46,6 +46,7 @@ Usage:
                                    the allow and deny lists, consulted before the rules
   rostergate audit   -config FILE [-since DURATION] [-format text|json|csv]
                                    decisions and admin actions
+  rostergate backup  -config FILE -out FILE   a consistent copy of the database, while running
   rostergate version               print the version
 
 Run 'rostergate COMMAND -h' for a command's flags.
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdExplain(ctx, args[1:], stdout, stderr, getenv)
 	case "lists":
 		return cmdLists(ctx, args[1:], stdout, stderr, getenv)
+	case "backup":
+		return cmdBackup(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		return cmdAudit(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "-version", "--version":

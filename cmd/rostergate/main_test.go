@@ -150,3 +150,25 @@ func TestCSVSafe(t *testing.T) {
 		}
 	}
 }
+
+func TestBackupCommand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte("[component]\ndomain='bots.localhost'\nserver='127.0.0.1:1'\nsecret='x'\n"), 0o600)
+	db, err := storage.Open(context.Background(), filepath.Join(dir, "rostergate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Apply(context.Background(), []storage.Change{{Item: storage.Item{Entity: "e", Contact: "a@b", Sub: "both"}}})
+	db.Close()
+	out, _, err := runCmd(t, "backup", "-config", cfg, "-out", filepath.Join(dir, "b.db"))
+	if err != nil || !strings.Contains(out, "integrity_check ok") {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	if _, stderr, err := runCmd(t, "backup", "-config", cfg); !errors.Is(err, errUsage) || !strings.Contains(stderr, "-out is required") {
+		t.Errorf("backup without -out: %v %q", err, stderr)
+	}
+	if _, _, err := runCmd(t, "backup", "-config", cfg, "-out", filepath.Join(dir, "b.db")); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("backup over an existing file: %v", err)
+	}
+}
