@@ -53,12 +53,10 @@ type messageBody struct {
 	Body string `xml:"body"`
 }
 
-// next reads the next stanza. It returns a *StreamError when the server sends
-// a stream error, and errStreamClosed when it closes the stream.
-func next(d *xml.Decoder) (*element, error) { return nextLimited(d, nil) }
-
-// nextLimited is next with each stanza, and each token between stanzas,
-// bounded by pr's budget (pr may be nil).
+// nextLimited reads the next stanza, each stanza and each token between
+// stanzas bounded by pr's budget (pr may be nil). It returns a *StreamError
+// when the server sends a stream error, and errStreamClosed when it closes
+// the stream.
 func nextLimited(d *xml.Decoder, pr *prefixReader) (*element, error) {
 	for {
 		if pr != nil {
