@@ -1,10 +1,15 @@
 package component
 
 import (
+	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"rostergate/limits"
+	"rostergate/policy"
 )
 
 // A hostile or broken server: each misbehaviour ends in a clear error and a
@@ -131,4 +136,45 @@ func TestFlood(t *testing.T) {
 	if m.HeapInuse > 64<<20 {
 		t.Errorf("heap in use %d MiB after the flood", m.HeapInuse>>20)
 	}
+}
+
+// A subscribe flood from one domain: the limits hold and memory stays
+// bounded.
+func TestSubscribeFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood: skipped with -short")
+	}
+	h := start(t, "s3cret", func(o *Options) {
+		o.Settings.Limits = Limits{DomainRate: limits.Rate{N: 100, Per: time.Hour}, MaxPending: 50, Action: policy.Drop}
+	})
+	c := h.first(t)
+	const n = 10000
+	go func() {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "<presence from='u%05d@flood.example' to='helpdesk@bots.localhost' type='subscribe'/>", i)
+			if b.Len() > 32<<10 {
+				c.Write([]byte(b.String()))
+				b.Reset()
+			}
+		}
+		b.WriteString(ping)
+		c.Write([]byte(b.String()))
+	}()
+	c.expect(t, pong)
+	reqs, err := h.db.Requests(context.Background())
+	if err != nil || len(reqs) != 50 {
+		t.Errorf("%d held (%v), want 50 (max_pending)", len(reqs), err)
+	}
+	hits := h.comp.LimitHits()
+	if hits["domain_rate"] != n-100 || hits["max_pending"] != 50 {
+		t.Errorf("limit hits %v, want domain_rate %d and max_pending 50", hits, n-100)
+	}
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	if m.HeapInuse > 64<<20 {
+		t.Errorf("heap in use %d MiB after the flood", m.HeapInuse>>20)
+	}
+	t.Logf("10,000 requests from one domain: %d held, hits %v, heap in use %d KiB", len(reqs), hits, m.HeapInuse>>10)
 }
