@@ -2,6 +2,7 @@ package component
 
 import (
 	"context"
+	"log/slog"
 	"errors"
 	"net"
 	"strings"
@@ -370,5 +371,65 @@ func TestApproveSubscribeBack(t *testing.T) {
 	h.comp.mu.Unlock()
 	if total != 0 {
 		t.Errorf("held count %d after the approval, want 0", total)
+	}
+}
+
+// Bad addresses: a usable from gets jid-malformed; an unusable one is dropped
+// (no reply can be addressed); nothing panics.
+func TestMalformedAddresses(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='alice@good.example/x' to='a@b@bots.localhost' type='subscribe' id='m1'/>")
+	c.expect(t, "<presence type='error' from='bots.localhost' to='alice@good.example/x' id='m1'><error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+	for _, in := range []string{
+		"<presence from='@@' to='helpdesk@bots.localhost' type='subscribe'/>",
+		"<presence to='helpdesk@bots.localhost' type='subscribe'/>",
+		"<presence from='a@b/' to='helpdesk@bots.localhost' type='probe'/>",
+		"<iq from='' to='bots.localhost' type='get' id='x'><ping xmlns='urn:xmpp:ping'/></iq>",
+		"<presence from='alice@good.example' to='bad@bots.localhost' type='error'/>",
+		"<presence from='alice@good.example' to='x@other.example' type='subscribe' id='m2'/>",
+	} {
+		c.send(t, in)
+	}
+	c.send(t, ping)
+	c.expect(t, "<presence type='error' from='bots.localhost' to='alice@good.example' id='m2'><error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"+pong)
+}
+
+// The secret never reaches the log, not even at debug level, on success or
+// on a refused handshake.
+func TestSecretNotLogged(t *testing.T) {
+	const secret = "Sup3r-Secret-Value"
+	var log syncBuffer
+	srv := newFakeServer(t, secret)
+	for _, s := range []string{secret, secret + "-wrong"} {
+		db, err := storage.Open(context.Background(), t.TempDir()+"/rg.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		comp, err := New(Options{Domain: "bots.localhost", Server: srv.addr(), Secret: s,
+			Settings: Settings{Policy: testPolicy(t)}, Store: db,
+			Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		done := make(chan error, 1)
+		go func() { done <- comp.Run(ctx) }()
+		if s == secret {
+			srv.next(t)
+			cancel()
+		}
+		err = <-done
+		cancel()
+		db.Close()
+		if s != secret && (err == nil || !strings.Contains(err.Error(), "not-authorized")) {
+			t.Errorf("wrong secret: Run = %v, want not-authorized", err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("error shows the secret: %v", err)
+		}
+	}
+	if strings.Contains(log.String(), secret) {
+		t.Errorf("the log shows the secret:\n%s", log.String())
 	}
 }

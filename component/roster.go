@@ -255,9 +255,13 @@ func (c *Component) handlePresence(ctx context.Context, b *batch, el *element) {
 		}
 		return
 	}
-	a, _, err := c.parseAddress(el)
+	a, canReply, err := c.parseAddress(el)
 	if err != nil {
 		c.log.Warn("presence dropped", "type", el.Type, "reason", err)
+		if canReply {
+			// from is usable: tell the sender what is wrong (RFC 6120 §8.3.3.8).
+			presenceError(&b.out, c.domain.String(), el, "modify", "jid-malformed")
+		}
 		return
 	}
 	before, err := c.lookup(ctx, b, a.entity, a.contact)

@@ -220,3 +220,20 @@ func message(b *strings.Builder, from, to, id, typ, body string) {
 	esc(b, body)
 	b.WriteString("</body></message>")
 }
+
+// presenceError appends a presence error answering el, from from.
+func presenceError(b *strings.Builder, from string, el *element, typ, condition string) {
+	b.WriteString("<presence type='error' from='")
+	esc(b, from)
+	b.WriteString("' to='")
+	esc(b, el.From)
+	if el.ID != "" {
+		b.WriteString("' id='")
+		esc(b, el.ID)
+	}
+	b.WriteString("'><error type='")
+	b.WriteString(typ)
+	b.WriteString("'><")
+	b.WriteString(condition)
+	b.WriteString(" xmlns='" + nsStanzas + "'/></error></presence>")
+}
