@@ -2,8 +2,8 @@ package component
 
 import (
 	"context"
-	"log/slog"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
