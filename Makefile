@@ -10,15 +10,22 @@ all: build
 build:
 	$(GO) build -o rostergate ./cmd/rostergate
 
-# Debian packages the integration tests and the demo need (a real Prosody).
-# Runs apt-get only when something is missing; keeps apt from starting the
-# system-wide service.
+# Debian packages the integration tests and the demo need: Prosody and
+# ejabberd (the tests run on both). Runs apt-get (one update) only when
+# something is missing, and keeps apt from starting the system-wide services
+# with a policy-rc.d that exits 101 for the duration of the install (one that
+# was already there is put back afterwards).
 deps:
-	@if ! command -v prosody >/dev/null 2>&1; then \
-		echo "installing prosody (Debian package)"; \
-		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody lua-unbound; \
-		rc=$$?; rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	@missing=""; \
+	command -v prosody >/dev/null 2>&1 || missing="$$missing prosody lua-unbound"; \
+	command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || missing="$$missing ejabberd"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (Debian packages)"; \
+		rc=/usr/sbin/policy-rc.d; saved=""; \
+		if [ -e $$rc ]; then saved=$$rc.rostergate-saved; mv $$rc $$saved || exit 1; fi; \
+		printf '#!/bin/sh\nexit 101\n' > $$rc && chmod +x $$rc && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		status=$$?; rm -f $$rc; [ -z "$$saved" ] || mv $$saved $$rc; exit $$status; \
 	fi
 
 lint:

@@ -326,6 +326,10 @@ func (c *Component) handleMessage(b *batch, el *element) {
 		return
 	}
 	el.To = to.String() // answers come from the normalised address
+	if _, err := jid.Parse(el.From); err != nil || el.From == "" {
+		c.log.Warn("message dropped", "reason", "bad from", "from", el.From)
+		return
+	}
 	if !c.live.Load().isAdmin(el.From) {
 		c.log.Warn("chat command from a non-admin refused", "from", el.From)
 		messageError(&b.out, el.To, el, "auth", "forbidden")

@@ -15,7 +15,8 @@ import (
 	"rostergate/subscription"
 )
 
-// The admin interfaces, driven by real admins logged in to a real Prosody.
+// The admin interfaces, driven by real admins logged in to a real server:
+// each test runs on Prosody and on ejabberd.
 
 const domain = "bots.localhost"
 
@@ -62,7 +63,11 @@ func heldRequest(t *testing.T, s *setup, admin *xmpptest.Client, user string) in
 // An admin approves a held request with the ad-hoc commands, as Gajim or
 // Conversations would: disco, execute, submit the form.
 func TestIntegrationAdminAdhocApprove(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Review})
+	xmpptest.EachServer(t, testIntegrationAdminAdhocApprove)
+}
+
+func testIntegrationAdminAdhocApprove(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Review})
 	s.tweak = withAdmins("admin@localhost", "admin2@localhost")
 	g := s.start()
 	adm := s.srv.NewUser(t, "admin")
@@ -115,7 +120,11 @@ func TestIntegrationAdminAdhocApprove(t *testing.T) {
 // An admin rejects by chat command (for clients without ad-hoc commands),
 // from another resource.
 func TestIntegrationAdminChatReject(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Review})
+	xmpptest.EachServer(t, testIntegrationAdminChatReject)
+}
+
+func testIntegrationAdminChatReject(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Review})
 	s.tweak = withAdmins("admin@localhost")
 	g := s.start()
 	adm := s.srv.NewUser(t, "admin")
@@ -146,8 +155,10 @@ func TestIntegrationAdminChatReject(t *testing.T) {
 
 // Anyone but an admin is refused, whatever they try, and the attempt is
 // logged; they do not even see the commands.
-func TestIntegrationAdminAttacker(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Review})
+func TestIntegrationAdminAttacker(t *testing.T) { xmpptest.EachServer(t, testIntegrationAdminAttacker) }
+
+func testIntegrationAdminAttacker(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Review})
 	s.tweak = withAdmins("admin@localhost")
 	g := s.start()
 	adm := s.srv.NewUser(t, "admin")
@@ -193,8 +204,10 @@ func TestIntegrationAdminAttacker(t *testing.T) {
 }
 
 // A held request older than review_ttl is rejected, and recorded.
-func TestIntegrationReviewTTL(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Review})
+func TestIntegrationReviewTTL(t *testing.T) { xmpptest.EachServer(t, testIntegrationReviewTTL) }
+
+func testIntegrationReviewTTL(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Review})
 	s.tweak = func(st *component.Settings) { st.ReviewTTL = 500 * time.Millisecond }
 	g := s.start()
 	alice := s.srv.NewUser(t, "alice")
@@ -215,8 +228,10 @@ func TestIntegrationReviewTTL(t *testing.T) {
 
 // A burst from one contact over contact_rate is dropped; over max_pending
 // the limit action (here reject) applies.
-func TestIntegrationLimits(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Review, UnknownEntity: policy.Review})
+func TestIntegrationLimits(t *testing.T) { xmpptest.EachServer(t, testIntegrationLimits) }
+
+func testIntegrationLimits(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Review, UnknownEntity: policy.Review})
 	s.tweak = func(st *component.Settings) {
 		st.Limits = component.Limits{ContactRate: limits.Rate{N: 2, Per: time.Hour}, MaxPending: 3, Action: policy.Drop}
 	}
@@ -256,8 +271,10 @@ func TestIntegrationLimits(t *testing.T) {
 
 // The allow and deny lists, edited by chat, are consulted before the rules
 // at once.
-func TestIntegrationLists(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Review})
+func TestIntegrationLists(t *testing.T) { xmpptest.EachServer(t, testIntegrationLists) }
+
+func testIntegrationLists(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Review})
 	s.tweak = withAdmins("admin@localhost")
 	g := s.start()
 	adm := s.srv.NewUser(t, "admin")

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,15 +16,17 @@ import (
 	"rostergate/subscription"
 )
 
-// The integration tests drive a real Prosody on loopback with real client
-// logins (xmppo/go-xmpp) and rostergate attached as its component.
+// The integration tests drive a real server on loopback with real client
+// logins (xmppo/go-xmpp) and rostergate attached as its component. Each runs
+// once on Prosody and once on ejabberd (xmpptest.EachServer), with a fresh
+// server each time.
 
 const (
 	helpdesk = "helpdesk@bots.localhost"
 	wait     = 10 * time.Second
 )
 
-// gate is a running rostergate attached to a Prosody.
+// gate is a running rostergate attached to a server.
 type gate struct {
 	comp   *component.Component
 	db     *storage.DB
@@ -39,8 +42,7 @@ type setup struct {
 	tweak  func(*component.Settings) // admins, TTL, limits for a test
 }
 
-func newSetup(t *testing.T, pol policy.Config) *setup {
-	srv := xmpptest.Prosody(t)
+func newSetup(t *testing.T, srv *xmpptest.Server, pol policy.Config) *setup {
 	return &setup{t: t, srv: srv, dbPath: filepath.Join(t.TempDir(), "rostergate.db"), pol: pol}
 }
 
@@ -72,7 +74,7 @@ func (s *setup) start() *gate {
 		Store:    db,
 		Logger:   slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version:  "test",
-		// Prosody restarts in well under a second; keep retries quick.
+		// The servers restart within a second or two; keep retries quick.
 		MinBackoff: 50 * time.Millisecond,
 		MaxBackoff: 500 * time.Millisecond,
 	})
@@ -178,8 +180,10 @@ func wantState(t *testing.T, g *gate, contact string, want subscription.State) {
 
 // Seed scenario 1: the request is rejected; the user gets unsubscribed and
 // keeps an item of none.
-func TestIntegrationRejected(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Accept, Rules: []policy.Rule{{Contact: "alice@localhost", Action: policy.Reject}}})
+func TestIntegrationRejected(t *testing.T) { xmpptest.EachServer(t, testIntegrationRejected) }
+
+func testIntegrationRejected(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Accept, Rules: []policy.Rule{{Contact: "alice@localhost", Action: policy.Reject}}})
 	g := s.start()
 	alice := s.srv.NewUser(t, "alice")
 	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
@@ -196,7 +200,11 @@ func TestIntegrationRejected(t *testing.T) {
 // Seed scenario 2: accepted one way. The user gets subscribed, then the
 // entity's presence; their item becomes to, the entity holds from.
 func TestIntegrationAcceptedOneWay(t *testing.T) {
-	s := newSetup(t, accept(false))
+	xmpptest.EachServer(t, testIntegrationAcceptedOneWay)
+}
+
+func testIntegrationAcceptedOneWay(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, accept(false))
 	g := s.start()
 	alice := s.srv.NewUser(t, "alice")
 	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
@@ -240,41 +248,61 @@ func TestIntegrationBothWays(t *testing.T) {
 		roster  string // the user's item afterwards
 		state   subscription.State
 		present bool // whether the user still gets the entity's presence
+		// ejabberd shows no item for a contact whose only bond is the
+		// entity's pending request (subscription none, ask in), and pushes
+		// no change: there the user's item disappears.
+		goneOnEjabberd bool
 	}{
 		{name: "user accepts", answer: "subscribed", roster: "both", state: subscription.Both, present: true},
 		{name: "user declines with unsubscribed", answer: "unsubscribed", roster: "to", state: subscription.From, present: true},
 		// Spark declines with unsubscribe: the user's server applies it to the
 		// user's own subscription too, so both sides drop From (see the table).
-		{name: "user declines with unsubscribe (Spark)", answer: "unsubscribe", roster: "none", state: subscription.NoneOut},
+		{name: "user declines with unsubscribe (Spark)", answer: "unsubscribe", roster: "none", state: subscription.NoneOut, goneOnEjabberd: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSetup(t, accept(true))
-			g := s.start()
-			alice := s.srv.NewUser(t, "alice")
-			if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
-				t.Fatal(err)
-			}
-			mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
-			mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribe"))
-			wantState(t, g, "alice@localhost", subscription.FromOut)
-			if err := alice.SendPresence(helpdesk, tc.answer); err != nil {
-				t.Fatal(err)
-			}
-			mustRoster(t, alice, helpdesk, rosterIs(tc.roster, ""))
-			// The ping's answer shows rostergate handled everything before it.
-			if _, err := alice.IQ(ctx(t), "<iq type='get' to='bots.localhost'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
-				t.Fatal(err)
-			}
-			wantState(t, g, "alice@localhost", tc.state)
+			xmpptest.EachServer(t, func(t *testing.T, srv *xmpptest.Server) {
+				s := newSetup(t, srv, accept(true))
+				g := s.start()
+				alice := s.srv.NewUser(t, "alice")
+				if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+					t.Fatal(err)
+				}
+				mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
+				mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribe"))
+				wantState(t, g, "alice@localhost", subscription.FromOut)
+				if err := alice.SendPresence(helpdesk, tc.answer); err != nil {
+					t.Fatal(err)
+				}
+				gone := tc.goneOnEjabberd && srv.Kind == xmpptest.KindEjabberd
+				if !gone {
+					mustRoster(t, alice, helpdesk, rosterIs(tc.roster, ""))
+				}
+				// The ping's answer shows rostergate handled everything before it.
+				if _, err := alice.IQ(ctx(t), "<iq type='get' to='bots.localhost'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
+					t.Fatal(err)
+				}
+				if gone {
+					r, err := alice.Roster(ctx(t))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if it, ok := r[helpdesk]; ok {
+						t.Errorf("ejabberd shows %+v", it)
+					}
+				}
+				wantState(t, g, "alice@localhost", tc.state)
+			})
 		})
 	}
 }
 
-// A user who is subscribed logs in: Prosody probes the entity, which answers
-// with its presence.
-func TestIntegrationProbeOnLogin(t *testing.T) {
-	s := newSetup(t, accept(false))
+// A user who is subscribed logs in: the server probes the entity, which
+// answers with its presence.
+func TestIntegrationProbeOnLogin(t *testing.T) { xmpptest.EachServer(t, testIntegrationProbeOnLogin) }
+
+func testIntegrationProbeOnLogin(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, accept(false))
 	s.start()
 	alice := s.srv.NewUser(t, "alice")
 	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
@@ -288,8 +316,10 @@ func TestIntegrationProbeOnLogin(t *testing.T) {
 
 // The entity pre-approves a contact (RFC 6121 §3.4): the contact's later
 // request is accepted at once, whatever the policy says.
-func TestIntegrationPreApproval(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Reject})
+func TestIntegrationPreApproval(t *testing.T) { xmpptest.EachServer(t, testIntegrationPreApproval) }
+
+func testIntegrationPreApproval(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Reject})
 	g := s.start()
 	if err := g.comp.Act(ctx(t), "helpdesk", "alice@localhost", subscription.Subscribed, "test", "test"); err != nil {
 		t.Fatal(err)
@@ -309,8 +339,10 @@ func TestIntegrationPreApproval(t *testing.T) {
 
 // review holds the request for an admin: nothing is sent, the request is
 // persisted, and the user keeps a pending item.
-func TestIntegrationReview(t *testing.T) {
-	s := newSetup(t, policy.Config{Default: policy.Review})
+func TestIntegrationReview(t *testing.T) { xmpptest.EachServer(t, testIntegrationReview) }
+
+func testIntegrationReview(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Review})
 	g := s.start()
 	alice := s.srv.NewUser(t, "alice")
 	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
@@ -354,7 +386,11 @@ func TestIntegrationReview(t *testing.T) {
 // rostergate restarts: the state is kept, subscribers get unavailable on
 // shutdown and presence again on reconnect.
 func TestIntegrationRestartRostergate(t *testing.T) {
-	s := newSetup(t, accept(false))
+	xmpptest.EachServer(t, testIntegrationRestartRostergate)
+}
+
+func testIntegrationRestartRostergate(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, accept(false))
 	g := s.start()
 	alice := s.srv.NewUser(t, "alice")
 	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
@@ -369,9 +405,13 @@ func TestIntegrationRestartRostergate(t *testing.T) {
 	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
 }
 
-// Prosody restarts under rostergate: it reconnects by itself and resyncs.
-func TestIntegrationProsodyRestart(t *testing.T) {
-	s := newSetup(t, accept(true))
+// The server restarts under rostergate: it reconnects by itself and resyncs.
+func TestIntegrationServerRestart(t *testing.T) {
+	xmpptest.EachServer(t, testIntegrationServerRestart)
+}
+
+func testIntegrationServerRestart(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, accept(true))
 	g := s.start()
 	alice := s.srv.NewUser(t, "alice")
 	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
@@ -404,18 +444,23 @@ func TestIntegrationProsodyRestart(t *testing.T) {
 }
 
 // A wrong secret or a domain the server does not know stops rostergate at
-// once with the stream error by name.
-func TestIntegrationRefused(t *testing.T) {
-	s := newSetup(t, accept(false))
+// once with the stream error by name. For a domain it does not know,
+// Prosody says host-unknown when the stream opens; ejabberd takes the
+// handshake and says not-authorized.
+func TestIntegrationRefused(t *testing.T) { xmpptest.EachServer(t, testIntegrationRefused) }
+
+func testIntegrationRefused(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, accept(false))
 	db, err := storage.Open(context.Background(), s.dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	p, _ := policy.Compile(s.pol)
+	unknownDomain := map[string]string{xmpptest.KindProsody: "host-unknown", xmpptest.KindEjabberd: "not-authorized"}[srv.Kind]
 	tests := []struct{ name, domain, secret, want string }{
 		{"wrong secret", s.srv.ComponentDomain, "not-the-secret", "not-authorized"},
-		{"unknown domain", "nope.localhost", s.srv.ComponentSecret, "host-unknown"},
+		{"unknown domain", "nope.localhost", s.srv.ComponentSecret, unknownDomain},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -433,4 +478,86 @@ func TestIntegrationRefused(t *testing.T) {
 			t.Log(err)
 		})
 	}
+}
+
+// A second rostergate for the same domain, by mistake (the database lock
+// only stops one on the same database): Prosody refuses its stream with
+// conflict, and it keeps retrying (a conflict can be a dead stream Prosody
+// has not noticed yet) until the first is gone; ejabberd accepts it at once
+// and shares the domain's traffic between the two, so each database decides
+// part of the requests. Run exactly one rostergate per domain.
+func TestIntegrationSecondInstance(t *testing.T) {
+	xmpptest.EachServer(t, testIntegrationSecondInstance)
+}
+
+func testIntegrationSecondInstance(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, accept(false))
+	first := s.start()
+	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "second.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, _ := policy.Compile(s.pol)
+	refused := &notifyingLog{needle: "conflict", seen: make(chan struct{})}
+	second, err := component.New(component.Options{
+		Domain: srv.ComponentDomain, Server: srv.ComponentAddr, Secret: srv.ComponentSecret,
+		Settings: component.Settings{Policy: p}, Store: db,
+		Logger:     slog.New(slog.NewTextHandler(refused, nil)),
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	up := second.Connected()
+	go func() { done <- second.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("second Run: %v", err)
+		}
+	}()
+	switch srv.Kind {
+	case xmpptest.KindProsody:
+		select {
+		case <-refused.seen:
+		case <-up:
+			t.Fatal("Prosody accepted a second stream for the domain")
+		case err := <-done:
+			t.Fatalf("the second rostergate gave up: %v", err)
+		case <-time.After(wait):
+			t.Fatal("no conflict within 10 s")
+		}
+		// It connects once the first is gone.
+		first.stop(t)
+		select {
+		case <-up:
+		case <-time.After(wait):
+			t.Fatal("the second rostergate did not take over within 10 s")
+		}
+	case xmpptest.KindEjabberd:
+		select {
+		case <-up:
+		case err := <-done:
+			t.Fatalf("ejabberd refused the second stream: %v", err)
+		case <-time.After(wait):
+			t.Fatal("the second rostergate did not connect within 10 s")
+		}
+	}
+}
+
+// notifyingLog closes seen the first time a write contains needle.
+type notifyingLog struct {
+	needle string
+	seen   chan struct{}
+	once   sync.Once
+}
+
+func (l *notifyingLog) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), l.needle) {
+		l.once.Do(func() { close(l.seen) })
+	}
+	return len(p), nil
 }

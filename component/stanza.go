@@ -10,6 +10,7 @@ import (
 )
 
 const (
+	nsAccept   = "jabber:component:accept"
 	nsCommands = "http://jabber.org/protocol/commands"
 	nsStreams  = "http://etherx.jabber.org/streams"
 	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -79,6 +80,11 @@ func nextLimited(d *xml.Decoder, pr *prefixReader) (*element, error) {
 				return nil, fmt.Errorf("component: %w", &StreamError{Err: se})
 			}
 			el := &element{Name: t.Name.Local}
+			if t.Name.Space != nsAccept {
+				// Not a stanza of this stream (RFC 6120 §4.8.2): named with its
+				// namespace, so that nothing handles it as one.
+				el.Name = "{" + t.Name.Space + "}" + t.Name.Local
+			}
 			for _, a := range t.Attr {
 				if a.Name.Space != "" {
 					continue

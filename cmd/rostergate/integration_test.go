@@ -17,7 +17,8 @@ import (
 )
 
 // The command line against a running rostergate (in this process) attached
-// to a real Prosody: what an admin types takes effect within a second.
+// to a real server, Prosody and ejabberd in turn: what an admin types takes
+// effect within a second.
 
 type daemon struct {
 	cfg    string
@@ -98,7 +99,10 @@ func startDaemon(t *testing.T, srv *xmpptest.Server, def string) *daemon {
 }
 
 func TestIntegrationCLIApproveWhileRunning(t *testing.T) {
-	srv := xmpptest.Prosody(t)
+	xmpptest.EachServer(t, testIntegrationCLIApproveWhileRunning)
+}
+
+func testIntegrationCLIApproveWhileRunning(t *testing.T, srv *xmpptest.Server) {
 	d := startDaemon(t, srv, "review")
 	alice := srv.NewUser(t, "alice")
 	if err := alice.SendPresence("helpdesk@"+srv.ComponentDomain, "subscribe"); err != nil {
@@ -159,8 +163,12 @@ func TestIntegrationCLIApproveWhileRunning(t *testing.T) {
 }
 
 // SIGHUP reloads the config; a bad one is refused and the old kept.
+// The subtests must not run in parallel: SIGHUP goes to the whole process.
 func TestIntegrationReloadOnSIGHUP(t *testing.T) {
-	srv := xmpptest.Prosody(t)
+	xmpptest.EachServer(t, testIntegrationReloadOnSIGHUP)
+}
+
+func testIntegrationReloadOnSIGHUP(t *testing.T, srv *xmpptest.Server) {
 	d := startDaemon(t, srv, "reject")
 	alice := srv.NewUser(t, "alice")
 	helpdesk := "helpdesk@" + srv.ComponentDomain

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -14,25 +16,71 @@ const testTimeout = 20 * time.Second
 // Prosody starts a Prosody server in a fresh t.TempDir with the default
 // domains. With -short it skips the test. If Prosody is not installed it
 // skips the test, or fails it when the environment variable CI is "true". The server is stopped when the test
-// ends; if the test failed, the tail of the Prosody log is logged first.
+// ends; if the test failed, the tail of the Prosody log is logged.
 func Prosody(t testing.TB) *Server {
 	t.Helper()
-	return ProsodyWith(t, ProsodyConfig{})
+	return ServerWith(t, KindProsody, Config{})
 }
 
 // ProsodyWith is Prosody with explicit configuration. An empty cfg.Dir is
 // replaced by t.TempDir().
-func ProsodyWith(t testing.TB, cfg ProsodyConfig) *Server {
+func ProsodyWith(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	return ServerWith(t, KindProsody, cfg)
+}
+
+// Ejabberd starts an ejabberd server in a fresh t.TempDir with the default
+// domains, like Prosody: it skips with -short or when ejabberd is not
+// installed (fails when CI is "true"), and stops the server when the test
+// ends.
+func Ejabberd(t testing.TB) *Server {
+	t.Helper()
+	return ServerWith(t, KindEjabberd, Config{})
+}
+
+// EjabberdWith is Ejabberd with explicit configuration.
+func EjabberdWith(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	return ServerWith(t, KindEjabberd, cfg)
+}
+
+// ServersEnv names the environment variable that restricts EachServer to
+// some kinds, e.g. XMPPTEST_SERVERS=ejabberd; empty means every kind.
+const ServersEnv = "XMPPTEST_SERVERS"
+
+// EachServer runs body as one subtest per kind of server, named "prosody"
+// and "ejabberd", each with a fresh server of its own (see ServerWith). The
+// subtests run one after the other. Kinds left out of $XMPPTEST_SERVERS
+// are skipped.
+func EachServer(t *testing.T, body func(t *testing.T, srv *Server)) {
+	t.Helper()
+	only := os.Getenv(ServersEnv)
+	for _, kind := range []string{KindProsody, KindEjabberd} {
+		t.Run(kind, func(t *testing.T) {
+			if only != "" && !slices.Contains(strings.Split(only, ","), kind) {
+				t.Skipf("skipping: %s=%s", ServersEnv, only)
+			}
+			body(t, ServerWith(t, kind, Config{}))
+		})
+	}
+}
+
+// ServerWith starts a server of the given kind with cfg, for a test. An
+// empty cfg.Dir is replaced by t.TempDir(). With -short it skips the test.
+// If the server is not installed it skips the test, or fails it when the
+// environment variable CI is "true". The server is stopped when the test
+// ends; if the test failed, the tail of its log is logged then.
+func ServerWith(t testing.TB, kind string, cfg Config) *Server {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("skipping: needs a real Prosody, and -short is set")
+		t.Skipf("skipping: needs a real %s, and -short is set", kind)
 	}
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	s, err := StartProsody(ctx, cfg)
+	s, err := Start(ctx, kind, cfg)
 	if errors.Is(err, ErrNotInstalled) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v (CI=true, so this is an error)", err)
@@ -43,11 +91,12 @@ func ProsodyWith(t testing.TB, cfg ProsodyConfig) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("prosody log tail (%s):\n%s", s.LogPath, s.LogTail(60))
-		}
+		// Stop first: ejabberd buffers its log for up to a few seconds.
 		if err := s.Stop(); err != nil {
-			t.Errorf("stop prosody: %v", err)
+			t.Errorf("stop %s: %v", s.Kind, err)
+		}
+		if t.Failed() {
+			t.Logf("%s log tail (%s):\n%s", s.Kind, s.LogPath, s.LogTail(80))
 		}
 	})
 	return s

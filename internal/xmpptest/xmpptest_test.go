@@ -3,9 +3,15 @@ package xmpptest
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,8 +41,9 @@ func subscription(sub, ask string) func(RosterItem) bool {
 	return func(it RosterItem) bool { return it.Subscription == sub && it.Ask == ask }
 }
 
-func TestSubscriptionFlow(t *testing.T) {
-	s := Prosody(t)
+func TestSubscriptionFlow(t *testing.T) { EachServer(t, testSubscriptionFlow) }
+
+func testSubscriptionFlow(t *testing.T, s *Server) {
 	ctx := ctxFor(t)
 	alice := s.NewUser(t, "alice")
 	bob := s.NewUser(t, "bob")
@@ -52,7 +59,9 @@ func TestSubscriptionFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sub.From != alice.Bare || sub.To != bob.Bare || sub.ID == "" {
+	// Prosody addresses it to bob's bare JID, ejabberd to each of his
+	// available resources (both allowed by RFC 6121 3.1.3).
+	if sub.From != alice.Bare || bareJID(sub.To) != bob.Bare || sub.ID == "" {
 		t.Errorf("subscribe as received by bob: %+v", sub)
 	}
 	// While the request is pending, alice's item has ask="subscribe".
@@ -100,8 +109,9 @@ func TestSubscriptionFlow(t *testing.T) {
 	}
 }
 
-func TestRestartKeepsUsersAndRosters(t *testing.T) {
-	s := Prosody(t)
+func TestRestartKeepsUsersAndRosters(t *testing.T) { EachServer(t, testRestartKeepsUsersAndRosters) }
+
+func testRestartKeepsUsersAndRosters(t *testing.T, s *Server) {
 	ctx := ctxFor(t)
 	alice := s.NewUser(t, "alice")
 	bob := s.NewUser(t, "bob")
@@ -161,9 +171,18 @@ func TestRestartKeepsUsersAndRosters(t *testing.T) {
 	}
 }
 
-func TestComponentNotConnectedBounces(t *testing.T) {
-	s := Prosody(t)
+// While no component is connected, both servers bounce stanzas to its
+// domain at once, each with its own condition: ejabberd takes the domain for
+// a remote one and fails to resolve it (its text says why, e.g. "DNS lookup
+// failed: enoname"; it depends on the resolver, so it is not checked).
+func TestComponentNotConnectedBounces(t *testing.T) { EachServer(t, testComponentNotConnectedBounces) }
+
+func testComponentNotConnectedBounces(t *testing.T, s *Server) {
 	ctx := ctxFor(t)
+	want := map[string]struct{ cond, typ, text string }{
+		KindProsody:  {"remote-server-timeout", "wait", "Component unavailable"},
+		KindEjabberd: {"remote-server-not-found", "cancel", ""},
+	}[s.Kind]
 	alice := s.NewUser(t, "alice")
 	to := "helpdesk@" + s.ComponentDomain
 
@@ -174,23 +193,24 @@ func TestComponentNotConnectedBounces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Error != "remote-server-timeout" || p.ErrorType != "wait" || p.ErrorText != "Component unavailable" {
-		t.Errorf("bounce: %+v", p)
+	if p.Error != want.cond || p.ErrorType != want.typ || (want.text != "" && p.ErrorText != want.text) {
+		t.Errorf("bounce: %+v, want %+v", p, want)
 	}
-	// Prosody keeps the outbound request pending in the roster anyway.
+	// The server keeps the outbound request pending in the roster anyway.
 	if _, err := alice.WaitRosterItem(ctx, to, subscription("none", "subscribe")); err != nil {
 		t.Fatal(err)
 	}
 
 	_, err = alice.IQ(ctx, "<iq type='get' to='"+s.ComponentDomain+"'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
 	var se *StanzaError
-	if !errors.As(err, &se) || se.Condition != "remote-server-timeout" {
+	if !errors.As(err, &se) || se.Condition != want.cond || se.Type != want.typ {
 		t.Errorf("disco#info to a disconnected component: %v", err)
 	}
 }
 
-func TestIQ(t *testing.T) {
-	s := Prosody(t)
+func TestIQ(t *testing.T) { EachServer(t, testIQ) }
+
+func testIQ(t *testing.T, s *Server) {
 	ctx := ctxFor(t)
 	alice := s.NewUser(t, "alice")
 
@@ -205,7 +225,9 @@ func TestIQ(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(reply, "id='disco1'") || !strings.Contains(reply, "jabber:iq:roster") {
+	// Prosody lists jabber:iq:roster among the server's features, ejabberd
+	// does not.
+	if !strings.Contains(reply, "id='disco1'") || !strings.Contains(reply, "urn:xmpp:ping") {
 		t.Errorf("disco#info reply: %s", reply)
 	}
 	if _, err := alice.IQ(ctx, "<message/>"); err == nil {
@@ -214,7 +236,10 @@ func TestIQ(t *testing.T) {
 }
 
 func TestWaitPresenceTimeoutListsReceived(t *testing.T) {
-	s := Prosody(t)
+	EachServer(t, testWaitPresenceTimeoutListsReceived)
+}
+
+func testWaitPresenceTimeoutListsReceived(t *testing.T, s *Server) {
 	alice := s.NewUser(t, "alice")
 
 	// The self-presence echo arrived during login; a nil matcher takes it.
@@ -241,8 +266,9 @@ func TestWaitPresenceTimeoutListsReceived(t *testing.T) {
 	}
 }
 
-func TestLoginWrongPassword(t *testing.T) {
-	s := Prosody(t)
+func TestLoginWrongPassword(t *testing.T) { EachServer(t, testLoginWrongPassword) }
+
+func testLoginWrongPassword(t *testing.T, s *Server) {
 	ctx := ctxFor(t)
 	if err := s.Register(ctx, "carol", "right"); err != nil {
 		t.Fatal(err)
@@ -261,8 +287,12 @@ func TestLoginWrongPassword(t *testing.T) {
 	}
 }
 
-func TestListensOnLoopbackOnly(t *testing.T) {
-	s := Prosody(t)
+func TestListensOnLoopbackOnly(t *testing.T) { EachServer(t, testListensOnLoopbackOnly) }
+
+// testListensOnLoopbackOnly: Prosody listens for clients and components;
+// ejabberd also for Erlang distribution (ejabberdctl), and nothing else.
+func testListensOnLoopbackOnly(t *testing.T, s *Server) {
+	want := map[string]int{KindProsody: 2, KindEjabberd: 3}[s.Kind]
 	if _, err := exec.LookPath("ss"); err != nil {
 		t.Skip("ss not installed")
 	}
@@ -279,8 +309,8 @@ func TestListensOnLoopbackOnly(t *testing.T) {
 			mine = append(mine, line)
 		}
 	}
-	if len(mine) != 2 {
-		t.Errorf("prosody listens on %d sockets, want 2:\n%s", len(mine), strings.Join(mine, "\n"))
+	if len(mine) != want {
+		t.Errorf("%s listens on %d sockets, want %d:\n%s", s.Kind, len(mine), want, strings.Join(mine, "\n"))
 	}
 	for _, l := range mine {
 		fields := strings.Fields(l)
@@ -290,26 +320,31 @@ func TestListensOnLoopbackOnly(t *testing.T) {
 	}
 }
 
-func TestStartProsodyRequiresDir(t *testing.T) {
-	_, err := StartProsody(t.Context(), ProsodyConfig{})
-	if err == nil || !strings.HasPrefix(err.Error(), "xmpptest: ") {
-		t.Fatalf("err = %v", err)
+func TestStartRequiresDir(t *testing.T) {
+	for _, kind := range []string{KindProsody, KindEjabberd, "openfire"} {
+		_, err := Start(t.Context(), kind, ProsodyConfig{})
+		if err == nil || !strings.HasPrefix(err.Error(), "xmpptest: ") {
+			t.Errorf("%s: err = %v", kind, err)
+		}
 	}
 }
 
-func TestStartProsodyNotInstalled(t *testing.T) {
+func TestStartNotInstalled(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	saved := fallbackDirs
 	fallbackDirs = nil
 	t.Cleanup(func() { fallbackDirs = saved })
-	_, err := StartProsody(t.Context(), ProsodyConfig{Dir: t.TempDir()})
-	if !errors.Is(err, ErrNotInstalled) {
-		t.Fatalf("err = %v, want ErrNotInstalled", err)
+	for _, kind := range []string{KindProsody, KindEjabberd} {
+		_, err := Start(t.Context(), kind, Config{Dir: t.TempDir()})
+		if !errors.Is(err, ErrNotInstalled) {
+			t.Errorf("%s: err = %v, want ErrNotInstalled", kind, err)
+		}
 	}
 }
 
-func TestStopIsIdempotent(t *testing.T) {
-	s := Prosody(t)
+func TestStopIsIdempotent(t *testing.T) { EachServer(t, testStopIsIdempotent) }
+
+func testStopIsIdempotent(t *testing.T, s *Server) {
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +354,8 @@ func TestStopIsIdempotent(t *testing.T) {
 	if s.Running() {
 		t.Error("running after Stop")
 	}
-	if tail := s.LogTail(20); !strings.Contains(tail, "Shutdown complete") {
+	said := map[string]string{KindProsody: "Shutdown complete", KindEjabberd: "is stopped in the node"}[s.Kind]
+	if tail := s.LogTail(20); !strings.Contains(tail, said) {
 		t.Errorf("log tail after stop:\n%s", tail)
 	}
 }
@@ -373,5 +409,202 @@ func TestRawFeedStripsDebugFraming(t *testing.T) {
 	}
 	if got, want := b.String(), "<presence type='x'/>"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// Register creates a user or, if it exists, sets its password.
+func TestRegisterTwice(t *testing.T) { EachServer(t, testRegisterTwice) }
+
+func testRegisterTwice(t *testing.T, s *Server) {
+	ctx := ctxFor(t)
+	for _, pw := range []string{"first", "second"} {
+		if err := s.Register(ctx, "dave", pw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Dial(ctx, s.C2SAddr, s.JID("dave"), "first"); err == nil {
+		t.Error("the old password still works")
+	}
+	c, err := Dial(ctx, s.C2SAddr, s.JID("dave"), "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+// Two ejabberd servers run side by side: each has its own Erlang node, and
+// ejabberdctl reaches the right one.
+func TestEjabberdSideBySide(t *testing.T) {
+	a, b := Ejabberd(t), Ejabberd(t)
+	if a.impl.(*ejabberd).node == b.impl.(*ejabberd).node {
+		t.Fatalf("both nodes are named %s", a.impl.(*ejabberd).node)
+	}
+	ctx := ctxFor(t)
+	if err := a.Register(ctx, "erin", "on-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(ctx, "erin", "on-b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		srv     *Server
+		pw      string
+		succeed bool
+	}{{a, "on-a", true}, {a, "on-b", false}, {b, "on-b", true}, {b, "on-a", false}} {
+		c, err := Dial(ctx, tc.srv.C2SAddr, tc.srv.JID("erin"), tc.pw)
+		if (err == nil) != tc.succeed {
+			t.Errorf("login at %s with %s: %v", tc.srv.C2SAddr, tc.pw, err)
+		}
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+func TestYAMLQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		`plain`:     `"plain"`,
+		`a"b\c`:     `"a\"b\\c"`,
+		"new\nline": `"new\nline"`,
+		"ä: #x":     `"ä: #x"`,
+	} {
+		if got := yamlQuote(in); got != want {
+			t.Errorf("yamlQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// rawComponent is a bare XEP-0114 connection, to see what each server does
+// with a component (rostergate's own stream layer is tested elsewhere).
+type rawComponent struct {
+	conn     net.Conn
+	streamID string
+	elems    chan string // top-level elements received, closed at the end of the stream
+}
+
+var (
+	streamHeader = regexp.MustCompile(`<stream:stream[^>]*>`)
+	streamIDAttr = regexp.MustCompile(`\sid=['"]([^'"]*)['"]`)
+)
+
+// dialComponent opens a component stream for domain and completes the
+// handshake with secret. It returns the server's first answer to the
+// handshake (<handshake/> or a stream error) as raw XML.
+func dialComponent(t *testing.T, s *Server, domain, secret string) (*rawComponent, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", s.ComponentAddr, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(conn, "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='%s'>", domain); err != nil {
+		t.Fatal(err)
+	}
+	// The header, up to its closing '>'.
+	var head []byte
+	one := make([]byte, 1)
+	for !streamHeader.Match(head) {
+		if _, err := conn.Read(one); err != nil {
+			t.Fatalf("reading the stream header: %v (got %q)", err, head)
+		}
+		head = append(head, one[0])
+	}
+	c := &rawComponent{conn: conn, elems: make(chan string, 100)}
+	if m := streamIDAttr.FindSubmatch(head); m != nil {
+		c.streamID = string(m[1])
+	}
+	go func() {
+		defer close(c.elems)
+		_ = splitStanzas(io.MultiReader(strings.NewReader("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"), conn),
+			func(raw []byte) { c.elems <- string(raw) })
+	}()
+	sum := sha1.Sum([]byte(c.streamID + secret))
+	if _, err := fmt.Fprintf(conn, "<handshake>%s</handshake>", hex.EncodeToString(sum[:])); err != nil {
+		t.Fatal(err)
+	}
+	return c, c.next(t)
+}
+
+// next returns the next element the server sent, or "" at the end of the
+// stream.
+func (c *rawComponent) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case el := <-c.elems:
+		return el
+	case <-time.After(timeout):
+		t.Fatal("the server sent nothing")
+		return ""
+	}
+}
+
+// What each server does with a component stream. The facts docs/servers.md
+// relies on.
+func TestComponentStreams(t *testing.T) { EachServer(t, testComponentStreams) }
+
+func testComponentStreams(t *testing.T, s *Server) {
+	ctx := ctxFor(t)
+	alice := s.NewUser(t, "alice")
+
+	if _, got := dialComponent(t, s, s.ComponentDomain, "wrong"); !strings.Contains(got, "<not-authorized") {
+		t.Errorf("wrong secret: %s", got)
+	}
+	_, got := dialComponent(t, s, "nope."+s.Domain, s.ComponentSecret)
+	if want := map[string]string{KindProsody: "<host-unknown", KindEjabberd: "<not-authorized"}[s.Kind]; !strings.Contains(got, want) {
+		t.Errorf("unknown domain: %s, want %s", got, want)
+	}
+
+	comp, got := dialComponent(t, s, s.ComponentDomain, s.ComponentSecret)
+	if got != "<handshake/>" {
+		t.Fatalf("handshake answered %s", got)
+	}
+	t.Logf("%s stream id %q", s.Kind, comp.streamID)
+
+	// A second connection for the same domain: Prosody refuses it,
+	// ejabberd takes it (and shares the domain's traffic between both).
+	second, got := dialComponent(t, s, s.ComponentDomain, s.ComponentSecret)
+	switch s.Kind {
+	case KindProsody:
+		if !strings.Contains(got, "<conflict") {
+			t.Errorf("second connection: %s, want conflict", got)
+		}
+	case KindEjabberd:
+		if got != "<handshake/>" {
+			t.Errorf("second connection: %s, want accepted", got)
+		}
+		second.conn.Close()
+	}
+
+	// The user's subscribe as the component gets it: from the bare JID,
+	// with the client's id and xml:lang.
+	if err := alice.SendRaw("<presence to='helpdesk@" + s.ComponentDomain + "' type='subscribe' id='sub1' xml:lang='de'/>"); err != nil {
+		t.Fatal(err)
+	}
+	got = comp.next(t)
+	for _, want := range []string{"from='" + alice.Bare + "'", "id='sub1'", "xml:lang='de'", "type='subscribe'"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("subscribe as the component got it lacks %s: %s", want, got)
+		}
+	}
+
+	// A stanza without from: Prosody stamps the component's domain on it;
+	// ejabberd ends the stream with improper-addressing.
+	if _, err := fmt.Fprintf(comp.conn, "<message to='%s' id='m1' type='chat'><body>no from</body></message>", alice.Bare); err != nil {
+		t.Fatal(err)
+	}
+	switch s.Kind {
+	case KindProsody:
+		m, err := alice.WaitMessage(ctx, func(m Message) bool { return m.ID == "m1" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.From != s.ComponentDomain {
+			t.Errorf("message without from arrived from %q", m.From)
+		}
+	case KindEjabberd:
+		if got := comp.next(t); !strings.Contains(got, "<improper-addressing") {
+			t.Errorf("message without from: %s, want improper-addressing", got)
+		}
 	}
 }
