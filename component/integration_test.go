@@ -2,6 +2,7 @@ package component_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,7 @@ type gate struct {
 	db     *storage.DB
 	cancel context.CancelFunc
 	done   chan error
+	log    *syncLog // everything it logged
 }
 
 type setup struct {
@@ -66,13 +68,14 @@ func (s *setup) start() *gate {
 	if s.tweak != nil {
 		s.tweak(&settings)
 	}
+	log := &syncLog{}
 	comp, err := component.New(component.Options{
 		Domain:   s.srv.ComponentDomain,
 		Server:   s.srv.ComponentAddr,
 		Secret:   s.srv.ComponentSecret,
 		Settings: settings,
 		Store:    db,
-		Logger:   slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:   slog.New(slog.NewTextHandler(io.MultiWriter(logWriter{t}, log), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version:  "test",
 		// The servers restart within a second or two; keep retries quick.
 		MinBackoff: 50 * time.Millisecond,
@@ -82,7 +85,7 @@ func (s *setup) start() *gate {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &gate{comp: comp, db: db, cancel: cancel, done: make(chan error, 1)}
+	g := &gate{comp: comp, db: db, cancel: cancel, done: make(chan error, 1), log: log}
 	up := comp.Connected()
 	go func() { g.done <- comp.Run(ctx) }()
 	select {

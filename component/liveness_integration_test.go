@@ -19,7 +19,10 @@ import (
 // the server; a real server routes it back and answers, so an idle stream is
 // never mistaken for a stalled one.
 func TestIntegrationIdleIsNotStalled(t *testing.T) {
-	srv := xmpptest.Prosody(t)
+	xmpptest.EachServer(t, testIdleIsNotStalled)
+}
+
+func testIdleIsNotStalled(t *testing.T, srv *xmpptest.Server) {
 	db, err := storage.Open(context.Background(), filepath.Join(t.TempDir(), "rg.db"))
 	if err != nil {
 		t.Fatal(err)
