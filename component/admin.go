@@ -408,19 +408,7 @@ func (c *Component) send(s string) error {
 
 // messageError appends a message error answering el (RFC 6120 §8.3).
 func messageError(b *strings.Builder, from string, el *element, typ, condition string) {
-	b.WriteString("<message type='error' from='")
-	esc(b, from)
-	b.WriteString("' to='")
-	esc(b, el.From)
-	if el.ID != "" {
-		b.WriteString("' id='")
-		esc(b, el.ID)
-	}
-	b.WriteString("'><error type='")
-	b.WriteString(typ)
-	b.WriteString("'><")
-	b.WriteString(condition)
-	b.WriteString(" xmlns='" + nsStanzas + "'/></error></message>")
+	stanzaError(b, "message", from, el, typ, condition)
 }
 
 // housekeepingTick is how often the command line's queued actions are

@@ -229,7 +229,13 @@ func message(b *strings.Builder, from, to, id, typ, body string) {
 
 // presenceError appends a presence error answering el, from from.
 func presenceError(b *strings.Builder, from string, el *element, typ, condition string) {
-	b.WriteString("<presence type='error' from='")
+	stanzaError(b, "presence", from, el, typ, condition)
+}
+
+// stanzaError appends a stanza error of kind name (presence or message)
+// answering el, from from (RFC 6120 §8.3).
+func stanzaError(b *strings.Builder, name, from string, el *element, typ, condition string) {
+	b.WriteString("<" + name + " type='error' from='")
 	esc(b, from)
 	b.WriteString("' to='")
 	esc(b, el.From)
@@ -241,5 +247,5 @@ func presenceError(b *strings.Builder, from string, el *element, typ, condition 
 	b.WriteString(typ)
 	b.WriteString("'><")
 	b.WriteString(condition)
-	b.WriteString(" xmlns='" + nsStanzas + "'/></error></presence>")
+	b.WriteString(" xmlns='" + nsStanzas + "'/></error></" + name + ">")
 }
