@@ -45,13 +45,8 @@ func cliActor() string {
 func cmdPending(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlags("pending", "-config FILE [list | approve ID… | reject ID…]", stderr)
 	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return nil
-		}
-		return errUsage
+	if help, err := parseVerbs(fs, args, stdout); help || err != nil {
+		return err
 	}
 	verb, rest := "list", fs.Args()
 	if len(rest) > 0 {
@@ -305,13 +300,8 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 func cmdLists(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlags("lists", "-config FILE [show | allow PATTERN | deny PATTERN | unallow PATTERN | undeny PATTERN]", stderr)
 	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return nil
-		}
-		return errUsage
+	if help, err := parseVerbs(fs, args, stdout); help || err != nil {
+		return err
 	}
 	verb, rest := "show", fs.Args()
 	if len(rest) > 0 {
@@ -404,4 +394,18 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes, consistent copy of %s (integrity_check ok), in %s\n", *out, fi.Size(), cfg.Storage.Path, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// parseVerbs parses the flags of a command that takes a verb and arguments
+// after them; -h prints the usage to stdout and is not an error.
+func parseVerbs(fs *flag.FlagSet, args []string, stdout io.Writer) (help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return true, nil
+		}
+		return false, errUsage
+	}
+	return false, nil
 }
