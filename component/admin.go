@@ -138,7 +138,7 @@ func (c *Component) editList(ctx context.Context, list string, add bool, pattern
 	if add {
 		verb = "add"
 	}
-	c.mu.Lock()
+	c.lock()
 	defer c.mu.Unlock()
 	ev := &storage.Event{Kind: list + " list", Action: verb, Actor: actor, Interface: iface, Detail: p}
 	changed, err := c.opts.Store.EditList(ctx, list, p, add, ev)
@@ -157,7 +157,7 @@ func (c *Component) editList(ctx context.Context, list string, add bool, pattern
 // Every admin is told.
 func (c *Component) decideHeld(ctx context.Context, ids []int64, approve bool, actor, iface string) []admin.Outcome {
 	out := make([]admin.Outcome, len(ids))
-	c.mu.Lock()
+	c.lock()
 	defer c.mu.Unlock()
 	if c.w == nil || c.closed {
 		for i, id := range ids {

@@ -36,6 +36,9 @@ type Store interface {
 	// Get returns the item of contact on entity's roster, or an error
 	// matching storage.ErrNotFound.
 	Get(ctx context.Context, entity, contact string) (storage.Item, error)
+	// GetMany returns the stored items among keys, in any order; keys with
+	// no item are left out.
+	GetMany(ctx context.Context, keys []storage.Key) ([]storage.Item, error)
 	// Commit writes a batch of changes, with the stanzas that report them
 	// kept in an outbox, in one transaction, and returns the outbox id.
 	Commit(ctx context.Context, b storage.Batch) (int64, error)
@@ -102,9 +105,15 @@ type Component struct {
 	// mu serialises state transitions: one batch at a time is decided,
 	// committed and sent, from the stream or from an outbound action.
 	// The fields below it are guarded by it.
-	mu     sync.Mutex
-	w      *writer // the live stream, nil when disconnected
-	closed bool    // </stream:stream> sent: nothing more is handled on this stream
+	mu sync.Mutex
+	w  *writer // the live stream, nil when disconnected
+	// inflight is the batch being committed and sent while the next is
+	// decided (see readLoop); flightErr the error that ended the pipeline
+	// on this stream. Everything else that changes state takes the lock with
+	// lock(), which waits for the batch in flight to land first.
+	inflight  *flight
+	flightErr error
+	closed    bool // </stream:stream> sent: nothing more is handled on this stream
 	// delivered is the newest outbox row written to the stream; the next
 	// commit deletes the rows up to it.
 	delivered int64
@@ -292,12 +301,13 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	d := xml.NewDecoder(pr)
 
 	defer func() {
-		c.mu.Lock()
+		c.lock()
 		c.w = nil
 		c.mu.Unlock()
 	}()
-	c.mu.Lock()
+	c.lock()
 	c.w = w
+	c.flightErr = nil
 	c.closed = false
 	c.readEnded.Store(false)
 	c.offline.Store(false)
@@ -413,7 +423,7 @@ func (c *Component) shutdown(w *writer) {
 	} else {
 		c.log.Info("sent unavailable to subscribers", "count", n)
 	}
-	c.mu.Lock()
+	c.lock()
 	defer c.mu.Unlock()
 	c.closed = true
 	_ = w.write([]byte("</stream:stream>"))
@@ -510,7 +520,7 @@ func (c *Component) broadcast(ctx context.Context, w *writer, subs []string, pro
 type pageCount struct{ items, stanzas int }
 
 func (c *Component) broadcastPage(ctx context.Context, w *writer, b *strings.Builder, f storage.Filter, probe bool, after **storage.Key) (pageCount, error) {
-	c.mu.Lock()
+	c.lock()
 	defer c.mu.Unlock()
 	var pc pageCount
 	b.Reset()

@@ -17,7 +17,7 @@ import (
 )
 
 // maxBatch bounds how many stanzas share one transaction.
-const maxBatch = 512
+const maxBatch = 2048
 
 // ErrNotConnected is returned by outbound actions while no stream is up: the
 // stanza could not be sent, so the state is left as it was.
@@ -39,18 +39,23 @@ type batch struct {
 	out     strings.Builder          // every stanza to send, in order
 	durable strings.Builder          // the stanzas that report state changes: kept in the outbox
 	queued  []*storage.Request       // held requests, announced to the admins once committed (with their ids)
+	fetched map[itemKey]storage.Item // items as stored, read ahead for the batch (Sub "none" when there is none)
 	now     time.Time
 }
 
 func newBatch() *batch {
-	return &batch{items: map[itemKey]storage.Item{}, gone: map[itemKey]bool{}, now: time.Now()}
+	return &batch{items: map[itemKey]storage.Item{}, gone: map[itemKey]bool{}, fetched: map[itemKey]storage.Item{}, now: time.Now()}
 }
 
-// readLoop reads stanzas and handles them in batches. One goroutine parses
-// the stream; this one takes a stanza, then whatever else has already been
-// parsed (up to maxBatch), decides them all, commits them in one
-// transaction, and answers them in one write. It never waits for input while
-// a batch is open, so a partial stanza or an idle stream delays no reply.
+// readLoop reads stanzas and handles them in batches, in three stages that
+// overlap. One goroutine parses the stream.
+// This one takes a stanza, then whatever else has already been parsed (up to
+// maxBatch), reads the items they need in one query, and decides them all;
+// meanwhile the batch before is committed and its replies written by a
+// goroutine of its own (see launchLocked). A batch is launched only once the
+// one before it has landed, so the commits and the writes keep the order of
+// the stream. It never waits for input while a batch is open, so a partial
+// stanza or an idle stream delays no reply.
 func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixReader) error {
 	ch := make(chan *element, maxBatch)
 	errc := make(chan error, 1)
@@ -72,37 +77,153 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 			}
 		}
 	}()
-	for el := range ch {
+	defer func() {
 		c.mu.Lock()
-		if c.closed {
-			// Our </stream:stream> is out, so no reply could follow: the
-			// stanza is left unanswered and the state unchanged, rather than
-			// committing a state whose report would never be sent.
-			c.mu.Unlock()
-			c.log.Warn("stanza after shutdown not handled", "name", el.Name, "type", el.Type, "from", el.From)
-			continue
-		}
-		b := newBatch()
-		c.handle(ctx, b, el)
+		_ = c.landLocked()
+		c.mu.Unlock()
+	}()
+	els := make([]*element, 0, maxBatch)
+	for el := range ch {
+		els = append(els[:0], el)
 	drain:
-		for n := 1; n < maxBatch; n++ {
+		for len(els) < maxBatch {
 			select {
 			case el, ok := <-ch:
 				if !ok {
 					break drain
 				}
-				c.handle(ctx, b, el)
+				els = append(els, el)
 			default:
 				break drain
 			}
 		}
-		err := c.commit(ctx, b)
+		c.mu.Lock()
+		if c.closed {
+			// Our </stream:stream> is out, so no reply could follow: the
+			// stanzas are left unanswered and the state unchanged, rather
+			// than committing a state whose report would never be sent.
+			c.mu.Unlock()
+			for _, el := range els {
+				c.log.Warn("stanza after shutdown not handled", "name", el.Name, "type", el.Type, "from", el.From)
+			}
+			continue
+		}
+		b := newBatch()
+		c.prefetch(ctx, b, els)
+		for _, el := range els {
+			c.handle(ctx, b, el)
+		}
+		err := c.landLocked()
+		if err == nil {
+			c.launchLocked(ctx, b)
+		}
 		c.mu.Unlock()
 		if err != nil {
 			return err
 		}
 	}
+	c.mu.Lock()
+	err := c.landLocked()
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return <-errc
+}
+
+// flight is a batch being committed and sent while the next one is decided.
+type flight struct {
+	b    *batch
+	done chan struct{} // closed when the batch has landed: committed and sent, or failed
+	err  error
+}
+
+// launchLocked commits and sends b on a goroutine of its own; c.mu is held,
+// and no batch is in flight.
+func (c *Component) launchLocked(ctx context.Context, b *batch) {
+	if len(b.changes) == 0 && b.out.Len() == 0 && len(b.queued) == 0 {
+		return
+	}
+	f := &flight{b: b, done: make(chan struct{})}
+	c.inflight = f
+	go func() {
+		defer close(f.done)
+		f.err = c.commit(ctx, b)
+	}()
+}
+
+// landLocked waits for the batch in flight, if any; c.mu is held. It returns
+// the error of a batch that failed on this stream (the stream is then
+// ended), whoever waited for it.
+func (c *Component) landLocked() error {
+	if f := c.inflight; f != nil {
+		<-f.done
+		c.inflight = nil
+		if f.err != nil && c.flightErr == nil {
+			c.flightErr = f.err
+		}
+	}
+	return c.flightErr
+}
+
+// lock takes the state lock once the batch in flight has landed: what runs
+// under it sees every decision committed and sent, and what it commits comes
+// after them.
+func (c *Component) lock() {
+	c.mu.Lock()
+	_ = c.landLocked()
+}
+
+// prefetch reads the stored items the presences of a batch are about, in
+// one query, for lookup. Items changed by the batch in flight are not read:
+// lookup takes them from it.
+func (c *Component) prefetch(ctx context.Context, b *batch, els []*element) {
+	var keys []storage.Key
+	for _, el := range els {
+		if el.Name != "presence" {
+			continue
+		}
+		if _, ok := subscription.ParseKind(el.Type); !ok {
+			continue
+		}
+		a, _, err := c.address(el)
+		if err != nil {
+			continue
+		}
+		k := itemKey{a.entity, a.contact}
+		if c.inflightHas(k) {
+			continue
+		}
+		if _, dup := b.fetched[k]; dup {
+			continue
+		}
+		b.fetched[k] = storage.Item{Entity: a.entity, Contact: a.contact, Sub: storage.SubNone}
+		keys = append(keys, storage.Key{Entity: a.entity, Contact: a.contact})
+	}
+	if len(keys) == 0 {
+		return
+	}
+	items, err := c.opts.Store.GetMany(ctx, keys)
+	if err != nil {
+		// lookup reads them one by one instead.
+		c.log.Warn("reading roster items", "err", err, "items", len(keys))
+		clear(b.fetched)
+		return
+	}
+	for _, it := range items {
+		b.fetched[itemKey{it.Entity, it.Contact}] = it
+	}
+}
+
+// inflightHas reports whether the batch in flight changed the item; c.mu is held.
+func (c *Component) inflightHas(k itemKey) bool {
+	f := c.inflight
+	return f != nil && (f.b.gone[k] || hasKey(f.b.items, k))
+}
+
+func hasKey(m map[itemKey]storage.Item, k itemKey) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // commit writes the batch's changes, with the stanzas that report them kept
@@ -169,6 +290,15 @@ type address struct {
 	to       string // normalised full "to", for replies
 }
 
+// address returns el's parsed addressing (see parseAddress), parsed once.
+func (c *Component) address(el *element) (address, bool, error) {
+	if !el.parsed {
+		el.addr, el.canReply, el.addrErr = c.parseAddress(el)
+		el.parsed = true
+	}
+	return el.addr, el.canReply, el.addrErr
+}
+
 // parseAddress checks from and to. It returns an error naming what is wrong,
 // and whether a reply can be addressed (from is usable).
 func (c *Component) parseAddress(el *element) (address, bool, error) {
@@ -194,7 +324,8 @@ func (c *Component) parseAddress(el *element) (address, bool, error) {
 	return a, true, nil
 }
 
-// lookup returns the item as this batch sees it.
+// lookup returns the item as this batch sees it: as the batch changed it,
+// or the batch in flight did, or as stored.
 func (c *Component) lookup(ctx context.Context, b *batch, entity, contact string) (storage.Item, error) {
 	k := itemKey{entity, contact}
 	if it, ok := b.items[k]; ok {
@@ -202,6 +333,17 @@ func (c *Component) lookup(ctx context.Context, b *batch, entity, contact string
 	}
 	if b.gone[k] {
 		return storage.Item{Entity: entity, Contact: contact, Sub: "none"}, nil
+	}
+	if f := c.inflight; f != nil {
+		if it, ok := f.b.items[k]; ok {
+			return it, nil
+		}
+		if f.b.gone[k] {
+			return storage.Item{Entity: entity, Contact: contact, Sub: "none"}, nil
+		}
+	}
+	if it, ok := b.fetched[k]; ok {
+		return it, nil
 	}
 	it, err := c.opts.Store.Get(ctx, entity, contact)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -255,7 +397,7 @@ func (c *Component) handlePresence(ctx context.Context, b *batch, el *element) {
 		}
 		return
 	}
-	a, canReply, err := c.parseAddress(el)
+	a, canReply, err := c.address(el)
 	if err != nil {
 		c.log.Warn("presence dropped", "type", el.Type, "reason", err)
 		if canReply {
@@ -415,7 +557,7 @@ func (c *Component) Act(ctx context.Context, entity, contact string, k subscript
 		}
 		entity = ej.Localpart()
 	}
-	c.mu.Lock()
+	c.lock()
 	defer c.mu.Unlock()
 	if c.w == nil || c.closed {
 		return ErrNotConnected

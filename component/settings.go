@@ -117,7 +117,7 @@ func (l *live) adminList() []string {
 // limits. The allow and deny lists are read again from the store. On error
 // the settings in force are kept.
 func (c *Component) Reload(ctx context.Context, s Settings) error {
-	c.mu.Lock()
+	c.lock()
 	defer c.mu.Unlock()
 	// Read under the lock, so that a list edit cannot slip in between.
 	allow, deny, err := c.opts.Store.Lists(ctx)

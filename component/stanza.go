@@ -38,6 +38,12 @@ type element struct {
 	Payload *payload // first child of an IQ
 	Raw     []byte   // an IQ's children as received
 	Body    string   // a message's body
+
+	// The parsed addressing, once address has been called.
+	parsed   bool
+	addr     address
+	canReply bool
+	addrErr  error
 }
 
 type payload struct {

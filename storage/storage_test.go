@@ -539,7 +539,7 @@ func TestApplyAllOrNothing(t *testing.T) {
 		bad     Change
 		wantErr string
 	}{
-		{"bogus sub", Change{Item: Item{Entity: "alice", Contact: "carol@example.org", Sub: "bogus"}}, "CHECK constraint failed"},
+		{"bogus sub", Change{Item: Item{Entity: "alice", Contact: "carol@example.org", Sub: "bogus"}}, `change 1 ("alice", "carol@example.org"): unknown subscription state "bogus"`},
 		{"request without item (foreign key at commit)", Change{Item: Item{Entity: "alice", Contact: "dan@example.org"},
 			Queue: &Request{Created: t0}}, "FOREIGN KEY constraint failed"},
 		{"queue and delete the same item", Change{Item: Item{Entity: "alice", Contact: "bob@example.org"}, Delete: true,

@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"rostergate/component"
+	"rostergate/policy"
+	"rostergate/storage"
+)
+
+// The component domain and secret of every benchmark against the fake server.
+const (
+	benchDomain = "bots.bench.localhost"
+	benchSecret = "bench-secret"
+	// subscribedMarker is in every `subscribed` rostergate writes, and in nothing else it writes here.
+	subscribedMarker = "type='subscribed'"
+)
+
+// nopStore is a Store that keeps nothing: every item is new, every commit
+// succeeds at once. Against it the benchmark measures the stream layer and
+// the decision logic alone.
+type nopStore struct {
+	mu  sync.Mutex
+	seq int64
+}
+
+func (*nopStore) Get(context.Context, string, string) (storage.Item, error) {
+	return storage.Item{}, storage.ErrNotFound
+}
+
+func (s *nopStore) Commit(context.Context, storage.Batch) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return s.seq, nil
+}
+
+func (*nopStore) Outbox(context.Context) ([]storage.Outgoing, error) { return nil, nil }
+func (*nopStore) Delivered(context.Context, int64) error             { return nil }
+func (*nopStore) Items(context.Context, storage.Filter, func(storage.Item) error) error {
+	return nil
+}
+func (*nopStore) Requests(context.Context) ([]storage.Request, error) { return nil, nil }
+func (*nopStore) Request(context.Context, int64) (storage.Request, error) {
+	return storage.Request{}, storage.ErrNotFound
+}
+func (*nopStore) Lists(context.Context) ([]string, []string, error) { return nil, nil, nil }
+func (*nopStore) EditList(context.Context, string, string, bool, *storage.Event) (bool, error) {
+	return false, nil
+}
+func (*nopStore) WaitingActions(context.Context) ([]storage.Action, error) { return nil, nil }
+func (*nopStore) FinishAction(context.Context, int64, string) error        { return nil }
+
+// batchStore counts the decisions each commit carries: the group commit's
+// batch sizes.
+type batchStore struct {
+	component.Store
+	mu    sync.Mutex
+	sizes []int
+	busy  time.Duration // in Commit
+}
+
+func (s *batchStore) Commit(ctx context.Context, b storage.Batch) (int64, error) {
+	start := time.Now()
+	id, err := s.Store.Commit(ctx, b)
+	if len(b.Changes) > 0 {
+		s.mu.Lock()
+		s.sizes = append(s.sizes, len(b.Changes))
+		s.busy += time.Since(start)
+		s.mu.Unlock()
+	}
+	return id, err
+}
+
+func (s *batchStore) stats() BatchStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return batchStats(s.sizes)
+}
+
+// BatchStats describes the sizes of the commits (decisions per transaction).
+type BatchStats struct {
+	Commits int     `json:"commits"`
+	Mean    float64 `json:"mean"`
+	P50     int     `json:"p50"`
+	P99     int     `json:"p99"`
+	Max     int     `json:"max"`
+}
+
+func batchStats(sizes []int) BatchStats {
+	if len(sizes) == 0 {
+		return BatchStats{}
+	}
+	s := slices.Clone(sizes)
+	slices.Sort(s)
+	sum := 0
+	for _, v := range s {
+		sum += v
+	}
+	return BatchStats{
+		Commits: len(s),
+		Mean:    math.Round(float64(sum)/float64(len(s))*10) / 10,
+		P50:     s[len(s)/2],
+		P99:     s[min(len(s)-1, len(s)*99/100)],
+		Max:     s[len(s)-1],
+	}
+}
+
+// acceptAll is the policy of the benchmarks: every request accepted.
+func acceptAll() (*policy.Policy, error) {
+	p, err := policy.Compile(policy.Config{Default: policy.Accept, UnknownEntity: policy.Accept})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return p, nil
+}
+
+// entities are the configured entities of the benchmarks.
+func entities(n int) []component.Entity {
+	es := make([]component.Entity, n)
+	for i := range es {
+		es[i] = component.Entity{Local: "e" + strconv.Itoa(i)}
+	}
+	return es
+}
+
+// rig is rostergate running in-process against the fake server.
+type rig struct {
+	srv  *server
+	conn *serverConn
+	stop func() error // stops rostergate and waits for it
+}
+
+// startRig starts rostergate with store against a fresh fake server and
+// waits for its stream.
+func startRig(ctx context.Context, store component.Store) (*rig, error) {
+	srv, err := newServer(benchDomain, benchSecret)
+	if err != nil {
+		return nil, err
+	}
+	p, err := acceptAll()
+	if err != nil {
+		srv.close()
+		return nil, err
+	}
+	comp, err := component.New(component.Options{
+		Domain:   benchDomain,
+		Server:   srv.addr(),
+		Secret:   benchSecret,
+		Settings: component.Settings{Policy: p, Entities: entities(10), UnknownOnline: true},
+		Store:    store,
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		srv.close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- comp.Run(rctx) }()
+	conn, err := srv.next(ctx)
+	if err != nil {
+		cancel()
+		<-done
+		srv.close()
+		return nil, err
+	}
+	r := &rig{srv: srv, conn: conn}
+	r.stop = func() error {
+		cancel()
+		_ = conn.Close()
+		err := <-done
+		srv.close()
+		return err
+	}
+	return r, nil
+}
+
+// subscribe returns the subscribe presence of request i: each from a
+// distinct contact, to one of ten entities.
+func subscribe(i int) string {
+	n := strconv.Itoa(i)
+	return "<presence from='c" + n + "@load.example/r' to='e" + strconv.Itoa(i%10) + "@" + benchDomain + "' type='subscribe' id='s" + n + "'/>"
+}
+
+// ThroughputResult is a run of subscribe stanzas as fast as rostergate takes them.
+type ThroughputResult struct {
+	Store        string     `json:"store"`
+	Decisions    int        `json:"decisions"`
+	Seconds      float64    `json:"seconds"`
+	PerSecond    float64    `json:"decisions_per_s"`
+	Window       int        `json:"window"`
+	Batches      BatchStats `json:"batches"`
+	CommitBusy   float64    `json:"commit_busy"` // share of the run spent committing
+	BytesWritten int64      `json:"reply_bytes"`
+}
+
+// Throughput streams n subscribe presences from distinct contacts to
+// rostergate, with at most window of them unanswered, and counts the
+// `subscribed` replies. store is "nop" (the stack limit) or a database path
+// (durable, with the defaults a user gets).
+func Throughput(ctx context.Context, store string, n, window int) (ThroughputResult, error) {
+	res := ThroughputResult{Store: store, Decisions: n, Window: window}
+	bs, closeStore, err := openStore(ctx, store)
+	if err != nil {
+		return res, err
+	}
+	defer closeStore()
+	r, err := startRig(ctx, bs)
+	if err != nil {
+		return res, err
+	}
+	defer r.stop() //nolint:errcheck // only the figures matter here
+
+	k := newCounter(subscribedMarker, false)
+	go k.run(r.conn)
+	const chunk = 64 // stanzas per write
+	var buf []byte
+	start := time.Now()
+	for sent := 0; sent < n; {
+		// Keep at most window requests unanswered.
+		if err := k.wait(ctx, int64(sent-window+chunk)); err != nil {
+			return res, err
+		}
+		buf = buf[:0]
+		for end := min(sent+chunk, n); sent < end; sent++ {
+			buf = append(buf, subscribe(sent)...)
+		}
+		if _, err := r.conn.Write(buf); err != nil {
+			return res, fmt.Errorf("bench: writing requests: %w", err)
+		}
+	}
+	if err := k.wait(ctx, int64(n)); err != nil {
+		return res, err
+	}
+	el := time.Since(start)
+	res.Seconds = el.Seconds()
+	res.PerSecond = math.Round(float64(n) / el.Seconds())
+	res.Batches = bs.stats()
+	res.CommitBusy = math.Round(bs.busy.Seconds()/el.Seconds()*100) / 100
+	res.BytesWritten = k.bytes.Load()
+	return res, nil
+}
+
+// openStore opens the store a benchmark names, wrapped to count batches.
+func openStore(ctx context.Context, store string) (*batchStore, func(), error) {
+	if store == "nop" {
+		return &batchStore{Store: &nopStore{}}, func() {}, nil
+	}
+	db, err := storage.Open(ctx, store)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	return &batchStore{Store: db}, func() { _ = db.Close() }, nil
+}
+
+// LatencyResult is the latency rostergate adds at a fixed offered rate.
+type LatencyResult struct {
+	Store     string  `json:"store"`
+	Rate      int     `json:"offered_per_s"`
+	Decisions int     `json:"decisions"`
+	Achieved  float64 `json:"achieved_per_s"`
+	P50Ms     float64 `json:"p50_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	MaxMs     float64 `json:"max_ms"`
+}
+
+// Latency sends n subscribe presences at rate per second, one per write, and
+// measures for each the time from its write to the read of its `subscribed`
+// (loopback both ways included). Replies come in request order: one stream,
+// decided in order.
+func Latency(ctx context.Context, store string, rate, n int) (LatencyResult, error) {
+	res := LatencyResult{Store: store, Rate: rate, Decisions: n}
+	if rate <= 0 || n <= 0 {
+		return res, fmt.Errorf("bench: latency: rate %d and count %d must be positive", rate, n)
+	}
+	bs, closeStore, err := openStore(ctx, store)
+	if err != nil {
+		return res, err
+	}
+	defer closeStore()
+	r, err := startRig(ctx, bs)
+	if err != nil {
+		return res, err
+	}
+	defer r.stop() //nolint:errcheck // only the figures matter here
+
+	k := newCounter(subscribedMarker, true)
+	go k.run(r.conn)
+	interval := time.Second / time.Duration(rate)
+	sent := make([]time.Time, n)
+	start := time.Now()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return res, fmt.Errorf("bench: latency: %w", ctx.Err())
+			}
+		}
+		sent[i] = time.Now()
+		if _, err := io.WriteString(r.conn, subscribe(i)); err != nil {
+			return res, fmt.Errorf("bench: latency: writing request %d: %w", i, err)
+		}
+	}
+	if err := k.wait(ctx, int64(n)); err != nil {
+		return res, err
+	}
+	res.Achieved = math.Round(float64(n) / time.Since(start).Seconds())
+	got := k.recorded()
+	lat := make([]time.Duration, n)
+	for i := range n {
+		lat[i] = got[i].Sub(sent[i])
+	}
+	slices.Sort(lat)
+	res.P50Ms = ms(lat[n/2])
+	res.P99Ms = ms(lat[min(n-1, n*99/100)])
+	res.MaxMs = ms(lat[n-1])
+	return res, nil
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+
+// dbPath is the database file of a benchmark in dir.
+func dbPath(dir, name string) string { return filepath.Join(dir, name+".db") }
+
+func (*nopStore) GetMany(context.Context, []storage.Key) ([]storage.Item, error) { return nil, nil }
