@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        := ./...
 
-.PHONY: all build test unit lint deps demo clean
+.PHONY: all build test unit lint deps demo bench clean
 
 all: build
 
@@ -49,5 +49,10 @@ unit:
 demo: deps build
 	$(GO) run ./cmd/rostergate-demo -rostergate ./rostergate
 
+# Every benchmark (docs/benchmarks.md): prints the table and the targets, and
+# writes the figures to rostergate-bench.json. Sizes are flags: BENCHFLAGS.
+bench: deps build
+	$(GO) run ./cmd/rostergate-bench -rostergate ./rostergate $(BENCHFLAGS)
+
 clean:
-	rm -f rostergate
+	rm -f rostergate rostergate-bench.json

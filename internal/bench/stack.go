@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -66,7 +67,8 @@ type batchStore struct {
 	component.Store
 	mu    sync.Mutex
 	sizes []int
-	busy  time.Duration // in Commit
+	took  []time.Duration // each commit's duration
+	busy  time.Duration   // in Commit
 }
 
 func (s *batchStore) Commit(ctx context.Context, b storage.Batch) (int64, error) {
@@ -74,8 +76,10 @@ func (s *batchStore) Commit(ctx context.Context, b storage.Batch) (int64, error)
 	id, err := s.Store.Commit(ctx, b)
 	if len(b.Changes) > 0 {
 		s.mu.Lock()
+		d := time.Since(start)
 		s.sizes = append(s.sizes, len(b.Changes))
-		s.busy += time.Since(start)
+		s.took = append(s.took, d)
+		s.busy += d
 		s.mu.Unlock()
 	}
 	return id, err
@@ -84,7 +88,13 @@ func (s *batchStore) Commit(ctx context.Context, b storage.Batch) (int64, error)
 func (s *batchStore) stats() BatchStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return batchStats(s.sizes)
+	st := batchStats(s.sizes)
+	if len(s.took) > 0 {
+		t := slices.Clone(s.took)
+		slices.Sort(t)
+		st.CommitP50Ms, st.CommitP99Ms, st.CommitMaxMs = ms(t[len(t)/2]), ms(t[min(len(t)-1, len(t)*99/100)]), ms(t[len(t)-1])
+	}
+	return st
 }
 
 // BatchStats describes the sizes of the commits (decisions per transaction).
@@ -94,6 +104,10 @@ type BatchStats struct {
 	P50     int     `json:"p50"`
 	P99     int     `json:"p99"`
 	Max     int     `json:"max"`
+	// How long the commits took (the transaction, fsync included), ms.
+	CommitP50Ms float64 `json:"commit_p50_ms"`
+	CommitP99Ms float64 `json:"commit_p99_ms"`
+	CommitMaxMs float64 `json:"commit_max_ms"`
 }
 
 func batchStats(sizes []int) BatchStats {
@@ -272,6 +286,8 @@ type LatencyResult struct {
 	P50Ms     float64 `json:"p50_ms"`
 	P99Ms     float64 `json:"p99_ms"`
 	MaxMs     float64 `json:"max_ms"`
+	// Batches are the commits behind the decisions, with their durations.
+	Batches BatchStats `json:"batches"`
 }
 
 // Latency sends n subscribe presences at rate per second, one per write, and
@@ -325,6 +341,7 @@ func Latency(ctx context.Context, store string, rate, n int) (LatencyResult, err
 	res.P50Ms = ms(lat[n/2])
 	res.P99Ms = ms(lat[min(n-1, n*99/100)])
 	res.MaxMs = ms(lat[n-1])
+	res.Batches = bs.stats()
 	return res, nil
 }
 
@@ -334,3 +351,43 @@ func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
 func dbPath(dir, name string) string { return filepath.Join(dir, name+".db") }
 
 func (*nopStore) GetMany(context.Context, []storage.Key) ([]storage.Item, error) { return nil, nil }
+
+// ThroughputStats is the median of several throughput runs of one store.
+type ThroughputStats struct {
+	PerSecond float64            `json:"decisions_per_s"` // the median run's
+	Batches   BatchStats         `json:"batches"`         // the median run's
+	Runs      []ThroughputResult `json:"runs"`
+}
+
+// ThroughputRuns runs Throughput repeat times for each of stores ("nop", or
+// "durable" for a new database file in dir each time), alternating between
+// them so that both see the same machine, and returns the median of each.
+func ThroughputRuns(ctx context.Context, stores []string, dir string, n, window, repeat int) (map[string]*ThroughputStats, error) {
+	out := map[string]*ThroughputStats{}
+	for i := range repeat {
+		for _, s := range stores {
+			path := s
+			if s != "nop" {
+				path = filepath.Join(dir, fmt.Sprintf("%s-%d.db", s, i))
+			}
+			r, err := Throughput(ctx, path, n, window)
+			if err != nil {
+				return out, fmt.Errorf("%s run %d: %w", s, i+1, err)
+			}
+			r.Store = s
+			st := out[s]
+			if st == nil {
+				st = &ThroughputStats{}
+				out[s] = st
+			}
+			st.Runs = append(st.Runs, r)
+		}
+	}
+	for _, st := range out {
+		runs := slices.Clone(st.Runs)
+		slices.SortFunc(runs, func(a, b ThroughputResult) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
+		med := runs[len(runs)/2]
+		st.PerSecond, st.Batches = med.PerSecond, med.Batches
+	}
+	return out, nil
+}

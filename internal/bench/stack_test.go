@@ -60,3 +60,17 @@ func benchThroughput(b *testing.B, store string) {
 	b.ReportMetric(res.PerSecond, "decisions/s")
 	b.ReportMetric(res.Batches.Mean, "batch-mean")
 }
+
+func TestLatencySmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rate, n := envInt("BENCH_RATE", 1000), envInt("BENCH_LATENCY_N", 500)
+	res, err := Latency(ctx, dbPath(t.TempDir(), "latency"), rate, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if res.Decisions != n || res.P50Ms <= 0 || res.P99Ms < res.P50Ms || res.MaxMs < res.P99Ms || res.Achieved <= 0 {
+		t.Errorf("%+v", res)
+	}
+}
