@@ -141,6 +141,8 @@ type DB struct {
 	deleteRequest *sql.Stmt
 	insertRequest *sql.Stmt
 	insertEvents  *sql.Stmt // rows of a JSON array
+	deleteOutbox  *sql.Stmt
+	insertOutbox  *sql.Stmt
 
 	getItem *sql.Stmt // on the readers
 	getMany *sql.Stmt // keys of a JSON array, on the readers
@@ -271,6 +273,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		{&db.insertEvents, `INSERT INTO audit (at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail)
 			SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10
 			FROM jsonb_each(?)`},
+		{&db.deleteOutbox, `DELETE FROM outbox WHERE id <= ?`},
+		{&db.insertOutbox, `INSERT INTO outbox (created, stanzas) VALUES (?, ?)`},
 	} {
 		if *p.stmt, err = db.w.PrepareContext(ctx, p.sql); err != nil {
 			return nil, fmt.Errorf("storage: open: prepare: %w", err)
@@ -290,7 +294,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // Close closes the database. Apply and the reads must have returned.
 func (db *DB) Close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{db.upsertItems, db.deleteItems, db.deleteRequest, db.insertRequest, db.insertEvents, db.getItem, db.getMany} {
+	for _, s := range []*sql.Stmt{db.upsertItems, db.deleteItems, db.deleteRequest, db.insertRequest, db.insertEvents, db.deleteOutbox, db.insertOutbox, db.getItem, db.getMany} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -349,7 +353,7 @@ type Outgoing struct {
 //
 // However many changes the batch holds, it costs a handful of statements:
 // the final state of each item in one upsert and one delete, the audit rows
-// in one insert, each fed a JSON array (one bound parameter, not one per
+// in one insert, each fed a JSONB array (one bound parameter, not one per
 // column per row). Review requests, rare, are written one at a time after
 // the items, in the batch's order.
 func (db *DB) Commit(ctx context.Context, b Batch) (outboxID int64, err error) {
@@ -369,12 +373,12 @@ func (db *DB) Commit(ctx context.Context, b Batch) (outboxID int64, err error) {
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
 	stmt := func(s *sql.Stmt) *sql.Stmt { return tx.StmtContext(ctx, s) }
-	if plan.deletes != "" {
+	if len(plan.deletes) > 0 {
 		if _, err := stmt(db.deleteItems).ExecContext(ctx, plan.deletes); err != nil {
 			return 0, fmt.Errorf("storage: apply: delete items: %w", err)
 		}
 	}
-	if plan.upserts != "" {
+	if len(plan.upserts) > 0 {
 		if _, err := stmt(db.upsertItems).ExecContext(ctx, plan.upserts); err != nil {
 			return 0, fmt.Errorf("storage: apply: write items: %w", err)
 		}
@@ -430,7 +434,7 @@ func (db *DB) Commit(ctx context.Context, b Batch) (outboxID int64, err error) {
 		reqIDs = append(reqIDs, id)
 	}
 
-	events, nEvents := eventsJSON(changes, now)
+	events, nEvents := eventsJSONB(changes, now)
 	var lastEvent int64
 	if nEvents > 0 {
 		res, err := stmt(db.insertEvents).ExecContext(ctx, events)
@@ -442,12 +446,12 @@ func (db *DB) Commit(ctx context.Context, b Batch) (outboxID int64, err error) {
 		}
 	}
 	if b.Delivered > 0 {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id <= ?`, b.Delivered); err != nil {
+		if _, err := stmt(db.deleteOutbox).ExecContext(ctx, b.Delivered); err != nil {
 			return 0, fmt.Errorf("storage: apply: outbox: %w", err)
 		}
 	}
 	if b.Send != "" {
-		res, err := tx.ExecContext(ctx, `INSERT INTO outbox (created, stanzas) VALUES (?, ?)`, millis(now), b.Send)
+		res, err := stmt(db.insertOutbox).ExecContext(ctx, millis(now), b.Send)
 		if err != nil {
 			return 0, fmt.Errorf("storage: apply: outbox: %w", err)
 		}
@@ -479,7 +483,7 @@ func (db *DB) Commit(ctx context.Context, b Batch) (outboxID int64, err error) {
 // transaction only the last change to an item counts, so each item is
 // written once, by one bulk upsert or one bulk delete.
 type itemPlan struct {
-	upserts, deletes string       // JSON arrays of rows and of keys; "" when none
+	upserts, deletes []byte       // JSONB arrays of rows and of keys; nil when none
 	deletedAt        []bool       // per change: its item part is a delete
 	finalDelete      map[Key]bool // items whose last change deletes them
 }
@@ -532,49 +536,55 @@ func planItems(changes []Change, now time.Time) (itemPlan, error) {
 				plan.finalDelete = map[Key]bool{}
 			}
 			plan.finalDelete[k] = true
-			dl = append(dl, ',', '[')
-			dl = appendJSONString(dl, it.Entity)
-			dl = append(dl, ',')
-			dl = appendJSONString(dl, it.Contact)
-			dl = append(dl, ']')
+			if dl == nil {
+				dl = jsonbOpen(nil)
+			}
+			row := len(dl)
+			dl = jsonbOpen(dl)
+			dl = appendJSONBText(dl, it.Entity)
+			dl = appendJSONBText(dl, it.Contact)
+			dl = jsonbClose(dl, row)
 			continue
 		}
 		updated := it.Updated
 		if updated.IsZero() {
 			updated = now
 		}
-		up = append(up, ',', '[')
-		up = appendJSONString(up, it.Entity)
-		up = append(up, ',')
-		up = appendJSONString(up, it.Contact)
-		up = append(up, ',')
-		up = appendJSONString(up, it.Sub)
-		up = append(up, ',')
-		up = strconv.AppendInt(up, boolInt(it.PendingOut), 10)
-		up = append(up, ',')
-		up = strconv.AppendInt(up, boolInt(it.PendingIn), 10)
-		up = append(up, ',')
-		up = strconv.AppendInt(up, boolInt(it.Approved), 10)
-		up = append(up, ',')
+		if up == nil {
+			up = jsonbOpen(make([]byte, 0, 64*len(order)))
+		}
+		row := len(up)
+		up = jsonbOpen(up)
+		up = appendJSONBText(up, it.Entity)
+		up = appendJSONBText(up, it.Contact)
+		up = appendJSONBText(up, it.Sub)
+		up = appendJSONBInt(up, boolInt(it.PendingOut))
+		up = appendJSONBInt(up, boolInt(it.PendingIn))
+		up = appendJSONBInt(up, boolInt(it.Approved))
 		if it.PendingIn {
 			t := it.PendingSince
 			if t.IsZero() {
 				t = now
 			}
-			up = strconv.AppendInt(up, millis(t), 10)
+			up = appendJSONBInt(up, millis(t))
 		} else {
-			up = append(up, "null"...)
+			up = append(up, jsonbNull)
 		}
-		up = append(up, ',')
-		up = strconv.AppendInt(up, millis(updated), 10)
-		up = append(up, ']')
+		up = appendJSONBInt(up, millis(updated))
+		up = jsonbClose(up, row)
 	}
-	plan.upserts, plan.deletes = jsonArray(up), jsonArray(dl)
+	if up != nil {
+		plan.upserts = jsonbClose(up, 0)
+	}
+	if dl != nil {
+		plan.deletes = jsonbClose(dl, 0)
+	}
 	return plan, nil
 }
 
-// eventsJSON returns the audit rows of the changes as a JSON array, in order.
-func eventsJSON(changes []Change, now time.Time) (string, int) {
+// eventsJSONB returns the audit rows of the changes as a JSONB array, in
+// order, and their number; nil when there are none.
+func eventsJSONB(changes []Change, now time.Time) ([]byte, int) {
 	var b []byte
 	n := 0
 	for i := range changes {
@@ -586,55 +596,96 @@ func eventsJSON(changes []Change, now time.Time) (string, int) {
 		if at.IsZero() {
 			at = now
 		}
-		b = append(b, ',', '[')
-		b = strconv.AppendInt(b, millis(at), 10)
-		for _, s := range [...]string{e.Entity, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail} {
-			b = append(b, ',')
-			b = appendJSONString(b, s)
+		if b == nil {
+			b = jsonbOpen(make([]byte, 0, 128*len(changes)))
 		}
-		b = append(b, ']')
+		row := len(b)
+		b = jsonbOpen(b)
+		b = appendJSONBInt(b, millis(at))
+		for _, s := range [...]string{e.Entity, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail} {
+			b = appendJSONBText(b, s)
+		}
+		b = jsonbClose(b, row)
 		n++
 	}
-	return jsonArray(b), n
-}
-
-// jsonArray turns ",a,b" into "[a,b]", and nothing into "".
-func jsonArray(elems []byte) string {
-	if len(elems) == 0 {
-		return ""
+	if b == nil {
+		return nil, 0
 	}
-	elems[0] = '['
-	return string(append(elems, ']'))
+	return jsonbClose(b, 0), n
 }
 
-// appendJSONString appends s as a JSON string. Bytes that are not UTF-8
+// The bulk statements are fed SQLite's binary JSON, JSONB
+// (https://sqlite.org/jsonb.html), built here: SQLite then neither parses
+// JSON text nor Go escapes it (measured: 15-20% less CPU per change in
+// batches of 1500). Only what those statements read is written: arrays of
+// arrays of TEXT, INT and null. Each element is a header (type in the low
+// four bits; payload size in the high four bits if it is at most 11, else
+// the size follows big-endian in 1, 2 or 4 bytes, marked by 12, 13 or 14)
+// and its payload. TestJSONB checks the encoding against SQLite's own.
+const (
+	jsonbNull    = 0x0 // no payload
+	jsonbInt     = 0x3 // payload: the integer in decimal ASCII
+	jsonbTextRaw = 0xa // payload: UTF-8 text, nothing escaped
+	jsonbArray   = 0xb // payload: the elements
+
+	jsonbMaxHeader = 5
+)
+
+func appendJSONBHeader(b []byte, typ byte, n int) []byte {
+	switch {
+	case n <= 11:
+		return append(b, byte(n)<<4|typ)
+	case n <= 0xff:
+		return append(b, 0xc0|typ, byte(n))
+	case n <= 0xffff:
+		return append(b, 0xd0|typ, byte(n>>8), byte(n))
+	default:
+		return append(b, 0xe0|typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// jsonbOpen starts an array at the end of b, room left for its header;
+// jsonbClose(b, start) writes the header of the array opened at start, its
+// elements being all that follows, and moves them up to it.
+func jsonbOpen(b []byte) []byte { return append(b, make([]byte, jsonbMaxHeader)...) }
+
+func jsonbClose(b []byte, start int) []byte {
+	var h [jsonbMaxHeader]byte
+	hdr := appendJSONBHeader(h[:0], jsonbArray, len(b)-start-jsonbMaxHeader)
+	gap := jsonbMaxHeader - len(hdr)
+	copy(b[start+gap:], hdr)
+	if gap > 0 {
+		copy(b[start:], b[start+gap:])
+		b = b[:len(b)-gap]
+	}
+	return b
+}
+
+func appendJSONBInt(b []byte, v int64) []byte {
+	var d [20]byte
+	digits := strconv.AppendInt(d[:0], v, 10)
+	b = appendJSONBHeader(b, jsonbInt, len(digits))
+	return append(b, digits...)
+}
+
+// appendJSONBText appends s as a JSONB string. Bytes that are not UTF-8
 // become U+FFFD, as SQLite's TEXT is UTF-8.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
+func appendJSONBText(b []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		var v []byte
+		for i := 0; i < len(s); {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				v = utf8.AppendRune(v, utf8.RuneError)
+			} else {
+				v = append(v, s[i:i+size]...)
 			}
-			i++
-			continue
+			i += size
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, "\\ufffd"...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
+		s = string(v)
 	}
-	return append(b, '"')
+	b = appendJSONBHeader(b, jsonbTextRaw, len(s))
+	return append(b, s...)
 }
 
 const itemColumns = `entity, contact, sub, pending_out, pending_in, approved, pending_since, updated`
@@ -680,15 +731,15 @@ func (db *DB) GetMany(ctx context.Context, keys []Key) ([]Item, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	var b []byte
+	b := jsonbOpen(make([]byte, 0, 48*len(keys)))
 	for _, k := range keys {
-		b = append(b, ',', '[')
-		b = appendJSONString(b, k.Entity)
-		b = append(b, ',')
-		b = appendJSONString(b, k.Contact)
-		b = append(b, ']')
+		row := len(b)
+		b = jsonbOpen(b)
+		b = appendJSONBText(b, k.Entity)
+		b = appendJSONBText(b, k.Contact)
+		b = jsonbClose(b, row)
 	}
-	rows, err := db.getMany.QueryContext(ctx, jsonArray(b))
+	rows, err := db.getMany.QueryContext(ctx, jsonbClose(b, 0))
 	if err != nil {
 		return nil, fmt.Errorf("storage: get items: %w", err)
 	}

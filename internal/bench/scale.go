@@ -41,10 +41,14 @@ type ScaleResult struct {
 	// the last presence of the broadcast to every subscriber.
 	BroadcastSeconds float64 `json:"broadcast_s"`
 	BroadcastPerSec  float64 `json:"broadcast_presences_per_s"`
-	PeakRSSMiB       float64 `json:"peak_rss_mib"` // rostergate's VmHWM once the broadcast is out
-	IdleRSSMiB       float64 `json:"idle_rss_mib"` // its VmRSS after Idle with nothing to do
+	// PeakRSSMiB is rostergate's VmHWM (its peak since it started:
+	// connect, resync and broadcast), read after Idle with nothing to do;
+	// IdleRSSMiB is its VmRSS then.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	IdleRSSMiB float64 `json:"idle_rss_mib"`
 	// ShutdownSeconds runs from SIGTERM to the read of the last unavailable
-	// presence; PeakRSSShutdownMiB is the high-water mark after it.
+	// presence; PeakRSSShutdownMiB is the process's peak over its whole life,
+	// read from its rusage once it has exited.
 	ShutdownSeconds    float64 `json:"shutdown_s"`
 	PeakRSSShutdownMiB float64 `json:"peak_rss_after_shutdown_mib"`
 }
@@ -144,19 +148,12 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res ScaleResult, err error) {
 	el := time.Since(conn.up)
 	res.BroadcastSeconds = round3(el.Seconds())
 	res.BroadcastPerSec = math.Round(float64(cfg.Items) / el.Seconds())
-	pid := cmd.Process.Pid
-	hwm, _, err := rss(pid)
-	if err != nil {
-		return res, err
-	}
-	res.PeakRSSMiB = hwm
-
 	select {
 	case <-time.After(cfg.Idle):
 	case <-ctx.Done():
 		return res, fmt.Errorf("bench: scale: %w", ctx.Err())
 	}
-	if _, res.IdleRSSMiB, err = rss(pid); err != nil {
+	if res.PeakRSSMiB, res.IdleRSSMiB, err = rss(cmd.Process.Pid); err != nil {
 		return res, err
 	}
 	if got := k.n.Load(); got != int64(cfg.Items) {
@@ -172,9 +169,6 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res ScaleResult, err error) {
 		return res, err
 	}
 	res.ShutdownSeconds = round3(time.Since(stop).Seconds())
-	if hwm, _, err = rss(pid); err == nil {
-		res.PeakRSSShutdownMiB = hwm
-	}
 	_ = conn.Close() // rostergate waits for our </stream:stream> no longer
 	select {
 	case err := <-exited:
@@ -185,6 +179,12 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res ScaleResult, err error) {
 	case <-ctx.Done():
 		return res, fmt.Errorf("bench: scale: rostergate did not exit after SIGTERM: %w", ctx.Err())
 	}
+	// The process is gone: its lifetime peak is in its rusage (ru_maxrss, KiB).
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return res, errors.New("bench: scale: no rusage for rostergate's process")
+	}
+	res.PeakRSSShutdownMiB = round1(float64(ru.Maxrss) / 1024)
 	return res, nil
 }
 
