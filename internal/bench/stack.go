@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -216,6 +217,11 @@ type ThroughputResult struct {
 	Batches      BatchStats `json:"batches"`
 	CommitBusy   float64    `json:"commit_busy"` // share of the run spent committing
 	BytesWritten int64      `json:"reply_bytes"`
+	// AllocPerDecision is the Go heap allocated per decision, in bytes, by
+	// the whole process (rostergate and the load generator), and GCs the
+	// collections during the run.
+	AllocPerDecision float64 `json:"alloc_bytes_per_decision"`
+	GCs              uint32  `json:"gcs"`
 }
 
 // Throughput streams n subscribe presences from distinct contacts to
@@ -239,6 +245,8 @@ func Throughput(ctx context.Context, store string, n, window int) (ThroughputRes
 	go k.run(r.conn)
 	const chunk = 64 // stanzas per write
 	var buf []byte
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	start := time.Now()
 	for sent := 0; sent < n; {
 		// Keep at most window requests unanswered.
@@ -257,6 +265,9 @@ func Throughput(ctx context.Context, store string, n, window int) (ThroughputRes
 		return res, err
 	}
 	el := time.Since(start)
+	runtime.ReadMemStats(&m1)
+	res.AllocPerDecision = math.Round(float64(m1.TotalAlloc-m0.TotalAlloc) / float64(n))
+	res.GCs = m1.NumGC - m0.NumGC
 	res.Seconds = el.Seconds()
 	res.PerSecond = math.Round(float64(n) / el.Seconds())
 	res.Batches = bs.stats()
