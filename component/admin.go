@@ -1,6 +1,7 @@
 package component
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -370,7 +371,7 @@ func (c *Component) runAdmin(ctx context.Context, el *element) {
 	if j, err := jid.Parse(el.From); err == nil {
 		actor = j.Bare().String()
 	}
-	var b strings.Builder
+	var b bytes.Buffer
 	if el.Name == "iq" {
 		payload, aerr := c.admin.Execute(ctx, actor, el.Raw)
 		if aerr != nil {
@@ -390,24 +391,24 @@ func (c *Component) runAdmin(ctx context.Context, el *element) {
 		reply := c.admin.Chat(ctx, actor, el.Body)
 		message(&b, c.domain.String(), el.From, c.newID(), "chat", reply)
 	}
-	if err := c.send(b.String()); err != nil {
+	if err := c.send(b.Bytes()); err != nil {
 		c.log.Warn("admin reply not sent", "to", el.From, "err", err)
 	}
 }
 
 // send writes stanzas that report no state change.
-func (c *Component) send(s string) error {
+func (c *Component) send(p []byte) error {
 	c.mu.Lock()
 	w := c.w
 	c.mu.Unlock()
 	if w == nil {
 		return ErrNotConnected
 	}
-	return w.write([]byte(s))
+	return w.write(p)
 }
 
 // messageError appends a message error answering el (RFC 6120 §8.3).
-func messageError(b *strings.Builder, from string, el *element, typ, condition string) {
+func messageError(b *bytes.Buffer, from string, el *element, typ, condition string) {
 	stanzaError(b, "message", from, el, typ, condition)
 }
 

@@ -8,6 +8,7 @@
 package component
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -18,7 +19,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -502,7 +502,7 @@ const broadcastPage = 1000
 // written under the state lock, so a page never reports a state that a
 // concurrent stanza has already changed. It returns the stanzas written.
 func (c *Component) broadcast(ctx context.Context, w *writer, subs []string, probe bool) (int, error) {
-	var b strings.Builder
+	var b bytes.Buffer
 	n := 0
 	var after *storage.Key
 	for {
@@ -519,7 +519,7 @@ func (c *Component) broadcast(ctx context.Context, w *writer, subs []string, pro
 
 type pageCount struct{ items, stanzas int }
 
-func (c *Component) broadcastPage(ctx context.Context, w *writer, b *strings.Builder, f storage.Filter, probe bool, after **storage.Key) (pageCount, error) {
+func (c *Component) broadcastPage(ctx context.Context, w *writer, b *bytes.Buffer, f storage.Filter, probe bool, after **storage.Key) (pageCount, error) {
 	c.lock()
 	defer c.mu.Unlock()
 	var pc pageCount
@@ -540,13 +540,13 @@ func (c *Component) broadcastPage(ctx context.Context, w *writer, b *strings.Bui
 	if err != nil {
 		return pc, err
 	}
-	return pc, w.write([]byte(b.String()))
+	return pc, w.write(b.Bytes())
 }
 
 // currentPresence appends the entity's current presence to contact: its
 // configured show and status from its resource, or unavailable when
 // shutting down. A probe of another resource gets that resource unavailable.
-func (c *Component) currentPresence(b *strings.Builder, entity, contact, probedResource string) {
+func (c *Component) currentPresence(b *bytes.Buffer, entity, contact, probedResource string) {
 	from := c.entityJID(entity) + "/" + c.opts.Resource
 	if probedResource != "" && probedResource != c.opts.Resource {
 		presence(b, c.entityJID(entity)+"/"+probedResource, contact, c.newID(), "unavailable", "", "")

@@ -1,8 +1,8 @@
 package component
 
 import (
+	"bytes"
 	"sort"
-	"strings"
 )
 
 // handleIQ answers XEP-0030 disco#info and disco#items, XEP-0199 ping and
@@ -56,7 +56,7 @@ func (c *Component) handleIQ(b *batch, el *element) {
 	case el.Type == "get" && ns == nsPing && local == "ping":
 		iqReply(&b.out, el, "")
 	case el.Type == "get" && ns == nsVersion && local == "query":
-		var s strings.Builder
+		var s bytes.Buffer
 		s.WriteString("<query xmlns='" + nsVersion + "'><name>rostergate</name><version>")
 		esc(&s, c.opts.Version)
 		s.WriteString("</version></query>")
@@ -77,7 +77,7 @@ func (c *Component) handleIQ(b *batch, el *element) {
 			iqReply(&b.out, el, "<query xmlns='"+nsDiscItem+"' node='"+nsCommands+"'/>")
 		}
 	case el.Type == "get" && ns == nsDiscInfo && local == "query":
-		var s strings.Builder
+		var s bytes.Buffer
 		s.WriteString("<query xmlns='" + nsDiscInfo + "'>")
 		features := []string{nsDiscInfo, nsDiscItem, nsVersion, nsPing}
 		if isDomain {
@@ -98,7 +98,7 @@ func (c *Component) handleIQ(b *batch, el *element) {
 			iqError(&b.out, el, "cancel", "item-not-found")
 			return
 		}
-		var s strings.Builder
+		var s bytes.Buffer
 		s.WriteString("<query xmlns='" + nsDiscItem + "'>")
 		if isDomain {
 			locals := make([]string, 0, len(l.entities))

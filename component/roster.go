@@ -1,11 +1,11 @@
 package component
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -36,15 +36,40 @@ type batch struct {
 	changes []storage.Change
 	items   map[itemKey]storage.Item // this batch's view of items it changed
 	gone    map[itemKey]bool         // items this batch deleted
-	out     strings.Builder          // every stanza to send, in order
-	durable strings.Builder          // the stanzas that report state changes: kept in the outbox
+	out     bytes.Buffer             // every stanza to send, in order
+	durable bytes.Buffer             // the stanzas that report state changes: kept in the outbox
 	queued  []*storage.Request       // held requests, announced to the admins once committed (with their ids)
 	fetched map[itemKey]storage.Item // items as stored, read ahead for the batch (Sub "none" when there is none)
+	keys    []storage.Key            // the keys prefetch reads
 	now     time.Time
 }
 
 func newBatch() *batch {
 	return &batch{items: map[itemKey]storage.Item{}, gone: map[itemKey]bool{}, fetched: map[itemKey]storage.Item{}, now: time.Now()}
+}
+
+// maxKeptBuffer is the largest output buffer a batch keeps for reuse: a
+// burst of big replies does not pin its memory.
+const maxKeptBuffer = 4 << 20
+
+// reset empties b for reuse, keeping its allocations (a stream's batches
+// alternate between two: measured, reuse halves the garbage per decision).
+func (b *batch) reset() {
+	clear(b.changes)
+	b.changes = b.changes[:0]
+	clear(b.items)
+	clear(b.gone)
+	clear(b.fetched)
+	clear(b.queued)
+	b.queued = b.queued[:0]
+	b.keys = b.keys[:0]
+	for _, buf := range []*bytes.Buffer{&b.out, &b.durable} {
+		if buf.Cap() > maxKeptBuffer {
+			*buf = bytes.Buffer{}
+		}
+		buf.Reset()
+	}
+	b.now = time.Now()
 }
 
 // readLoop reads stanzas and handles them in batches, in three stages that
@@ -83,6 +108,10 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 		c.mu.Unlock()
 	}()
 	els := make([]*element, 0, maxBatch)
+	// The batch being decided and the one in flight: a batch is decided
+	// only once the one before the one in flight has landed, so two suffice.
+	var batches [2]*batch
+	turn := 0
 	for el := range ch {
 		els = append(els[:0], el)
 	drain:
@@ -108,7 +137,14 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 			}
 			continue
 		}
-		b := newBatch()
+		b := batches[turn]
+		if b == nil {
+			b = newBatch()
+			batches[turn] = b
+		} else {
+			b.reset()
+		}
+		turn ^= 1
 		c.prefetch(ctx, b, els)
 		for _, el := range els {
 			c.handle(ctx, b, el)
@@ -178,7 +214,8 @@ func (c *Component) lock() {
 // one query, for lookup. Items changed by the batch in flight are not read:
 // lookup takes them from it.
 func (c *Component) prefetch(ctx context.Context, b *batch, els []*element) {
-	var keys []storage.Key
+	keys := b.keys[:0]
+	defer func() { b.keys = keys[:0] }()
 	for _, el := range els {
 		if el.Name != "presence" {
 			continue
@@ -256,7 +293,7 @@ func (c *Component) commit(ctx context.Context, b *batch) error {
 	// Whether the server's side had ended before this write: after that, a
 	// write that succeeds locally may still never be read.
 	ended := c.readEnded.Load()
-	if err := c.w.write([]byte(b.out.String())); err != nil {
+	if err := c.w.write(b.out.Bytes()); err != nil {
 		if id > 0 {
 			return fmt.Errorf("component: %w: %w", errReplyKept, err)
 		}
@@ -518,7 +555,7 @@ func (c *Component) record(b *batch, before storage.Item, after subscription.Ite
 	start := b.out.Len()
 	c.encode(b, it.Entity, it.Contact, send, resource)
 	if changed || ev != nil {
-		b.durable.WriteString(b.out.String()[start:])
+		b.durable.Write(b.out.Bytes()[start:])
 	}
 }
 

@@ -1,10 +1,10 @@
 package component
 
 import (
+	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"strings"
 
 	"mellium.im/xmpp/stream"
 )
@@ -152,12 +152,23 @@ func (e *StreamError) Error() string {
 func (e *StreamError) Condition() string { return e.Err.Err }
 
 // esc escapes s for an attribute value or character data.
-func esc(b *strings.Builder, s string) {
-	_ = xml.EscapeText(b, []byte(s))
+//
+// Most values (JIDs, ids, statuses) need no escaping: they are written as
+// they are, and only the others go through xml.EscapeText, whose output is
+// the same for these (it changes only the five specials, tab, newline,
+// carriage return and what is not valid XML character data).
+func esc(b *bytes.Buffer, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '&' || c == '<' || c == '>' || c == '\'' || c == '"' {
+			_ = xml.EscapeText(b, []byte(s))
+			return
+		}
+	}
+	b.WriteString(s)
 }
 
 // presence appends a presence stanza to b.
-func presence(b *strings.Builder, from, to, id, typ, show, status string) {
+func presence(b *bytes.Buffer, from, to, id, typ, show, status string) {
 	b.WriteString("<presence from='")
 	esc(b, from)
 	b.WriteString("' to='")
@@ -187,7 +198,7 @@ func presence(b *strings.Builder, from, to, id, typ, show, status string) {
 }
 
 // iqReply appends an IQ result (inner may be empty) answering el.
-func iqReply(b *strings.Builder, el *element, inner string) {
+func iqReply(b *bytes.Buffer, el *element, inner string) {
 	b.WriteString("<iq type='result' from='")
 	esc(b, el.To)
 	b.WriteString("' to='")
@@ -204,7 +215,7 @@ func iqReply(b *strings.Builder, el *element, inner string) {
 }
 
 // iqError appends an IQ error answering el (RFC 6120 §8.3).
-func iqError(b *strings.Builder, el *element, typ, condition string) {
+func iqError(b *bytes.Buffer, el *element, typ, condition string) {
 	b.WriteString("<iq type='error' from='")
 	esc(b, el.To)
 	b.WriteString("' to='")
@@ -219,7 +230,7 @@ func iqError(b *strings.Builder, el *element, typ, condition string) {
 }
 
 // message appends a message stanza with a body to b.
-func message(b *strings.Builder, from, to, id, typ, body string) {
+func message(b *bytes.Buffer, from, to, id, typ, body string) {
 	b.WriteString("<message from='")
 	esc(b, from)
 	b.WriteString("' to='")
@@ -234,13 +245,13 @@ func message(b *strings.Builder, from, to, id, typ, body string) {
 }
 
 // presenceError appends a presence error answering el, from from.
-func presenceError(b *strings.Builder, from string, el *element, typ, condition string) {
+func presenceError(b *bytes.Buffer, from string, el *element, typ, condition string) {
 	stanzaError(b, "presence", from, el, typ, condition)
 }
 
 // stanzaError appends a stanza error of kind name (presence or message)
 // answering el, from from (RFC 6120 §8.3).
-func stanzaError(b *strings.Builder, name, from string, el *element, typ, condition string) {
+func stanzaError(b *bytes.Buffer, name, from string, el *element, typ, condition string) {
 	b.WriteString("<" + name + " type='error' from='")
 	esc(b, from)
 	b.WriteString("' to='")

@@ -67,7 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	only := fs.String("only", strings.Join(allBenchmarks, ","), "comma-separated `list` of benchmarks to run")
 	fs.IntVar(&o.decisions, "n", 300000, "subscribe requests per throughput run (stack, durable)")
-	fs.IntVar(&o.window, "window", 4096, "requests the load generator keeps unanswered at most")
+	fs.IntVar(&o.window, "window", 16384, "requests the load generator keeps unanswered at most")
 	fs.IntVar(&o.repeat, "repeat", 3, "throughput runs of each store, alternating; the median is reported")
 	fs.IntVar(&o.rate, "rate", 1000, "offered requests per second of the latency run")
 	fs.IntVar(&o.latencyN, "latency-n", 10000, "requests of the latency run")
