@@ -47,8 +47,7 @@ type ScaleResult struct {
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
 	IdleRSSMiB float64 `json:"idle_rss_mib"`
 	// ShutdownSeconds runs from SIGTERM to the read of the last unavailable
-	// presence; PeakRSSShutdownMiB is the process's peak over its whole life,
-	// read from its rusage once it has exited.
+	// presence; PeakRSSShutdownMiB is rostergate's VmHWM then.
 	ShutdownSeconds    float64 `json:"shutdown_s"`
 	PeakRSSShutdownMiB float64 `json:"peak_rss_after_shutdown_mib"`
 }
@@ -169,6 +168,12 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res ScaleResult, err error) {
 		return res, err
 	}
 	res.ShutdownSeconds = round3(time.Since(stop).Seconds())
+	// rostergate now waits for our </stream:stream>: still alive. (Its
+	// rusage after exit is no measure: Linux carries the parent's RSS at
+	// fork into the child's ru_maxrss.)
+	if res.PeakRSSShutdownMiB, _, err = rss(cmd.Process.Pid); err != nil {
+		return res, err
+	}
 	_ = conn.Close() // rostergate waits for our </stream:stream> no longer
 	select {
 	case err := <-exited:
@@ -179,12 +184,6 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res ScaleResult, err error) {
 	case <-ctx.Done():
 		return res, fmt.Errorf("bench: scale: rostergate did not exit after SIGTERM: %w", ctx.Err())
 	}
-	// The process is gone: its lifetime peak is in its rusage (ru_maxrss, KiB).
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return res, errors.New("bench: scale: no rusage for rostergate's process")
-	}
-	res.PeakRSSShutdownMiB = round1(float64(ru.Maxrss) / 1024)
 	return res, nil
 }
 
