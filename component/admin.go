@@ -160,7 +160,7 @@ func (c *Component) decideHeld(ctx context.Context, ids []int64, approve bool, a
 	out := make([]admin.Outcome, len(ids))
 	c.lock()
 	defer c.mu.Unlock()
-	if c.w == nil || c.closed {
+	if c.w == nil || c.closed || c.flightErr != nil {
 		for i, id := range ids {
 			out[i] = admin.Outcome{ID: id, Err: ErrNotConnected}
 		}
@@ -367,6 +367,10 @@ func (c *Component) adminWorker(ctx context.Context, q <-chan *element) {
 }
 
 func (c *Component) runAdmin(ctx context.Context, el *element) {
+	// Wait for the batches decided so far, the command's own included, to
+	// land: the command sees their state, and its reply follows theirs.
+	c.lock()
+	c.mu.Unlock()
 	actor := el.From
 	if j, err := jid.Parse(el.From); err == nil {
 		actor = j.Bare().String()

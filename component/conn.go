@@ -94,6 +94,17 @@ func (w *writer) writeLocked(p []byte) error {
 	return nil
 }
 
+// abort ends the stream because of err (a failed commit): every write
+// after it fails, and closing the conn ends the reader too.
+func (w *writer) abort(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+	_ = w.conn.Close()
+}
+
 // failed returns the write error that broke the stream, if any.
 func (w *writer) failed() error {
 	w.mu.Lock()

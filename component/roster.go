@@ -135,6 +135,7 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 			for _, el := range els {
 				c.log.Warn("stanza after shutdown not handled", "name", el.Name, "type", el.Type, "from", el.From)
 			}
+			clear(els) // a burst of large stanzas is not kept for the stream's life
 			continue
 		}
 		b := batches[turn]
@@ -149,6 +150,7 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 		for _, el := range els {
 			c.handle(ctx, b, el)
 		}
+		clear(els)
 		err := c.landLocked()
 		if err == nil {
 			c.launchLocked(ctx, b)
@@ -182,9 +184,16 @@ func (c *Component) launchLocked(ctx context.Context, b *batch) {
 	}
 	f := &flight{b: b, done: make(chan struct{})}
 	c.inflight = f
+	w := c.w
 	go func() {
 		defer close(f.done)
 		f.err = c.commit(ctx, b)
+		if f.err != nil {
+			// Nothing more may be committed or sent on this stream: its
+			// end makes readLoop return at once, and the session reconnect
+			// (replaying what the outbox holds), even if no stanza follows.
+			w.abort(f.err)
+		}
 	}()
 }
 
@@ -596,7 +605,7 @@ func (c *Component) Act(ctx context.Context, entity, contact string, k subscript
 	}
 	c.lock()
 	defer c.mu.Unlock()
-	if c.w == nil || c.closed {
+	if c.w == nil || c.closed || c.flightErr != nil {
 		return ErrNotConnected
 	}
 	b := newBatch()

@@ -1,0 +1,113 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"rostergate/storage"
+	"rostergate/subscription"
+)
+
+// flakyStore fails or slows Commit on demand.
+type flakyStore struct {
+	*storage.DB
+	fail  atomic.Bool
+	delay atomic.Int64 // nanoseconds
+}
+
+func (s *flakyStore) Commit(ctx context.Context, b storage.Batch) (int64, error) {
+	if d := s.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	if s.fail.Load() {
+		return 0, errors.New("disk I/O error (injected)")
+	}
+	return s.DB.Commit(ctx, b)
+}
+
+func flaky(fs **flakyStore) func(*Options) {
+	return func(o *Options) {
+		*fs = &flakyStore{DB: o.Store.(*storage.DB)}
+		o.Store = *fs
+	}
+}
+
+// A batch whose commit fails ends the stream at once, even when no stanza
+// follows it, and nothing is committed or sent on that stream after it.
+func TestFailedBatchCommitEndsStream(t *testing.T) {
+	var fs *flakyStore
+	h := start(t, "s3cret", flaky(&fs))
+	c := h.first(t)
+	fs.fail.Store(true)
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='c1'/>")
+	// The stream is closed by rostergate: reading it ends, with nothing
+	// written for the failed batch.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.r.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+				t.Fatalf("the stream is still up 5 s after a failed commit; read %q", got.String())
+			}
+			break
+		}
+	}
+	if s := strings.TrimLeft(got.String(), " "); strings.Contains(s, "<presence") {
+		t.Fatalf("a presence was written after the failed commit: %q", s)
+	}
+	// Until a new stream is up, outbound actions are refused, not sent.
+	err := h.comp.Act(context.Background(), "helpdesk", "bob@good.example", subscription.Subscribe, "admin@good.example", "cli")
+	if err != nil && !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Act after a failed commit: %v", err)
+	}
+	fs.fail.Store(false)
+	c2 := h.srv.next(t) // the session reconnects
+	if err == nil {
+		// Act ran on the new stream: its subscribe goes out there.
+		c2.expect(t, "<presence from='helpdesk@bots.localhost' to='bob@good.example' id='ID' type='subscribe'/>")
+	}
+	it, gerr := h.db.Get(context.Background(), "helpdesk", "alice@good.example")
+	if !errors.Is(gerr, storage.ErrNotFound) {
+		t.Fatalf("alice's item after the failed commit: %+v, %v", it, gerr)
+	}
+}
+
+// An admin's command decided in the batch after a held request sees that
+// request, and its answer follows the batch's own stanzas.
+func TestAdminCommandSeesBatchBefore(t *testing.T) {
+	var fs *flakyStore
+	h := start(t, "s3cret", func(o *Options) {
+		o.Settings.Admins = []string{"admin@good.example"}
+		flaky(&fs)(o)
+	})
+	c := h.first(t)
+	fs.delay.Store(int64(300 * time.Millisecond))
+	c.send(t, "<presence from='carol@other.example' to='helpdesk@bots.localhost' type='subscribe' id='h1'/>")
+	time.Sleep(50 * time.Millisecond) // its batch is committing now
+	c.send(t, "<message from='admin@good.example/r' to='bots.localhost' type='chat' id='m1'><body>pending</body></message>")
+	// Two messages to the admin: the notice of the held request, then the
+	// answer to pending.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got strings.Builder
+	buf := make([]byte, 4096)
+	for strings.Count(got.String(), "</message>") < 2 {
+		n, err := c.r.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("reading: %v; got %q", err, got.String())
+		}
+	}
+	s := got.String()
+	notice := strings.Index(s, "carol@other.example")
+	answer := strings.LastIndex(s, "<message")
+	if strings.Contains(s, "No pending requests") || notice < 0 || notice > answer || !strings.Contains(s[answer:], "carol@other.example") {
+		t.Fatalf("pending, asked after carol's request was held, answered without it or before it:\n%s", s)
+	}
+}
