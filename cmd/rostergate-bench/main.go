@@ -242,6 +242,7 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*Report, error) 
 		if err != nil {
 			fail("latency", err)
 		} else {
+			r.Store = "durable" // not the scratch path
 			rep.Latency = &r
 		}
 	}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -97,9 +96,6 @@ func RunProsody(ctx context.Context, cfg ProsodyConfig) (res ProsodyResult, err 
 	default:
 		return res, fmt.Errorf("bench: prosody: log level %q: want debug, info, warn or error", cfg.LogLevel)
 	}
-	if err := prosodyCheckProxy(); err != nil {
-		return res, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res.Clients = cfg.Clients
@@ -182,22 +178,6 @@ func RunProsody(ctx context.Context, cfg ProsodyConfig) (res ProsodyResult, err 
 
 // prosodyMs is d in milliseconds, to the microsecond.
 func prosodyMs(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-// prosodyCheckProxy rejects an environment in which go-xmpp would tunnel
-// the loopback connections through $HTTP_PROXY (it honours it for every
-// dial, unless $NO_PROXY names the address).
-func prosodyCheckProxy() error {
-	proxy := cmp.Or(os.Getenv("HTTP_PROXY"), os.Getenv("http_proxy"))
-	if proxy == "" {
-		return nil
-	}
-	for s := range strings.SplitSeq(cmp.Or(os.Getenv("NO_PROXY"), os.Getenv("no_proxy")), ",") {
-		if s != "" && strings.Contains("127.0.0.1", strings.ToLower(strings.TrimSpace(s))) {
-			return nil
-		}
-	}
-	return errors.New("bench: prosody: HTTP_PROXY is set and go-xmpp would use it for loopback connections; add 127.0.0.1 to NO_PROXY")
-}
 
 // prosodyVersion returns the installed Prosody package's version, or "".
 func prosodyVersion(ctx context.Context) string {
@@ -410,46 +390,14 @@ const prosodyRosterID = "r1"
 // interested (RFC 6121 §1.4) and, the server handling a session's stanzas
 // in order, initial presence has been processed when it returns.
 func prosodyLogin(ctx context.Context, addr, jid, password string, answer bool) (*prosodyClient, error) {
-	opts := xmpp.Options{
-		Host:                         addr,
-		User:                         jid,
-		Password:                     password,
-		Resource:                     "bench",
-		NoTLS:                        true,
-		InsecureAllowUnencryptedAuth: true,
-		// go-xmpp's SCRAM fails against Prosody over plaintext.
-		Mechanism: "PLAIN",
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		opts.DialTimeout = max(time.Until(dl), time.Millisecond)
-	}
-	type result struct {
-		xc  *xmpp.Client
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		xc, err := opts.NewClient()
-		ch <- result{xc, err}
-	}()
-	var r result
-	select {
-	case r = <-ch:
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.xc != nil {
-				_ = r.xc.Close()
-			}
-		}()
-		return nil, fmt.Errorf("bench: login %s: %w", jid, ctx.Err())
-	}
-	if r.err != nil {
-		return nil, fmt.Errorf("bench: login %s: %w", jid, r.err)
+	xc, err := xmpptest.NewClient(ctx, xmpp.Options{Host: addr, User: jid, Password: password, Resource: "bench"}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bench: login %s: %w", jid, err)
 	}
 	c := &prosodyClient{
 		bare:     strings.ToLower(jid),
 		answer:   answer,
-		xc:       r.xc,
+		xc:       xc,
 		events:   make(chan prosodyEvent, 16),
 		rosterOK: make(chan struct{}),
 		quit:     make(chan struct{}),

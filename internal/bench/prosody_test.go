@@ -5,28 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"rostergate/internal/xmpptest"
 )
 
-// prosodyEnvInt reads a size from the environment, for trying bigger runs
-// by hand, e.g. BENCH_PROSODY_CLIENTS=32 BENCH_PROSODY_ROUNDS=100.
-func prosodyEnvInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
 func TestRunProsodySmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping: needs a real Prosody, and -short is set")
 	}
-	clients := prosodyEnvInt("BENCH_PROSODY_CLIENTS", 2)
-	rounds := prosodyEnvInt("BENCH_PROSODY_ROUNDS", 20)
+	clients := envInt("BENCH_PROSODY_CLIENTS", 2)
+	rounds := envInt("BENCH_PROSODY_ROUNDS", 20)
 	level := ""
 	if os.Getenv("BENCH_PROSODY_DEBUG_LOG") != "" {
 		level = "debug"

@@ -232,19 +232,11 @@ type ThroughputResult struct {
 // (durable, with the defaults a user gets).
 func Throughput(ctx context.Context, store string, n, window int) (ThroughputResult, error) {
 	res := ThroughputResult{Store: store, Decisions: n, Window: window}
-	bs, closeStore, err := openStore(ctx, store)
+	bs, r, k, stop, err := startRun(ctx, store, false)
 	if err != nil {
 		return res, err
 	}
-	defer closeStore()
-	r, err := startRig(ctx, bs)
-	if err != nil {
-		return res, err
-	}
-	defer r.stop() //nolint:errcheck // only the figures matter here
-
-	k := newCounter(subscribedMarker, false)
-	go k.run(r.conn)
+	defer stop()
 	const chunk = 64 // stanzas per write
 	var buf []byte
 	var m0, m1 runtime.MemStats
@@ -276,6 +268,27 @@ func Throughput(ctx context.Context, store string, n, window int) (ThroughputRes
 	res.CommitBusy = math.Round(bs.busy.Seconds()/el.Seconds()*100) / 100
 	res.BytesWritten = k.bytes.Load()
 	return res, nil
+}
+
+// startRun opens the store, starts rostergate on it against a fresh fake
+// server, and counts the `subscribed` replies on its stream (recording when
+// each was read, if record). stop undoes it all.
+func startRun(ctx context.Context, store string, record bool) (*batchStore, *rig, *counter, func(), error) {
+	bs, closeStore, err := openStore(ctx, store)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	r, err := startRig(ctx, bs)
+	if err != nil {
+		closeStore()
+		return nil, nil, nil, nil, err
+	}
+	k := newCounter(subscribedMarker, record)
+	go k.run(r.conn)
+	return bs, r, k, func() {
+		_ = r.stop() // only the figures matter here
+		closeStore()
+	}, nil
 }
 
 // openStore opens the store a benchmark names, wrapped to count batches.
@@ -316,19 +329,11 @@ func Latency(ctx context.Context, store string, rate, n int) (LatencyResult, err
 	// by the first fsyncs here, and show as rostergate's latency (seen: a
 	// 0.5 s commit after the throughput runs).
 	syscall.Sync()
-	bs, closeStore, err := openStore(ctx, store)
+	bs, r, k, stop, err := startRun(ctx, store, true)
 	if err != nil {
 		return res, err
 	}
-	defer closeStore()
-	r, err := startRig(ctx, bs)
-	if err != nil {
-		return res, err
-	}
-	defer r.stop() //nolint:errcheck // only the figures matter here
-
-	k := newCounter(subscribedMarker, true)
-	go k.run(r.conn)
+	defer stop()
 	interval := time.Second / time.Duration(rate)
 	sent := make([]time.Time, n)
 	start := time.Now()

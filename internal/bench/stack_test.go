@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// envInt reads a size from the environment, for trying bigger runs by hand.
+// envInt reads a size from the environment, for trying bigger runs by hand,
+// e.g. BENCH_N=1000000, BENCH_PROSODY_CLIENTS=32 BENCH_PROSODY_ROUNDS=100.
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v

@@ -122,9 +122,6 @@ func Dial(ctx context.Context, addr, jid, password string) (*Client, error) {
 	if !strings.Contains(bare, "@") {
 		return nil, fmt.Errorf("xmpptest: dial: %q is not a user JID", jid)
 	}
-	if err := checkProxyEnv(addr); err != nil {
-		return nil, err
-	}
 	c := &Client{
 		Bare:      bare,
 		feed:      newRawFeed(),
@@ -135,20 +132,51 @@ func Dial(ctx context.Context, addr, jid, password string) (*Client, error) {
 	}
 	go c.splitLoop()
 
-	opts := xmpp.Options{
-		Host:                         addr,
-		User:                         bare,
-		Password:                     password,
-		Resource:                     resource,
-		NoTLS:                        true,
-		InsecureAllowUnencryptedAuth: true,
-		// go-xmpp's SCRAM fails against Prosody over plaintext (channel
-		// binding handling), so force PLAIN.
-		Mechanism: "PLAIN",
+	xc, err := NewClient(ctx, xmpp.Options{
+		Host:     addr,
+		User:     bare,
+		Password: password,
+		Resource: resource,
 		// Debug output is how raw inbound stanzas are captured; see rawFeed.
 		Debug:       true,
 		DebugWriter: c.feed,
+	}, c.feed.Close)
+	if err != nil {
+		return nil, fmt.Errorf("xmpptest: login %s at %s: %w", jid, addr, err)
 	}
+	c.writeMu.Lock()
+	c.xc = xc
+	c.writeMu.Unlock()
+	c.JID = xc.JID()
+	go c.recvLoop()
+
+	// go-xmpp has already sent initial presence. A roster request is a
+	// barrier (the server handles a session's stanzas in order) and makes
+	// this session "interested", so it receives roster pushes.
+	if _, err := c.Roster(ctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("xmpptest: login %s: initial roster: %w", jid, err)
+	}
+	return c, nil
+}
+
+// NewClient logs in with go-xmpp as the tests do — no TLS, SASL PLAIN
+// (go-xmpp's SCRAM fails against Prosody over plaintext, in its channel
+// binding handling) — bounded by ctx: go-xmpp's login cannot be cancelled,
+// so a client that arrives after ctx has ended is closed, and then done is
+// called, in the background. On any other error done is called at once.
+// It refuses an environment in which go-xmpp would use $HTTP_PROXY.
+func NewClient(ctx context.Context, opts xmpp.Options, done func()) (*xmpp.Client, error) {
+	if done == nil {
+		done = func() {}
+	}
+	if err := checkProxyEnv(opts.Host); err != nil {
+		done()
+		return nil, err
+	}
+	opts.NoTLS = true
+	opts.InsecureAllowUnencryptedAuth = true
+	opts.Mechanism = "PLAIN"
 	if dl, ok := ctx.Deadline(); ok {
 		opts.DialTimeout = max(time.Until(dl), time.Millisecond)
 	}
@@ -161,36 +189,21 @@ func Dial(ctx context.Context, addr, jid, password string) (*Client, error) {
 		xc, err := opts.NewClient()
 		ch <- result{xc, err}
 	}()
-	var res result
 	select {
-	case res = <-ch:
+	case r := <-ch:
+		if r.err != nil {
+			done()
+		}
+		return r.xc, r.err
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.xc != nil {
 				_ = r.xc.Close()
 			}
-			c.feed.Close()
+			done()
 		}()
-		return nil, fmt.Errorf("xmpptest: login %s at %s: %w", jid, addr, ctx.Err())
+		return nil, ctx.Err()
 	}
-	if res.err != nil {
-		c.feed.Close()
-		return nil, fmt.Errorf("xmpptest: login %s at %s: %w", jid, addr, res.err)
-	}
-	c.writeMu.Lock()
-	c.xc = res.xc
-	c.writeMu.Unlock()
-	c.JID = res.xc.JID()
-	go c.recvLoop()
-
-	// go-xmpp has already sent initial presence. A roster request is a
-	// barrier (the server handles a session's stanzas in order) and makes
-	// this session "interested", so it receives roster pushes.
-	if _, err := c.Roster(ctx); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("xmpptest: login %s: initial roster: %w", jid, err)
-	}
-	return c, nil
 }
 
 // checkProxyEnv rejects configurations where go-xmpp would tunnel the
