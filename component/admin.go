@@ -369,8 +369,10 @@ func (c *Component) adminWorker(ctx context.Context, q <-chan *element) {
 func (c *Component) runAdmin(ctx context.Context, el *element) {
 	// Wait for the batches decided so far, the command's own included, to
 	// land: the command sees their state, and its reply follows theirs.
-	c.lock()
-	c.mu.Unlock()
+	if !c.usable() {
+		c.log.Warn("admin command not carried out: the stream it came on is gone", "from", el.From)
+		return
+	}
 	actor := el.From
 	if j, err := jid.Parse(el.From); err == nil {
 		actor = j.Bare().String()
@@ -404,8 +406,9 @@ func (c *Component) runAdmin(ctx context.Context, el *element) {
 func (c *Component) send(p []byte) error {
 	c.mu.Lock()
 	w := c.w
+	gone := c.closed || c.flightErr != nil
 	c.mu.Unlock()
-	if w == nil {
+	if w == nil || gone {
 		return ErrNotConnected
 	}
 	return w.write(p)
@@ -451,6 +454,9 @@ func (c *Component) runActions(ctx context.Context) {
 		return
 	}
 	for _, a := range actions {
+		if !c.usable() {
+			return // the rest wait for the next stream
+		}
 		result := c.admin.Run(ctx, a.Actor, "cli", a.Verb+" "+a.Args)
 		// Recorded even if the stream is closing now: it was carried out.
 		if err := c.opts.Store.FinishAction(context.WithoutCancel(ctx), a.ID, result); err != nil {

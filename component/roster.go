@@ -189,6 +189,10 @@ func (c *Component) launchLocked(ctx context.Context, b *batch) {
 		defer close(f.done)
 		f.err = c.commit(ctx, b)
 		if f.err != nil {
+			// Closing may reset the connection and drop what the batch
+			// before wrote but the kernel had not sent: the next stream
+			// replays the whole outbox (duplicates are harmless).
+			c.delivered = 0
 			// Nothing more may be committed or sent on this stream: its
 			// end makes readLoop return at once, and the session reconnect
 			// (replaying what the outbox holds), even if no stanza follows.
@@ -209,6 +213,14 @@ func (c *Component) landLocked() error {
 		}
 	}
 	return c.flightErr
+}
+
+// usable waits for the batch in flight to land and reports whether the
+// stream can still carry what follows: up, not closing, no batch failed on it.
+func (c *Component) usable() bool {
+	c.lock()
+	defer c.mu.Unlock()
+	return c.w != nil && !c.closed && c.flightErr == nil
 }
 
 // lock takes the state lock once the batch in flight has landed: what runs

@@ -23,6 +23,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-scale-small", "5", "-scale-items", "5"}, "must be below -scale-items 5"},
 		{[]string{"-rate", "x"}, `invalid value "x" for flag -rate`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-timeout", "0s"}, "-timeout 0s: must be positive"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), c.args, &stdout, &stderr); code != 2 {

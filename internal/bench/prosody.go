@@ -192,7 +192,7 @@ func prosodyVersion(ctx context.Context) string {
 
 // prosodySetLogLevel rewrites the log level of the configuration xmpptest
 // wrote and restarts Prosody with it. If the configuration does not have
-// the expected form, it is left alone; so is it for "debug", xmpptest's own.
+// the expected form, that is an error; "debug", xmpptest's own, is left alone.
 func prosodySetLogLevel(ctx context.Context, srv *xmpptest.Server, level string) error {
 	if level == "debug" {
 		return nil
@@ -203,7 +203,7 @@ func prosodySetLogLevel(ctx context.Context, srv *xmpptest.Server, level string)
 	}
 	const from = `levels = { min = "debug" }`
 	if !strings.Contains(string(data), from) {
-		return nil
+		return fmt.Errorf("bench: prosody config %s has no %s to change to %q: the run would log at another level than it says", srv.ConfigPath, from, level)
 	}
 	data = []byte(strings.Replace(string(data), from, `levels = { min = "`+level+`" }`, 1))
 	if err := os.WriteFile(srv.ConfigPath, data, 0o640); err != nil {

@@ -140,7 +140,7 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res ScaleResult, err error) {
 	}
 	defer conn.Close()
 	k := newCounter("<presence ", false)
-	go k.run(conn)
+	go k.run(conn.r) // what the handshake read ahead included
 	if err := k.wait(ctx, int64(cfg.Items)); err != nil {
 		return res, err
 	}

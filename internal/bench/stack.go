@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -284,7 +285,7 @@ func startRun(ctx context.Context, store string, record bool) (*batchStore, *rig
 		return nil, nil, nil, nil, err
 	}
 	k := newCounter(subscribedMarker, record)
-	go k.run(r.conn)
+	go k.run(r.conn.r) // what the handshake read ahead included
 	return bs, r, k, func() {
 		_ = r.stop() // only the figures matter here
 		closeStore()
@@ -325,6 +326,12 @@ func Latency(ctx context.Context, store string, rate, n int) (LatencyResult, err
 	if rate <= 0 || n <= 0 {
 		return res, fmt.Errorf("bench: latency: rate %d and count %d must be positive", rate, n)
 	}
+	// A database left by an earlier run would answer from its state and
+	// replay its outbox: every request must be a new decision.
+	if store != "nop" {
+		removeDB(store)
+		defer removeDB(store)
+	}
 	// Whatever earlier runs left to write back would otherwise be flushed
 	// by the first fsyncs here, and show as rostergate's latency (seen: a
 	// 0.5 s commit after the throughput runs).
@@ -364,10 +371,25 @@ func Latency(ctx context.Context, store string, rate, n int) (LatencyResult, err
 	res.P99Ms = ms(lat[min(n-1, n*99/100)])
 	res.MaxMs = ms(lat[n-1])
 	res.Batches = bs.stats()
+	switch {
+	case lat[0] < 0:
+		return res, fmt.Errorf("bench: latency: a reply came before its request (%v): replies are not the requests' own", lat[0])
+	case res.Batches.Commits == 0:
+		return res, errors.New("bench: latency: no decision was committed: the requests were not new")
+	case k.n.Load() != int64(n):
+		return res, fmt.Errorf("bench: latency: %d replies for %d requests", k.n.Load(), n)
+	}
 	return res, nil
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+
+// removeDB removes a database file and its WAL and shared-memory files.
+func removeDB(path string) {
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		_ = os.Remove(f)
+	}
+}
 
 // dbPath is the database file of a benchmark in dir.
 func dbPath(dir, name string) string { return filepath.Join(dir, name+".db") }
@@ -383,7 +405,9 @@ type ThroughputStats struct {
 
 // ThroughputRuns runs Throughput repeat times for each of stores ("nop", or
 // "durable" for a new database file in dir each time), alternating between
-// them so that both see the same machine, and returns the median of each.
+// them so that both see the same machine, and returns the median of each
+// (for an even count, the upper of the two middle runs). If a run fails it
+// returns the error and no figures.
 func ThroughputRuns(ctx context.Context, stores []string, dir string, n, window, repeat int) (map[string]*ThroughputStats, error) {
 	out := map[string]*ThroughputStats{}
 	for i := range repeat {
@@ -396,12 +420,10 @@ func ThroughputRuns(ctx context.Context, stores []string, dir string, n, window,
 			if s != "nop" {
 				// Tens of MB each: gone before the next run, so that its
 				// writeback does not stall the next run's fsyncs.
-				for _, f := range []string{path, path + "-wal", path + "-shm"} {
-					_ = os.Remove(f)
-				}
+				removeDB(path)
 			}
 			if err != nil {
-				return out, fmt.Errorf("%s run %d: %w", s, i+1, err)
+				return nil, fmt.Errorf("%s run %d: %w", s, i+1, err)
 			}
 			r.Store = s
 			st := out[s]
