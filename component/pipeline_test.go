@@ -3,6 +3,10 @@ package component
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -109,5 +113,61 @@ func TestAdminCommandSeesBatchBefore(t *testing.T) {
 	answer := strings.LastIndex(s, "<message")
 	if strings.Contains(s, "No pending requests") || notice < 0 || notice > answer || !strings.Contains(s[answer:], "carol@other.example") {
 		t.Fatalf("pending, asked after carol's request was held, answered without it or before it:\n%s", s)
+	}
+}
+
+// A flood of large stanzas while a commit is slow is held back by the
+// parser, not buffered: the heap stays a few MiB above where it started.
+func TestBigStanzaFloodBounded(t *testing.T) {
+	var fs *flakyStore
+	h := start(t, "s3cret", func(o *Options) {
+		flaky(&fs)(o)
+		o.Logger = slog.New(slog.DiscardHandler) // a line per stanza would be most of the heap
+	})
+	c := h.first(t)
+	fs.delay.Store(int64(2 * time.Second))
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='c1'/>")
+	time.Sleep(100 * time.Millisecond) // its commit has started
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	const n, size = 600, 60 << 10 // 36 MB in all, each under the 64 KiB stanza limit
+	payload := strings.Repeat("x", size)
+	writeErr := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; i < n && err == nil; i++ {
+			_, err = io.WriteString(c, "<iq from='a@good.example/r' to='helpdesk@bots.localhost' type='get' id='b"+
+				strconv.Itoa(i)+"'><q xmlns='urn:example:big'>"+payload+"</q></iq>")
+		}
+		writeErr <- err
+	}()
+	var peak uint64
+	for range 30 { // while the commit stalls the pipeline: 1.5 s
+		time.Sleep(50 * time.Millisecond)
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+	}
+	fs.delay.Store(0)
+	// Every IQ is answered once the commit has landed.
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var got strings.Builder
+	buf := make([]byte, 64<<10)
+	for strings.Count(got.String(), "service-unavailable") < n {
+		k, err := c.r.Read(buf)
+		got.Write(buf[:k])
+		if err != nil {
+			t.Fatalf("after %d answers: %v", strings.Count(got.String(), "service-unavailable"), err)
+		}
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatal(err)
+	}
+	grew := int64(peak) - int64(base)
+	t.Logf("heap in use grew by %d KiB at most while %d stanzas of %d KiB waited", grew>>10, n, size>>10)
+	if grew > 16<<20 {
+		t.Errorf("heap grew by %d MiB while the flood waited: parsed stanzas are buffered, not held back", grew>>20)
 	}
 }

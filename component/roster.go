@@ -19,6 +19,16 @@ import (
 // maxBatch bounds how many stanzas share one transaction.
 const maxBatch = 2048
 
+// Stanzas parsed and not yet handled are bounded in bytes, not only in
+// count: at most maxBigQueued of those retaining more than bigStanza bytes
+// (an IQ's payload, a message body, up to the stanza size limit each) wait
+// at a time, so a flood of large stanzas holds a few MiB, not maxBatch times
+// the limit. The parser waits for room; nothing else does.
+const (
+	bigStanza    = 2 << 10
+	maxBigQueued = 64
+)
+
 // ErrNotConnected is returned by outbound actions while no stream is up: the
 // stanza could not be sent, so the state is left as it was.
 var ErrNotConnected = errors.New("component: not connected to the server")
@@ -83,6 +93,7 @@ func (b *batch) reset() {
 // stanza or an idle stream delays no reply.
 func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixReader) error {
 	ch := make(chan *element, maxBatch)
+	big := make(chan struct{}, maxBigQueued)
 	errc := make(chan error, 1)
 	done := make(chan struct{})
 	defer close(done)
@@ -94,6 +105,14 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 				c.readEnded.Store(true)
 				errc <- err
 				return
+			}
+			if el.retained() > bigStanza {
+				select {
+				case big <- struct{}{}:
+					el.big = true
+				case <-done:
+					return
+				}
 			}
 			select {
 			case ch <- el:
@@ -135,7 +154,7 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 			for _, el := range els {
 				c.log.Warn("stanza after shutdown not handled", "name", el.Name, "type", el.Type, "from", el.From)
 			}
-			clear(els) // a burst of large stanzas is not kept for the stream's life
+			release(els, big)
 			continue
 		}
 		b := batches[turn]
@@ -150,7 +169,7 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 		for _, el := range els {
 			c.handle(ctx, b, el)
 		}
-		clear(els)
+		release(els, big)
 		err := c.landLocked()
 		if err == nil {
 			c.launchLocked(ctx, b)
@@ -167,6 +186,17 @@ func (c *Component) readLoop(ctx context.Context, d *xml.Decoder, pr *prefixRead
 		return err
 	}
 	return <-errc
+}
+
+// release gives back the big-stanza tokens of els and forgets them, so
+// that a burst of large stanzas is not kept for the stream's life.
+func release(els []*element, big chan struct{}) {
+	for _, el := range els {
+		if el.big {
+			<-big
+		}
+	}
+	clear(els)
 }
 
 // flight is a batch being committed and sent while the next one is decided.

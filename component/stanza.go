@@ -39,11 +39,18 @@ type element struct {
 	Raw     []byte   // an IQ's children as received
 	Body    string   // a message's body
 
+	big bool // holds one of readLoop's tokens for big stanzas
+
 	// The parsed addressing, once address has been called.
 	parsed   bool
 	addr     address
 	canReply bool
 	addrErr  error
+}
+
+// retained is about how many bytes el keeps while it waits to be handled.
+func (el *element) retained() int {
+	return len(el.Raw) + len(el.Body) + len(el.From) + len(el.To) + len(el.ID) + len(el.Type)
 }
 
 type payload struct {
