@@ -160,7 +160,7 @@ func (c *Component) decideHeld(ctx context.Context, ids []int64, approve bool, a
 	out := make([]admin.Outcome, len(ids))
 	c.lock()
 	defer c.mu.Unlock()
-	if c.w == nil || c.closed || c.flightErr != nil {
+	if !c.usableLocked() {
 		for i, id := range ids {
 			out[i] = admin.Outcome{ID: id, Err: ErrNotConnected}
 		}
@@ -405,10 +405,9 @@ func (c *Component) runAdmin(ctx context.Context, el *element) {
 // send writes stanzas that report no state change.
 func (c *Component) send(p []byte) error {
 	c.mu.Lock()
-	w := c.w
-	gone := c.closed || c.flightErr != nil
+	w, ok := c.w, c.usableLocked()
 	c.mu.Unlock()
-	if w == nil || gone {
+	if !ok {
 		return ErrNotConnected
 	}
 	return w.write(p)

@@ -16,14 +16,20 @@ import (
 	"rostergate/subscription"
 )
 
-// flakyStore fails or slows Commit on demand.
+// flakyStore fails or slows Commit on demand, and tells when a Commit
+// starts.
 type flakyStore struct {
 	*storage.DB
-	fail  atomic.Bool
-	delay atomic.Int64 // nanoseconds
+	fail    atomic.Bool
+	delay   atomic.Int64  // nanoseconds
+	entered chan struct{} // a Commit has started (signalled without blocking)
 }
 
 func (s *flakyStore) Commit(ctx context.Context, b storage.Batch) (int64, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
 	if d := s.delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
@@ -33,9 +39,19 @@ func (s *flakyStore) Commit(ctx context.Context, b storage.Batch) (int64, error)
 	return s.DB.Commit(ctx, b)
 }
 
+// commitStarted waits for a Commit to start after the last call.
+func (s *flakyStore) commitStarted(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no commit started within 5 s")
+	}
+}
+
 func flaky(fs **flakyStore) func(*Options) {
 	return func(o *Options) {
-		*fs = &flakyStore{DB: o.Store.(*storage.DB)}
+		*fs = &flakyStore{DB: o.Store.(*storage.DB), entered: make(chan struct{}, 1)}
 		o.Store = *fs
 	}
 }
@@ -93,8 +109,9 @@ func TestAdminCommandSeesBatchBefore(t *testing.T) {
 	})
 	c := h.first(t)
 	fs.delay.Store(int64(300 * time.Millisecond))
+	drain(fs.entered) // the resync's commits, if any
 	c.send(t, "<presence from='carol@other.example' to='helpdesk@bots.localhost' type='subscribe' id='h1'/>")
-	time.Sleep(50 * time.Millisecond) // its batch is committing now
+	fs.commitStarted(t) // its batch is committing now
 	c.send(t, "<message from='admin@good.example/r' to='bots.localhost' type='chat' id='m1'><body>pending</body></message>")
 	// Two messages to the admin: the notice of the held request, then the
 	// answer to pending.
@@ -126,8 +143,9 @@ func TestBigStanzaFloodBounded(t *testing.T) {
 	})
 	c := h.first(t)
 	fs.delay.Store(int64(2 * time.Second))
+	drain(fs.entered)
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='c1'/>")
-	time.Sleep(100 * time.Millisecond) // its commit has started
+	fs.commitStarted(t)
 
 	runtime.GC()
 	var ms runtime.MemStats
@@ -169,5 +187,16 @@ func TestBigStanzaFloodBounded(t *testing.T) {
 	t.Logf("heap in use grew by %d KiB at most while %d stanzas of %d KiB waited", grew>>10, n, size>>10)
 	if grew > 16<<20 {
 		t.Errorf("heap grew by %d MiB while the flood waited: parsed stanzas are buffered, not held back", grew>>20)
+	}
+}
+
+// drain empties a signal channel.
+func drain(ch chan struct{}) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
 	}
 }

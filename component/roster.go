@@ -250,6 +250,11 @@ func (c *Component) landLocked() error {
 func (c *Component) usable() bool {
 	c.lock()
 	defer c.mu.Unlock()
+	return c.usableLocked()
+}
+
+// usableLocked is usable without the wait; c.mu is held.
+func (c *Component) usableLocked() bool {
 	return c.w != nil && !c.closed && c.flightErr == nil
 }
 
@@ -279,8 +284,10 @@ func (c *Component) prefetch(ctx context.Context, b *batch, els []*element) {
 			continue
 		}
 		k := itemKey{a.entity, a.contact}
-		if c.inflightHas(k) {
-			continue
+		if f := c.inflight; f != nil {
+			if _, ok := f.b.view(k); ok {
+				continue
+			}
 		}
 		if _, dup := b.fetched[k]; dup {
 			continue
@@ -303,15 +310,15 @@ func (c *Component) prefetch(ctx context.Context, b *batch, els []*element) {
 	}
 }
 
-// inflightHas reports whether the batch in flight changed the item; c.mu is held.
-func (c *Component) inflightHas(k itemKey) bool {
-	f := c.inflight
-	return f != nil && (f.b.gone[k] || hasKey(f.b.items, k))
-}
-
-func hasKey(m map[itemKey]storage.Item, k itemKey) bool {
-	_, ok := m[k]
-	return ok
+// view returns the item as b left it, if b changed or deleted it.
+func (b *batch) view(k itemKey) (storage.Item, bool) {
+	if it, ok := b.items[k]; ok {
+		return it, true
+	}
+	if b.gone[k] {
+		return storage.Item{Entity: k.entity, Contact: k.contact, Sub: storage.SubNone}, true
+	}
+	return storage.Item{}, false
 }
 
 // commit writes the batch's changes, with the stanzas that report them kept
@@ -416,18 +423,12 @@ func (c *Component) parseAddress(el *element) (address, bool, error) {
 // or the batch in flight did, or as stored.
 func (c *Component) lookup(ctx context.Context, b *batch, entity, contact string) (storage.Item, error) {
 	k := itemKey{entity, contact}
-	if it, ok := b.items[k]; ok {
+	if it, ok := b.view(k); ok {
 		return it, nil
 	}
-	if b.gone[k] {
-		return storage.Item{Entity: entity, Contact: contact, Sub: "none"}, nil
-	}
 	if f := c.inflight; f != nil {
-		if it, ok := f.b.items[k]; ok {
+		if it, ok := f.b.view(k); ok {
 			return it, nil
-		}
-		if f.b.gone[k] {
-			return storage.Item{Entity: entity, Contact: contact, Sub: "none"}, nil
 		}
 	}
 	if it, ok := b.fetched[k]; ok {
@@ -647,7 +648,7 @@ func (c *Component) Act(ctx context.Context, entity, contact string, k subscript
 	}
 	c.lock()
 	defer c.mu.Unlock()
-	if c.w == nil || c.closed || c.flightErr != nil {
+	if !c.usableLocked() {
 		return ErrNotConnected
 	}
 	b := newBatch()

@@ -136,16 +136,16 @@ type DB struct {
 	w *sql.DB // one connection: all writes, BEGIN IMMEDIATE
 	r *sql.DB // query-only connections for reads
 
-	upsertItems   *sql.Stmt // rows of a JSON array
-	deleteItems   *sql.Stmt // keys of a JSON array
+	upsertItems   *sql.Stmt // rows of a JSONB array
+	deleteItems   *sql.Stmt // keys of a JSONB array
 	deleteRequest *sql.Stmt
 	insertRequest *sql.Stmt
-	insertEvents  *sql.Stmt // rows of a JSON array
+	insertEvents  *sql.Stmt // rows of a JSONB array
 	deleteOutbox  *sql.Stmt
 	insertOutbox  *sql.Stmt
 
 	getItem *sql.Stmt // on the readers
-	getMany *sql.Stmt // keys of a JSON array, on the readers
+	getMany *sql.Stmt // keys of a JSONB array, on the readers
 }
 
 const busyTimeout = 5 * time.Second

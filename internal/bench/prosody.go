@@ -171,13 +171,10 @@ func RunProsody(ctx context.Context, cfg ProsodyConfig) (res ProsodyResult, err 
 	if native.perSec > 0 {
 		res.Ratio = math.Round(rg.perSec/native.perSec*1000) / 1000
 	}
-	res.RostergateP50Ms, res.RostergateP99Ms = prosodyMs(rg.p50), prosodyMs(rg.p99)
-	res.NativeP50Ms, res.NativeP99Ms = prosodyMs(native.p50), prosodyMs(native.p99)
+	res.RostergateP50Ms, res.RostergateP99Ms = ms(rg.p50), ms(rg.p99)
+	res.NativeP50Ms, res.NativeP99Ms = ms(native.p50), ms(native.p99)
 	return res, nil
 }
-
-// prosodyMs is d in milliseconds, to the microsecond.
-func prosodyMs(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
 
 // prosodyVersion returns the installed Prosody package's version, or "".
 func prosodyVersion(ctx context.Context) string {
@@ -571,20 +568,11 @@ func prosodyMeasure(ctx context.Context, srv *xmpptest.Server, name string, reqs
 		return prosodyFlow{}, err
 	}
 	slices.Sort(lat)
-	f := prosodyFlow{p50: prosodyPercentile(lat, 50), p99: prosodyPercentile(lat, 99)}
+	f := prosodyFlow{p50: percentile(lat, 50), p99: percentile(lat, 99)}
 	if wall > 0 {
 		f.perSec = float64(len(lat)) / wall.Seconds()
 	}
 	return f, nil
-}
-
-// prosodyPercentile returns the p-th percentile (nearest rank) of sorted.
-func prosodyPercentile(sorted []time.Duration, p int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	k := (len(sorted)*p + 99) / 100 // ceil(n*p/100)
-	return sorted[min(max(k, 1), len(sorted))-1]
 }
 
 // prosodyRun has every requester run rounds round trips to its target, all

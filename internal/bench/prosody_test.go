@@ -58,20 +58,20 @@ func TestRunProsodySmoke(t *testing.T) {
 	}
 }
 
-func TestProsodyPercentile(t *testing.T) {
+func TestPercentile(t *testing.T) {
 	var d []time.Duration
 	for i := 1; i <= 100; i++ {
 		d = append(d, time.Duration(i))
 	}
 	for _, c := range []struct{ p, want int }{{50, 50}, {99, 99}, {100, 100}, {1, 1}} {
-		if got := prosodyPercentile(d, c.p); got != time.Duration(c.want) {
+		if got := percentile(d, c.p); got != time.Duration(c.want) {
 			t.Errorf("p%d = %d, want %d", c.p, got, c.want)
 		}
 	}
-	if got := prosodyPercentile(d[:1], 99); got != 1 {
+	if got := percentile(d[:1], 99); got != 1 {
 		t.Errorf("p99 of one = %d", got)
 	}
-	if got := prosodyPercentile(nil, 50); got != 0 {
+	if got := percentile([]time.Duration(nil), 50); got != 0 {
 		t.Errorf("p50 of none = %d", got)
 	}
 }

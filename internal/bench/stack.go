@@ -42,6 +42,8 @@ func (*nopStore) Get(context.Context, string, string) (storage.Item, error) {
 	return storage.Item{}, storage.ErrNotFound
 }
 
+func (*nopStore) GetMany(context.Context, []storage.Key) ([]storage.Item, error) { return nil, nil }
+
 func (s *nopStore) Commit(context.Context, storage.Batch) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -72,7 +74,6 @@ type batchStore struct {
 	mu    sync.Mutex
 	sizes []int
 	took  []time.Duration // each commit's duration
-	busy  time.Duration   // in Commit
 }
 
 func (s *batchStore) Commit(ctx context.Context, b storage.Batch) (int64, error) {
@@ -83,7 +84,6 @@ func (s *batchStore) Commit(ctx context.Context, b storage.Batch) (int64, error)
 		d := time.Since(start)
 		s.sizes = append(s.sizes, len(b.Changes))
 		s.took = append(s.took, d)
-		s.busy += d
 		s.mu.Unlock()
 	}
 	return id, err
@@ -96,9 +96,20 @@ func (s *batchStore) stats() BatchStats {
 	if len(s.took) > 0 {
 		t := slices.Clone(s.took)
 		slices.Sort(t)
-		st.CommitP50Ms, st.CommitP99Ms, st.CommitMaxMs = ms(t[len(t)/2]), ms(t[min(len(t)-1, len(t)*99/100)]), ms(t[len(t)-1])
+		st.CommitP50Ms, st.CommitP99Ms, st.CommitMaxMs = ms(percentile(t, 50)), ms(percentile(t, 99)), ms(t[len(t)-1])
 	}
 	return st
+}
+
+// busy is the time spent in Commit so far.
+func (s *batchStore) busy() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var d time.Duration
+	for _, t := range s.took {
+		d += t
+	}
+	return d
 }
 
 // BatchStats describes the sizes of the commits (decisions per transaction).
@@ -127,8 +138,8 @@ func batchStats(sizes []int) BatchStats {
 	return BatchStats{
 		Commits: len(s),
 		Mean:    math.Round(float64(sum)/float64(len(s))*10) / 10,
-		P50:     s[len(s)/2],
-		P99:     s[min(len(s)-1, len(s)*99/100)],
+		P50:     percentile(s, 50),
+		P99:     percentile(s, 99),
 		Max:     s[len(s)-1],
 	}
 }
@@ -266,7 +277,7 @@ func Throughput(ctx context.Context, store string, n, window int) (ThroughputRes
 	res.Seconds = el.Seconds()
 	res.PerSecond = math.Round(float64(n) / el.Seconds())
 	res.Batches = bs.stats()
-	res.CommitBusy = math.Round(bs.busy.Seconds()/el.Seconds()*100) / 100
+	res.CommitBusy = math.Round(bs.busy().Seconds()/el.Seconds()*100) / 100
 	res.BytesWritten = k.bytes.Load()
 	return res, nil
 }
@@ -367,8 +378,8 @@ func Latency(ctx context.Context, store string, rate, n int) (LatencyResult, err
 		lat[i] = got[i].Sub(sent[i])
 	}
 	slices.Sort(lat)
-	res.P50Ms = ms(lat[n/2])
-	res.P99Ms = ms(lat[min(n-1, n*99/100)])
+	res.P50Ms = ms(percentile(lat, 50))
+	res.P99Ms = ms(percentile(lat, 99))
 	res.MaxMs = ms(lat[n-1])
 	res.Batches = bs.stats()
 	switch {
@@ -382,7 +393,19 @@ func Latency(ctx context.Context, store string, rate, n int) (LatencyResult, err
 	return res, nil
 }
 
+// ms is d in milliseconds, to the microsecond.
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+
+// percentile returns the p-th percentile (nearest rank) of sorted, or the
+// zero value of none.
+func percentile[T cmp.Ordered](sorted []T, p int) T {
+	if len(sorted) == 0 {
+		var zero T
+		return zero
+	}
+	k := (len(sorted)*p + 99) / 100 // ceil(n*p/100)
+	return sorted[min(max(k, 1), len(sorted))-1]
+}
 
 // removeDB removes a database file and its WAL and shared-memory files.
 func removeDB(path string) {
@@ -393,8 +416,6 @@ func removeDB(path string) {
 
 // dbPath is the database file of a benchmark in dir.
 func dbPath(dir, name string) string { return filepath.Join(dir, name+".db") }
-
-func (*nopStore) GetMany(context.Context, []storage.Key) ([]storage.Item, error) { return nil, nil }
 
 // ThroughputStats is the median of several throughput runs of one store.
 type ThroughputStats struct {
