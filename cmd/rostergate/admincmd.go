@@ -15,31 +15,60 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"mellium.im/xmpp/jid"
-
 	"rostergate/config"
+	"rostergate/engine"
+	"rostergate/gate"
 	"rostergate/policy"
-	"rostergate/storage"
+	"rostergate/roster"
+	"rostergate/store/sqlite"
+	"rostergate/xmpp/adminui"
 )
 
 // actionWait bounds how long the command line waits for the running
 // component to carry out what it asked.
 const actionWait = 10 * time.Second
 
-// openDB opens the database of an existing installation.
-func openDB(ctx context.Context, cfg *config.Config) (*storage.DB, error) {
+// openDB opens the database of an existing installation: only the command
+// line names the concrete store.
+func openDB(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
 	if _, err := os.Stat(cfg.Storage.Path); err != nil {
 		return nil, fmt.Errorf("no database yet (has rostergate run?): %w", err)
 	}
-	return storage.Open(ctx, cfg.Storage.Path)
+	return sqlite.Open(ctx, cfg.Storage.Path)
+}
+
+// openService returns the service over the database of an existing
+// installation, as a command-line process: acts are queued for the running
+// instance.
+func openService(ctx context.Context, cfg *config.Config) (*gate.Service, func(), error) {
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := gate.New(gate.Options{Domain: cfg.Component.Domain, Store: db, Settings: cfg.Settings(), Wait: actionWait})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return svc, func() { db.Close() }, nil
 }
 
 // cliActor names who acts from the command line, for the audit log.
-func cliActor() string {
+func cliActor() roster.Actor {
 	if u, err := user.Current(); err == nil {
-		return "cli:" + u.Username
+		return roster.Actor{JID: "cli:" + u.Username, Via: roster.ViaCLI}
 	}
-	return "cli"
+	return roster.Actor{JID: "cli", Via: roster.ViaCLI}
+}
+
+// notRunning prints that the act is queued for the next start, which is
+// not an error.
+func notRunning(err error, w io.Writer) error {
+	if errors.Is(err, gate.ErrNotRunning) {
+		fmt.Fprintln(w, strings.TrimPrefix(err.Error(), "gate: "))
+		return nil
+	}
+	return err
 }
 
 func cmdPending(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -52,7 +81,7 @@ func cmdPending(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if len(rest) > 0 {
 		verb, rest = rest[0], rest[1:]
 	}
-	var ids []string
+	var ids []int64
 	switch verb {
 	case "list":
 		if len(rest) > 0 {
@@ -70,7 +99,7 @@ func cmdPending(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 				fmt.Fprintf(stderr, "rostergate pending %s: %q is not a request id\n", verb, a)
 				return errUsage
 			}
-			ids = append(ids, strconv.FormatInt(id, 10))
+			ids = append(ids, id)
 		}
 	default:
 		fmt.Fprintf(stderr, "rostergate pending: unknown action %q (want list, approve or reject)\n", verb)
@@ -80,19 +109,26 @@ func cmdPending(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg)
+	svc, closeDB, err := openService(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
 	if verb == "list" {
-		return printPending(ctx, db, cfg, stdout)
+		return printPending(ctx, svc, stdout)
 	}
-	return queueAndWait(ctx, db, cfg, verb, strings.Join(ids, " "), stdout)
+	approve := verb == "approve"
+	outs, err := svc.Decide(ctx, cliActor(), ids, approve)
+	if err != nil {
+		return notRunning(err, stdout)
+	}
+	lines, _ := adminui.OutcomeLines(cfg.Component.Domain, approve, ids, outs)
+	fmt.Fprintln(stdout, strings.Join(lines, "\n"))
+	return nil
 }
 
-func printPending(ctx context.Context, db *storage.DB, cfg *config.Config, w io.Writer) error {
-	reqs, err := db.Requests(ctx)
+func printPending(ctx context.Context, svc *gate.Service, w io.Writer) error {
+	reqs, err := svc.Pending(ctx)
 	if err != nil {
 		return err
 	}
@@ -104,50 +140,9 @@ func printPending(ctx context.Context, db *storage.DB, cfg *config.Config, w io.
 	fmt.Fprintln(tw, "ID\tCONTACT\tENTITY\tRULE\tWAITING")
 	now := time.Now()
 	for _, r := range reqs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.ID, r.Contact, entityJID(cfg, r.Entity), r.Rule, now.Sub(r.Created).Round(time.Second))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.ID, r.Contact, roster.EntityJID(svc.Domain(), r.Entity), r.Rule, now.Sub(r.Created).Round(time.Second))
 	}
 	return tw.Flush()
-}
-
-// queueAndWait asks the running component to carry out an action and waits
-// for what came of it. Without a running component the action stays queued
-// for the next start.
-func queueAndWait(ctx context.Context, db *storage.DB, cfg *config.Config, verb, args string, w io.Writer) error {
-	id, err := db.QueueAction(ctx, cliActor(), verb, args)
-	if err != nil {
-		return err
-	}
-	if release, err := lockDB(cfg.Storage.Path); err == nil {
-		release()
-		fmt.Fprintf(w, "rostergate is not running: %s %s is queued (action %d) and will be carried out when it connects.\n", verb, args, id)
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, actionWait)
-	defer cancel()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		a, err := db.ActionByID(ctx, id)
-		if err != nil {
-			return err
-		}
-		if !a.Done.IsZero() {
-			fmt.Fprintln(w, strings.TrimRight(a.Result, "\n"))
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("rostergate run has not carried out action %d within %s (is it connected to the server?); it stays queued", id, actionWait)
-		case <-t.C:
-		}
-	}
-}
-
-func entityJID(cfg *config.Config, local string) string {
-	if local == "" {
-		return cfg.Component.Domain
-	}
-	return local + "@" + cfg.Component.Domain
 }
 
 func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -167,50 +162,34 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	contact, err := jid.Parse(*from)
-	if err != nil {
-		return fmt.Errorf("explain: -from %q is not a JID: %w", *from, err)
-	}
-	local := *to
-	if strings.Contains(local, "@") || local == cfg.Component.Domain {
-		j, err := jid.Parse(local)
+	var (
+		ex    roster.Explanation
+		lists = "without allow/deny lists (no database yet)"
+	)
+	if svc, closeDB, err := openService(ctx, cfg); err == nil {
+		defer closeDB()
+		allow, deny, err := svc.Lists(ctx)
 		if err != nil {
-			return fmt.Errorf("explain: -to %q is not a JID: %w", *to, err)
-		}
-		if j.Domainpart() != cfg.Component.Domain {
-			return fmt.Errorf("explain: -to %q is not at %s", *to, cfg.Component.Domain)
-		}
-		local = j.Localpart()
-	} else if j, err := jid.New(local, cfg.Component.Domain, ""); err == nil {
-		local = j.Localpart()
-	} else {
-		return fmt.Errorf("explain: -to %q is not an entity name: %w", *to, err)
-	}
-	p := cfg.Compiled()
-	lists := "without allow/deny lists (no database yet)"
-	if db, err := openDB(ctx, cfg); err == nil {
-		allow, deny, err := db.Lists(ctx)
-		db.Close()
-		if err != nil {
-			return err
-		}
-		if p, err = p.WithLists(allow, deny); err != nil {
 			return err
 		}
 		lists = fmt.Sprintf("with the allow list (%d) and deny list (%d)", len(allow), len(deny))
+		ex, err = svc.Explain(ctx, *from, *to)
+		if err != nil {
+			return fmt.Errorf("explain: %w", err)
+		}
+	} else if ex, err = engine.Explain(cfg.Settings(), nil, nil, cfg.Component.Domain, *from, *to); err != nil {
+		return fmt.Errorf("explain: %w", err)
 	}
-	_, known := cfg.Entity(local)
-	d := p.Decide(policy.Request{Contact: contact.Bare().String(), Entity: local, KnownEntity: known})
-	fmt.Fprintf(stdout, "%s → %s: %s\n", contact.Bare(), entityJID(cfg, local), d.Action)
-	fmt.Fprintf(stdout, "  decided by: %s\n", p.RuleText(d))
-	if d.SubscribeBack {
+	fmt.Fprintf(stdout, "%s → %s: %s\n", ex.Contact, ex.Entity, ex.Action)
+	fmt.Fprintf(stdout, "  decided by: %s\n", ex.Rule)
+	if ex.SubscribeBack {
 		fmt.Fprintln(stdout, "  subscribe back: yes")
 	}
-	if d.Message != "" {
-		fmt.Fprintf(stdout, "  message to the requester: %q\n", d.Message)
+	if ex.Message != "" {
+		fmt.Fprintf(stdout, "  message to the requester: %q\n", ex.Message)
 	}
-	if !known {
-		fmt.Fprintf(stdout, "  (%s is not an [[entity]]: unknown_entity applies)\n", entityJID(cfg, local))
+	if !ex.KnownEntity {
+		fmt.Fprintf(stdout, "  (%s is not an [[entity]]: unknown_entity applies)\n", ex.Entity)
 	}
 	fmt.Fprintf(stdout, "  (policy as configured, %s; limits not applied)\n", lists)
 	return nil
@@ -238,20 +217,20 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg)
+	svc, closeDB, err := openService(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
 	from := time.Time{}
 	if *since > 0 {
 		from = time.Now().Add(-*since)
 	}
 	header := []string{"at", "entity", "contact", "kind", "action", "rule", "from", "to", "actor", "interface", "detail"}
-	row := func(e storage.Event) []string {
+	row := func(e roster.Event) []string {
 		ent := ""
 		if e.Entity != "" || e.Contact != "" {
-			ent = entityJID(cfg, e.Entity)
+			ent = roster.EntityJID(cfg.Component.Domain, e.Entity)
 		}
 		return []string{e.At.UTC().Format(time.RFC3339Nano), ent, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail}
 	}
@@ -259,14 +238,14 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case "csv":
 		cw := csv.NewWriter(stdout)
 		_ = cw.Write(header)
-		err = db.Events(ctx, from, func(e storage.Event) error { return cw.Write(csvSafe(row(e))) })
+		err = svc.Audit(ctx, from, func(e roster.Event) error { return cw.Write(csvSafe(row(e))) })
 		cw.Flush()
 		if err == nil {
 			err = cw.Error()
 		}
 	case "json":
 		enc := json.NewEncoder(stdout)
-		err = db.Events(ctx, from, func(e storage.Event) error {
+		err = svc.Audit(ctx, from, func(e roster.Event) error {
 			m := map[string]string{}
 			for i, v := range row(e) {
 				m[header[i]] = v
@@ -276,7 +255,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	default:
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "AT\tENTITY\tCONTACT\tEVENT\tACTION\tRULE\tSTATE\tBY\tDETAIL")
-		err = db.Events(ctx, from, func(e storage.Event) error {
+		err = svc.Audit(ctx, from, func(e roster.Event) error {
 			r := row(e)
 			state := ""
 			if e.From != "" || e.To != "" {
@@ -329,20 +308,35 @@ func cmdLists(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg)
+	svc, closeDB, err := openService(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
 	if verb == "show" {
-		allow, deny, err := db.Lists(ctx)
+		allow, deny, err := svc.Lists(ctx)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "allow: %s\ndeny:  %s\n", listText(allow), listText(deny))
 		return nil
 	}
-	return queueAndWait(ctx, db, cfg, verb, rest[0], stdout)
+	list, add := strings.TrimPrefix(verb, "un"), !strings.HasPrefix(verb, "un")
+	changed, err := svc.EditList(ctx, cliActor(), list, add, rest[0])
+	if err != nil {
+		return notRunning(err, stdout)
+	}
+	switch {
+	case !changed && add:
+		fmt.Fprintf(stdout, "%q was already on the %s list.\n", rest[0], list)
+	case !changed:
+		fmt.Fprintf(stdout, "%q was not on the %s list.\n", rest[0], list)
+	case add:
+		fmt.Fprintf(stdout, "Added %q to the %s list.\n", rest[0], list)
+	default:
+		fmt.Fprintf(stdout, "Removed %q from the %s list.\n", rest[0], list)
+	}
+	return nil
 }
 
 func listText(l []string) string {

@@ -13,10 +13,11 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-	"rostergate/component"
 	"rostergate/config"
-	"rostergate/policy"
-	"rostergate/storage"
+	"rostergate/gate"
+	"rostergate/internal/instance"
+	"rostergate/roster"
+	"rostergate/store/sqlite"
 )
 
 const version = "0.1.0"
@@ -76,17 +77,28 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if err != nil {
 		return err
 	}
-	release, err := lockDB(cfg.Storage.Path)
-	if err != nil {
-		return err
-	}
-	defer release()
-	db, err := storage.Open(ctx, cfg.Storage.Path)
+	db, err := sqlite.Open(ctx, cfg.Storage.Path)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	comp, err := component.New(componentOptions(cfg, db, logger))
+	release, err := db.Hold(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	inst, err := instance.New(ctx, instance.Config{
+		Domain:         cfg.Component.Domain,
+		Server:         cfg.Component.Server,
+		Secret:         cfg.Component.Secret,
+		Resource:       cfg.Component.Resource,
+		Keepalive:      cfg.Component.Keepalive.Duration,
+		MaxStanzaBytes: cfg.Limits.MaxStanzaBytes,
+		Version:        version,
+		Store:          db,
+		Settings:       cfg.Settings(),
+		Logger:         logger,
+	})
 	if err != nil {
 		return err
 	}
@@ -95,57 +107,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, hup, *path, cfg, comp, logger, getenv)
-	if err := comp.Run(ctx); err != nil {
+	go reloadOnHUP(ctx, hup, *path, cfg, inst.Service, logger, getenv)
+	if err := inst.Run(ctx); err != nil {
 		return err
 	}
 	logger.Info("stopped")
 	return nil
 }
 
-func componentOptions(cfg *config.Config, db *storage.DB, logger *slog.Logger) component.Options {
-	return component.Options{
-		Domain:         cfg.Component.Domain,
-		Server:         cfg.Component.Server,
-		Secret:         cfg.Component.Secret,
-		Resource:       cfg.Component.Resource,
-		Keepalive:      cfg.Component.Keepalive.Duration,
-		MaxStanzaBytes: cfg.Limits.MaxStanzaBytes,
-		Settings:       settings(cfg),
-		Store:          db,
-		Logger:         logger,
-		Version:        version,
-	}
-}
-
-// settings are the parts of the config a reload may change.
-func settings(cfg *config.Config) component.Settings {
-	p := cfg.Compiled()
-	s := component.Settings{
-		Policy: p,
-		// JIDs that are not an [[entity]] are online when the policy lets
-		// users subscribe to them.
-		UnknownOnline: p.UnknownEntity() == policy.Accept || p.UnknownEntity() == policy.Review,
-		Admins:        cfg.Admin.JIDs,
-		ReviewTTL:     cfg.Policy.ReviewTTL.Duration,
-		Limits: component.Limits{
-			ContactRate:         cfg.Limits.ContactRate,
-			DomainRate:          cfg.Limits.DomainRate,
-			MaxPendingPerDomain: cfg.Limits.MaxPendingPerDomain,
-			MaxPending:          cfg.Limits.MaxPending,
-			Action:              policy.Action(cfg.Limits.Action),
-		},
-	}
-	for _, e := range cfg.Entities {
-		s.Entities = append(s.Entities, component.Entity{Local: e.Localpart(), Name: e.Name, Show: e.Show, Status: e.Status})
-	}
-	return s
-}
-
 // reloadOnHUP re-reads the config on each SIGHUP and puts what may change
 // in force; an invalid config is refused, with the reason logged, and the
 // one in force is kept.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *config.Config, comp *component.Component, logger *slog.Logger, getenv func(string) string) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *config.Config, svc *gate.Service, logger *slog.Logger, getenv func(string) string) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -154,15 +127,13 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *co
 		}
 		cfg, err := config.Load(path, getenv)
 		if err == nil {
-			err = comp.Reload(ctx, settings(cfg))
+			err = svc.Reload(ctx, cfg.Settings())
 		}
 		if err != nil {
 			logger.Error("reload refused; the config in force is kept", "err", err)
 			continue
 		}
-		if cfg.Component.Domain != cur.Component.Domain || cfg.Component.Server != cur.Component.Server ||
-			cfg.Component.Secret != cur.Component.Secret || cfg.Storage.Path != cur.Storage.Path ||
-			cfg.Component.Resource != cur.Component.Resource || cfg.Component.Keepalive != cur.Component.Keepalive {
+		if cur.RestartNeeded(cfg) {
 			logger.Warn("reload: [component] and [storage] changes take effect at the next start")
 		}
 		logger.Info("reload done", "config", path)
@@ -224,7 +195,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlags("roster", "-config FILE [-entity LOCAL]", stderr)
 	path := configFlag(fs)
-	entity := fs.String("entity", "", "only this entity's `localpart` (default: all entities)")
+	entity := fs.String("entity", "", "only this entity's `localpart` or JID (default: all entities)")
 	if help, err := parse(fs, args, stdout); help || err != nil {
 		return err
 	}
@@ -232,21 +203,15 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg)
+	svc, closeDB, err := openService(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	f := storage.Filter{AllEntities: true}
-	isSet := false
-	fs.Visit(func(fl *flag.Flag) { isSet = isSet || fl.Name == "entity" })
-	if isSet {
-		f = storage.Filter{Entity: strings.ToLower(*entity)}
-	}
+	defer closeDB()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ENTITY\tCONTACT\tSTATE\tFLAGS\n")
 	n := 0
-	err = db.Items(ctx, f, func(it storage.Item) error {
+	line := func(it roster.Item) error {
 		n++
 		var flags []string
 		if it.PendingIn {
@@ -258,18 +223,26 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		if it.Approved {
 			flags = append(flags, "approved")
 		}
-		ej := cfg.Component.Domain
-		if it.Entity != "" {
-			ej = it.Entity + "@" + ej
-		}
 		fl := strings.Join(flags, ",")
 		if fl == "" {
 			fl = "-"
 		}
-		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ej, it.Contact, it.Sub, fl)
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", roster.EntityJID(cfg.Component.Domain, it.Entity), it.Contact, it.Sub, fl)
 		return err
-	})
-	if err != nil {
+	}
+	isSet := false
+	fs.Visit(func(fl *flag.Flag) { isSet = isSet || fl.Name == "entity" })
+	if isSet {
+		items, err := svc.Roster(ctx, *entity, 0)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if err := line(it); err != nil {
+				return err
+			}
+		}
+	} else if err := svc.AllItems(ctx, line); err != nil {
 		return err
 	}
 	if err := tw.Flush(); err != nil {

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"rostergate/storage"
+	"rostergate/roster"
+	"rostergate/store"
+	"rostergate/store/sqlite"
 )
 
 func noEnv(string) string { return "" }
@@ -95,15 +97,15 @@ func TestRoster(t *testing.T) {
 		t.Fatalf("roster without a database: %v", err)
 	}
 	ctx := context.Background()
-	db, err := storage.Open(ctx, filepath.Join(dir, "rostergate.db"))
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "rostergate.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	err = db.Apply(ctx, []storage.Change{
-		{Item: storage.Item{Entity: "helpdesk", Contact: "alice@localhost", Sub: "both", Updated: now}},
-		{Item: storage.Item{Entity: "helpdesk", Contact: "bob@localhost", Sub: "from", PendingOut: true, Updated: now}},
-		{Item: storage.Item{Entity: "other", Contact: "carol@localhost", Sub: "none", PendingIn: true, Updated: now}},
+	err = db.Apply(ctx, []store.Change{
+		{Item: roster.Item{Entity: "helpdesk", Contact: "alice@localhost", Sub: "both", Updated: now}},
+		{Item: roster.Item{Entity: "helpdesk", Contact: "bob@localhost", Sub: "from", PendingOut: true, Updated: now}},
+		{Item: roster.Item{Entity: "other", Contact: "carol@localhost", Sub: "none", PendingIn: true, Updated: now}},
 	})
 	db.Close()
 	if err != nil {
@@ -124,23 +126,6 @@ func TestRoster(t *testing.T) {
 	}
 }
 
-func TestLockDB(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "rg.db")
-	release, err := lockDB(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lockDB(p); err == nil || !strings.Contains(err.Error(), "in use by another `rostergate run`") {
-		t.Fatalf("second lock: %v", err)
-	}
-	release()
-	release2, err := lockDB(p)
-	if err != nil {
-		t.Fatalf("lock after release: %v", err)
-	}
-	release2()
-}
-
 func TestCSVSafe(t *testing.T) {
 	got := csvSafe([]string{"=1+1@evil.example", "alice@localhost", "", "-x", "+y", "@z"})
 	want := []string{"'=1+1@evil.example", "alice@localhost", "", "'-x", "'+y", "'@z"}
@@ -155,11 +140,11 @@ func TestBackupCommand(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfg, []byte("[component]\ndomain='bots.localhost'\nserver='127.0.0.1:1'\nsecret='x'\n"), 0o600)
-	db, err := storage.Open(context.Background(), filepath.Join(dir, "rostergate.db"))
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "rostergate.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Apply(context.Background(), []storage.Change{{Item: storage.Item{Entity: "e", Contact: "a@b", Sub: "both"}}})
+	db.Apply(context.Background(), []store.Change{{Item: roster.Item{Entity: "e", Contact: "a@b", Sub: "both"}}})
 	db.Close()
 	out, _, err := runCmd(t, "backup", "-config", cfg, "-out", filepath.Join(dir, "b.db"))
 	if err != nil || !strings.Contains(out, "integrity_check ok") {

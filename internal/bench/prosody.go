@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"os/exec"
@@ -16,10 +15,10 @@ import (
 
 	"github.com/xmppo/go-xmpp"
 
-	"rostergate/component"
+	"rostergate/engine"
 	"rostergate/internal/xmpptest"
 	"rostergate/policy"
-	"rostergate/storage"
+	"rostergate/store/sqlite"
 )
 
 // ProsodyConfig sizes the run through a real Prosody.
@@ -217,7 +216,7 @@ func prosodySetLogLevel(ctx context.Context, srv *xmpptest.Server, level string)
 // request (no rate limit: the zero Limits are unlimited). It returns once
 // the component stream is up; stop ends it and closes the store.
 func prosodyStartRostergate(ctx context.Context, srv *xmpptest.Server, dbPath string) (stop func() error, err error) {
-	db, err := storage.Open(ctx, dbPath)
+	db, err := sqlite.Open(ctx, dbPath)
 	if err != nil {
 		return nil, fmt.Errorf("bench: open rostergate store: %w", err)
 	}
@@ -226,17 +225,10 @@ func prosodyStartRostergate(ctx context.Context, srv *xmpptest.Server, dbPath st
 		_ = db.Close()
 		return nil, fmt.Errorf("bench: rostergate policy: %w", err)
 	}
-	comp, err := component.New(component.Options{
-		Domain:   srv.ComponentDomain,
-		Server:   srv.ComponentAddr,
-		Secret:   srv.ComponentSecret,
-		Settings: component.Settings{Policy: p, UnknownOnline: true},
-		Store:    db,
-		Logger:   slog.New(slog.DiscardHandler),
-	})
+	comp, err := newComponent(ctx, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret, db, engine.Settings{Policy: p, UnknownOnline: true})
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("bench: rostergate: %w", err)
+		return nil, err
 	}
 	cctx, ccancel := context.WithCancel(ctx)
 	connected := comp.Connected() // before Run, so that the signal cannot be missed

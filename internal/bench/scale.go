@@ -10,12 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"rostergate/roster"
+	"rostergate/store"
+	"rostergate/store/sqlite"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"rostergate/storage"
 )
 
 // ScaleConfig sizes the broadcast benchmark.
@@ -201,23 +202,23 @@ func connOrNil(ctx context.Context, srv *server) <-chan *serverConn {
 // entities, through the store's own Commit, then closes the store (which
 // checkpoints the WAL into the file).
 func preload(ctx context.Context, path string, items, entities int) error {
-	db, err := storage.Open(ctx, path)
+	db, err := sqlite.Open(ctx, path)
 	if err != nil {
 		return fmt.Errorf("bench: scale: %w", err)
 	}
 	now := time.Now()
-	changes := make([]storage.Change, 0, scalePreloadBatch)
+	changes := make([]store.Change, 0, scalePreloadBatch)
 	for i := 0; i < items; {
 		changes = changes[:0]
 		for end := min(i+scalePreloadBatch, items); i < end; i++ {
-			changes = append(changes, storage.Change{Item: storage.Item{
+			changes = append(changes, store.Change{Item: roster.Item{
 				Entity:  "e" + strconv.Itoa(i%entities),
 				Contact: "c" + strconv.Itoa(i) + "@load.example",
-				Sub:     storage.SubFrom,
+				Sub:     roster.SubFrom,
 				Updated: now,
 			}})
 		}
-		if _, err := db.Commit(ctx, storage.Batch{Changes: changes}); err != nil {
+		if _, err := db.Commit(ctx, store.Batch{Changes: changes}); err != nil {
 			_ = db.Close()
 			return fmt.Errorf("bench: scale: preload: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,9 +16,13 @@ import (
 	"syscall"
 	"time"
 
-	"rostergate/component"
+	"rostergate/engine"
+	"rostergate/internal/instance"
 	"rostergate/policy"
-	"rostergate/storage"
+	"rostergate/roster"
+	"rostergate/store"
+	"rostergate/store/sqlite"
+	"rostergate/xmpp/component"
 )
 
 // The component domain and secret of every benchmark against the fake server.
@@ -38,45 +41,55 @@ type nopStore struct {
 	seq int64
 }
 
-func (*nopStore) Get(context.Context, string, string) (storage.Item, error) {
-	return storage.Item{}, storage.ErrNotFound
+func (*nopStore) Get(context.Context, string, string) (roster.Item, error) {
+	return roster.Item{}, store.ErrNotFound
 }
 
-func (*nopStore) GetMany(context.Context, []storage.Key) ([]storage.Item, error) { return nil, nil }
+func (*nopStore) GetMany(context.Context, []roster.Key) ([]roster.Item, error) { return nil, nil }
 
-func (s *nopStore) Commit(context.Context, storage.Batch) (int64, error) {
+func (s *nopStore) Commit(context.Context, store.Batch) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
 	return s.seq, nil
 }
 
-func (*nopStore) Outbox(context.Context) ([]storage.Outgoing, error) { return nil, nil }
-func (*nopStore) Delivered(context.Context, int64) error             { return nil }
-func (*nopStore) Items(context.Context, storage.Filter, func(storage.Item) error) error {
+func (*nopStore) Outbox(context.Context) ([]store.Outgoing, error) { return nil, nil }
+func (*nopStore) Delivered(context.Context, int64) error           { return nil }
+func (*nopStore) Items(context.Context, store.Filter, func(roster.Item) error) error {
 	return nil
 }
-func (*nopStore) Requests(context.Context) ([]storage.Request, error) { return nil, nil }
-func (*nopStore) Request(context.Context, int64) (storage.Request, error) {
-	return storage.Request{}, storage.ErrNotFound
+func (*nopStore) Requests(context.Context) ([]roster.Request, error) { return nil, nil }
+func (*nopStore) Request(context.Context, int64) (roster.Request, error) {
+	return roster.Request{}, store.ErrNotFound
 }
 func (*nopStore) Lists(context.Context) ([]string, []string, error) { return nil, nil, nil }
-func (*nopStore) EditList(context.Context, string, string, bool, *storage.Event) (bool, error) {
+func (*nopStore) EditList(context.Context, string, string, bool, *roster.Event) (bool, error) {
 	return false, nil
 }
-func (*nopStore) WaitingActions(context.Context) ([]storage.Action, error) { return nil, nil }
-func (*nopStore) FinishAction(context.Context, int64, string) error        { return nil }
+func (*nopStore) Events(context.Context, time.Time, func(roster.Event) error) error { return nil }
+func (*nopStore) QueueAction(context.Context, string, string, string) (int64, error) {
+	return 0, errors.New("bench: the no-op store queues nothing")
+}
+func (*nopStore) WaitingActions(context.Context) ([]store.Action, error) { return nil, nil }
+func (*nopStore) FinishAction(context.Context, int64, string) error      { return nil }
+func (*nopStore) Action(context.Context, int64) (store.Action, error) {
+	return store.Action{}, store.ErrNotFound
+}
+func (*nopStore) Hold(context.Context) (func(), error) { return func() {}, nil }
+func (*nopStore) Check(context.Context) error          { return nil }
+func (*nopStore) Close() error                         { return nil }
 
 // batchStore counts the decisions each commit carries: the group commit's
 // batch sizes.
 type batchStore struct {
-	component.Store
+	store.Store
 	mu    sync.Mutex
 	sizes []int
 	took  []time.Duration // each commit's duration
 }
 
-func (s *batchStore) Commit(ctx context.Context, b storage.Batch) (int64, error) {
+func (s *batchStore) Commit(ctx context.Context, b store.Batch) (int64, error) {
 	start := time.Now()
 	id, err := s.Store.Commit(ctx, b)
 	if len(b.Changes) > 0 {
@@ -154,12 +167,21 @@ func acceptAll() (*policy.Policy, error) {
 }
 
 // entities are the configured entities of the benchmarks.
-func entities(n int) []component.Entity {
-	es := make([]component.Entity, n)
+func entities(n int) []engine.Entity {
+	es := make([]engine.Entity, n)
 	for i := range es {
-		es[i] = component.Entity{Local: "e" + strconv.Itoa(i)}
+		es[i] = engine.Entity{Local: "e" + strconv.Itoa(i)}
 	}
 	return es
+}
+
+// newComponent wires rostergate as the command line does, against server.
+func newComponent(ctx context.Context, domain, server, secret string, st store.Store, s engine.Settings) (*component.Component, error) {
+	inst, err := instance.New(ctx, instance.Config{Domain: domain, Server: server, Secret: secret, Store: st, Settings: s})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return inst.Component, nil
 }
 
 // rig is rostergate running in-process against the fake server.
@@ -171,7 +193,7 @@ type rig struct {
 
 // startRig starts rostergate with store against a fresh fake server and
 // waits for its stream.
-func startRig(ctx context.Context, store component.Store) (*rig, error) {
+func startRig(ctx context.Context, st store.Store) (*rig, error) {
 	srv, err := newServer(benchDomain, benchSecret)
 	if err != nil {
 		return nil, err
@@ -181,17 +203,10 @@ func startRig(ctx context.Context, store component.Store) (*rig, error) {
 		srv.close()
 		return nil, err
 	}
-	comp, err := component.New(component.Options{
-		Domain:   benchDomain,
-		Server:   srv.addr(),
-		Secret:   benchSecret,
-		Settings: component.Settings{Policy: p, Entities: entities(10), UnknownOnline: true},
-		Store:    store,
-		Logger:   slog.New(slog.DiscardHandler),
-	})
+	comp, err := newComponent(ctx, benchDomain, srv.addr(), benchSecret, st, engine.Settings{Policy: p, Entities: entities(10), UnknownOnline: true})
 	if err != nil {
 		srv.close()
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
@@ -308,7 +323,7 @@ func openStore(ctx context.Context, store string) (*batchStore, func(), error) {
 	if store == "nop" {
 		return &batchStore{Store: &nopStore{}}, func() {}, nil
 	}
-	db, err := storage.Open(ctx, store)
+	db, err := sqlite.Open(ctx, store)
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench: %w", err)
 	}

@@ -1,0 +1,40 @@
+package config
+
+import (
+	"rostergate/engine"
+	"rostergate/policy"
+)
+
+// Settings returns the parts of the config a reload may change, as the
+// decision engine takes them: the one place the config becomes runtime
+// settings.
+func (c *Config) Settings() engine.Settings {
+	p := c.Compiled()
+	s := engine.Settings{
+		Policy: p,
+		// JIDs that are not an [[entity]] are online when the policy lets
+		// users subscribe to them.
+		UnknownOnline: p.UnknownEntity() == policy.Accept || p.UnknownEntity() == policy.Review,
+		Admins:        c.Admin.JIDs,
+		ReviewTTL:     c.Policy.ReviewTTL.Duration,
+		Limits: engine.Limits{
+			ContactRate:         c.Limits.ContactRate,
+			DomainRate:          c.Limits.DomainRate,
+			MaxPendingPerDomain: c.Limits.MaxPendingPerDomain,
+			MaxPending:          c.Limits.MaxPending,
+			Action:              policy.Action(c.Limits.Action),
+		},
+	}
+	for _, e := range c.Entities {
+		s.Entities = append(s.Entities, engine.Entity{Local: e.Localpart(), Name: e.Name, Show: e.Show, Status: e.Status})
+	}
+	return s
+}
+
+// RestartNeeded reports whether going from c to next changes what only a
+// restart puts in force: the [component] and [storage] sections.
+func (c *Config) RestartNeeded(next *Config) bool {
+	a, b := c.Component, next.Component
+	return a.Domain != b.Domain || a.Server != b.Server || a.Secret != b.Secret || a.Resource != b.Resource ||
+		a.Keepalive != b.Keepalive || c.Storage.Path != next.Storage.Path || c.Limits.MaxStanzaBytes != next.Limits.MaxStanzaBytes
+}

@@ -1,0 +1,325 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"rostergate/policy"
+	"rostergate/roster"
+	"rostergate/store"
+	"rostergate/store/sqlite"
+	"rostergate/xmpp/stanza"
+)
+
+// testWire is a Wire that keeps what is written; received is what it says
+// the server has sent so far.
+type testWire struct {
+	mu       sync.Mutex
+	out      bytes.Buffer
+	received atomic.Int64
+	err      error
+}
+
+func (w *testWire) Write(p []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	w.out.Write(p)
+	return nil
+}
+
+func (w *testWire) Abort(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *testWire) Failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *testWire) Received() int64 { return w.received.Load() }
+
+func (w *testWire) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.String()
+}
+
+// testSource yields its stanzas, each at its offset, then (once gate, if
+// any, is closed) ends the stream at end.
+type testSource struct {
+	els     []*stanza.Element
+	offsets []int64
+	gate    chan struct{}
+	end     int64
+	i       int
+	cur     atomic.Int64
+}
+
+func (s *testSource) Next() (*stanza.Element, error) {
+	if s.i < len(s.els) {
+		el := s.els[s.i]
+		s.cur.Store(s.offsets[s.i])
+		s.i++
+		return el, nil
+	}
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.cur.Store(s.end)
+	return nil, stanza.ErrStreamClosed
+}
+
+func (s *testSource) Offset() int64 { return s.cur.Load() }
+
+// noIQ is a Handler for tests that send no IQ or message.
+type noIQ struct{ t *testing.T }
+
+func (h noIQ) Stanza(_ *bytes.Buffer, el *stanza.Element) {
+	h.t.Errorf("unexpected %s handed to the Handler", el.Name)
+}
+
+func reviewAll(t *testing.T) *policy.Policy {
+	t.Helper()
+	p, err := policy.Compile(policy.Config{Default: policy.Review, UnknownEntity: policy.Reject,
+		Rules: []policy.Rule{{Domain: "good.example", Action: policy.Accept}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// newTestEngine returns an Engine over a fresh SQLite store, attached to a
+// testWire.
+func newTestEngine(t *testing.T, s Settings) (*Engine, *sqlite.DB, *testWire) {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rg.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if s.Policy == nil {
+		s.Policy = reviewAll(t)
+	}
+	if s.Entities == nil {
+		s.Entities = []Entity{{Local: "helpdesk"}}
+	}
+	e, err := New(context.Background(), Options{Domain: "bots.localhost", Store: db, Settings: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &testWire{}
+	if err := e.Attach(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	return e, db, w
+}
+
+func subscribe(from string) *stanza.Element {
+	return &stanza.Element{Name: "presence", Type: "subscribe", From: from, To: "helpdesk@bots.localhost"}
+}
+
+func held(t *testing.T, db *sqlite.DB) []roster.Request {
+	t.Helper()
+	reqs, err := db.Requests(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reqs
+}
+
+// A held request lives until review_ttl has passed since it was held, not a
+// moment less; then it is rejected, as rostergate through review_ttl.
+func TestExpireHonoursTTL(t *testing.T) {
+	ctx := context.Background()
+	const ttl = time.Hour
+	e, db, w := newTestEngine(t, Settings{ReviewTTL: ttl})
+	if err := e.Handle(ctx, []*stanza.Element{subscribe("alice@other.example")}, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := held(t, db)
+	if len(reqs) != 1 {
+		t.Fatalf("held: %+v", reqs)
+	}
+	created := reqs[0].Created
+	for _, at := range []time.Duration{0, time.Minute, ttl / 2, ttl - time.Millisecond} {
+		e.Expire(ctx, created.Add(at))
+		if got := held(t, db); len(got) != 1 {
+			t.Fatalf("%s after it was held (review_ttl %s) the request is gone: %+v", at, ttl, got)
+		}
+	}
+	if strings.Contains(w.String(), "unsubscribed") {
+		t.Fatalf("rejected before its TTL: %s", w.String())
+	}
+	e.Expire(ctx, created.Add(ttl))
+	if got := held(t, db); len(got) != 0 {
+		t.Fatalf("still held at its TTL: %+v", got)
+	}
+	if !strings.Contains(w.String(), "to='alice@other.example' id='") || !strings.Contains(w.String(), "type='unsubscribed'") {
+		t.Errorf("the requester was not told: %s", w.String())
+	}
+	var via []string
+	if err := db.Events(ctx, time.Time{}, func(ev roster.Event) error {
+		if ev.Kind == "reject" {
+			via = append(via, ev.Actor+"/"+ev.Interface)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(via) != 1 || via[0] != "rostergate/"+roster.ViaTTL {
+		t.Errorf("audit of the expiry: %q", via)
+	}
+}
+
+// With no review_ttl nothing expires, however old.
+func TestExpireWithoutTTL(t *testing.T) {
+	ctx := context.Background()
+	e, db, _ := newTestEngine(t, Settings{})
+	if err := e.Handle(ctx, []*stanza.Element{subscribe("alice@other.example")}, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	e.Expire(ctx, time.Now().Add(365*24*time.Hour))
+	if got := held(t, db); len(got) != 1 {
+		t.Fatalf("expired without a review_ttl: %+v", got)
+	}
+}
+
+// The caps on held requests: per contact domain and in all, each counted as
+// a hit of its own limit; other domains are held until the total cap.
+func TestPendingCaps(t *testing.T) {
+	ctx := context.Background()
+	e, db, w := newTestEngine(t, Settings{Limits: Limits{MaxPendingPerDomain: 2, MaxPending: 3, Action: policy.Reject}})
+	els := []*stanza.Element{
+		subscribe("a1@one.example"), subscribe("a2@one.example"), subscribe("a3@one.example"),
+		subscribe("b1@two.example"), subscribe("b2@two.example"),
+	}
+	if err := e.Handle(ctx, els, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range held(t, db) {
+		got = append(got, r.Contact)
+	}
+	if want := []string{"a1@one.example", "a2@one.example", "b1@two.example"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("held %q, want %q", got, want)
+	}
+	hits := e.LimitHits()
+	if hits["max_pending_per_domain"] != 1 || hits["max_pending"] != 1 {
+		t.Errorf("limit hits %v, want one of each cap", hits)
+	}
+	for _, c := range []string{"a3@one.example", "b2@two.example"} {
+		if !strings.Contains(w.String(), "to='"+c+"' id='") {
+			t.Errorf("%s, over a cap with action reject, got no answer: %s", c, w.String())
+		}
+	}
+	if e.Held() != 3 {
+		t.Errorf("Held() = %d, want 3", e.Held())
+	}
+}
+
+// A reply is written just as the server closes the stream. Whether the
+// server can have read it is told by where its close began: before the
+// point the stream had reached when the write completed (the close had
+// arrived, parsed or not), the reply stays in the outbox for the next
+// stream; after it, the reply counts as delivered.
+func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
+	tests := []struct {
+		name       string
+		receivedAt int64 // what the server had sent when the reply was written
+		closeAt    int64 // where its </stream:stream> began
+		kept       bool
+	}{
+		{"close arrived before the write, not yet parsed", 150, 100, true},
+		{"close began exactly where the stream was at the write", 100, 100, false},
+		{"close sent after the write", 50, 100, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e, db, w := newTestEngine(t, Settings{})
+			w.received.Store(tc.receivedAt)
+			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt}
+			done := make(chan error, 1)
+			go func() { done <- e.Serve(ctx, src, noIQ{t}) }()
+			deadline := time.After(10 * time.Second)
+			for !strings.Contains(w.String(), "type='subscribed'") {
+				select {
+				case <-deadline:
+					t.Fatal("no reply within 10 s")
+				case <-time.After(time.Millisecond):
+				}
+			}
+			close(src.gate)
+			if err := <-done; !errors.Is(err, stanza.ErrStreamClosed) {
+				t.Fatalf("Serve = %v", err)
+			}
+			// The next stream: what is kept is replayed, first.
+			w2 := &testWire{}
+			if err := e.Attach(ctx, w2); err != nil {
+				t.Fatal(err)
+			}
+			replayed := strings.Contains(w2.String(), "type='subscribed'")
+			if replayed != tc.kept {
+				t.Errorf("replayed on the next stream: %t, want %t (%q)", replayed, tc.kept, w2.String())
+			}
+			// Once the new stream shows itself alive, the outbox empties.
+			w2.received.Store(10)
+			if err := e.Handle(ctx, []*stanza.Element{subscribe("bob@good.example")}, noIQ{t}); err != nil {
+				t.Fatal(err)
+			}
+			e.lastStart.Store(20)
+			if err := e.Handle(ctx, []*stanza.Element{subscribe("carol@good.example")}, noIQ{t}); err != nil {
+				t.Fatal(err)
+			}
+			out, err := db.Outbox(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) != 1 {
+				t.Errorf("outbox after the stream showed itself alive: %d rows, want only the newest", len(out))
+			}
+		})
+	}
+}
+
+// The outbox row of a batch whose commit failed is not sent, and the
+// stream is ended.
+func TestFailedCommitSendsNothing(t *testing.T) {
+	ctx := context.Background()
+	e, db, w := newTestEngine(t, Settings{})
+	e.store = failingStore{Store: db}
+	err := e.Handle(ctx, []*stanza.Element{subscribe("alice@good.example")}, noIQ{t})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Handle = %v, want the commit's error", err)
+	}
+	if w.String() != "" {
+		t.Errorf("sent after a failed commit: %s", w.String())
+	}
+	if w.Failed() == nil {
+		t.Error("the stream was not ended")
+	}
+	if e.Sync() {
+		t.Error("the stream is still taken as usable")
+	}
+}
+
+type failingStore struct{ Store }
+
+func (failingStore) Commit(context.Context, store.Batch) (int64, error) {
+	return 0, errors.New("disk full")
+}

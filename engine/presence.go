@@ -1,0 +1,317 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"rostergate/policy"
+	"rostergate/roster"
+	"rostergate/store"
+	"rostergate/subscription"
+	"rostergate/xmpp/stanza"
+	"time"
+
+	"mellium.im/xmpp/jid"
+)
+
+// address is a stanza's parsed addressing: the contact's bare JID and the
+// entity at our domain it was sent to.
+type address struct {
+	contact  string // normalised bare JID
+	entity   string // normalised localpart
+	resource string // resource the stanza was addressed to, if any
+	to       string // normalised full "to", for replies
+}
+
+// address returns el's parsed addressing (see parseAddress), parsed once.
+func (e *Engine) address(x *in) (address, bool, error) {
+	if !x.parsed {
+		x.addr, x.canReply, x.addrErr = e.parseAddress(x.el)
+		x.parsed = true
+	}
+	return x.addr, x.canReply, x.addrErr
+}
+
+// parseAddress checks from and to. It returns an error naming what is wrong,
+// and whether a reply can be addressed (from is usable).
+func (e *Engine) parseAddress(el *stanza.Element) (address, bool, error) {
+	if el.From == "" {
+		return address{}, false, errors.New("no from")
+	}
+	from, err := jid.Parse(el.From)
+	if err != nil {
+		return address{}, false, fmt.Errorf("bad from %q: %w", el.From, err)
+	}
+	a := address{contact: from.Bare().String()}
+	if el.To == "" {
+		return a, true, errors.New("no to")
+	}
+	to, err := jid.Parse(el.To)
+	if err != nil {
+		return a, true, fmt.Errorf("bad to %q: %w", el.To, err)
+	}
+	if to.Domainpart() != e.domain.Domainpart() {
+		return a, true, fmt.Errorf("to %q is not at %s", el.To, e.domain)
+	}
+	a.entity, a.resource, a.to = to.Localpart(), to.Resourcepart(), to.String()
+	return a, true, nil
+}
+
+// lookup returns the item as this batch sees it: as the batch changed it,
+// or the batch in flight did, or as stored.
+func (e *Engine) lookup(ctx context.Context, b *batch, entity, contact string) (roster.Item, error) {
+	k := itemKey{entity, contact}
+	if it, ok := b.view(k); ok {
+		return it, nil
+	}
+	if f := e.inflight; f != nil {
+		if it, ok := f.b.view(k); ok {
+			return it, nil
+		}
+	}
+	if it, ok := b.fetched[k]; ok {
+		return it, nil
+	}
+	it, err := e.store.Get(ctx, entity, contact)
+	if errors.Is(err, store.ErrNotFound) {
+		return roster.Item{Entity: entity, Contact: contact, Sub: "none"}, nil
+	}
+	return it, err
+}
+
+func machineItem(it roster.Item) (subscription.Item, error) {
+	s, err := subscription.Compose(it.Sub, it.PendingOut, it.PendingIn)
+	return subscription.Item{State: s, Approved: it.Approved}, err
+}
+
+// decide runs a new request through the limits and the policy, and logs the
+// decision once.
+func (e *Engine) decide(b *batch, a address) policy.Decision {
+	l := e.live.Load()
+	_, known := l.entities[a.entity]
+	d := policy.Decision{}
+	if over := e.overRate(l, a.contact, b.now); over != "" {
+		d = e.overLimit(l, a, over)
+	} else {
+		d = l.policy.Decide(policy.Request{Contact: a.contact, Entity: a.entity, KnownEntity: known})
+		if d.Action == policy.Review {
+			if over := e.overPendingCap(l, a.contact); over != "" {
+				d = e.overLimit(l, a, over)
+			}
+		}
+	}
+	e.log.Info("decision", "entity", e.entityJID(a.entity), "contact", a.contact,
+		"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack)
+	return d
+}
+
+// overLimit is the decision for a request over a limit: the configured
+// limit action, counted.
+func (e *Engine) overLimit(l *live, a address, limit string) policy.Decision {
+	e.limitHits[limit]++
+	e.log.Warn("request over a limit", "limit", limit, "entity", e.entityJID(a.entity), "contact", a.contact,
+		"action", string(l.Limits.Action), "count", e.limitHits[limit])
+	return policy.Decision{Action: l.Limits.Action, Reason: "limit " + limit}
+}
+
+func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
+	el := x.el
+	kind, ok := subscription.ParseKind(el.Type)
+	if !ok {
+		// Available and unavailable presence from contacts needs no answer;
+		// an error is never answered, so that no loop can start.
+		if el.Type == "error" {
+			e.log.Debug("presence error received", "from", el.From, "to", el.To)
+		}
+		return
+	}
+	a, canReply, err := e.address(x)
+	if err != nil {
+		e.log.Warn("presence dropped", "type", el.Type, "reason", err)
+		if canReply {
+			// from is usable: tell the sender what is wrong (RFC 6120 §8.3.3.8).
+			stanza.PresenceError(&b.out, e.domain.String(), el, "modify", "jid-malformed")
+		}
+		return
+	}
+	before, err := e.lookup(ctx, b, a.entity, a.contact)
+	if err != nil {
+		e.log.Error("reading roster item", "entity", a.entity, "contact", a.contact, "err", err)
+		return
+	}
+	cur, err := machineItem(before)
+	if err != nil {
+		e.log.Error("corrupt roster item", "entity", a.entity, "contact", a.contact, "err", err)
+		return
+	}
+	r := subscription.Inbound(cur, kind)
+	ev := &roster.Event{Kind: kind.String(), Actor: a.contact, Interface: "stream", Detail: r.Note}
+	if r.Decide {
+		d := e.decide(b, a)
+		ev.Action, ev.Rule = string(d.Action), d.Reason
+		if d.Message != "" && d.Action != policy.Drop {
+			// The rule's message follows the stanzas the decision sends.
+			defer stanza.Message(&b.out, e.entityJID(a.entity), a.contact, e.newID(), "chat", d.Message)
+		}
+		switch d.Action {
+		case policy.Accept:
+			acc := accept(r.Item, d.SubscribeBack)
+			r.Item, r.Send = acc.Item, acc.Send
+		case policy.Reject:
+			r = subscription.Reject(r.Item)
+		case policy.Review:
+			e.record(b, before, r.Item, nil, ev, &roster.Request{
+				Entity: a.entity, Contact: a.contact, Rule: d.Reason, SubscribeBack: d.SubscribeBack, Created: b.now,
+			}, "")
+			return
+		default: // drop: nothing stored, nothing sent
+			return
+		}
+	} else if r.Note == "pre-approved" {
+		ev.Action = "accept"
+		ev.Rule = "pre-approved"
+	}
+	if !r.Changed(cur) && kind == subscription.Probe {
+		ev = nil // probes are answered, not audited
+	} else if !r.Changed(cur) && ev.Action == "" {
+		ev = nil
+		if r.Note != "" {
+			e.log.Debug("no change", "kind", kind.String(), "entity", e.entityJID(a.entity), "contact", a.contact, "note", r.Note)
+		}
+	} else if ev.Action == "" {
+		ev.Action = "state"
+	}
+	// Only a probe of a full JID is about one resource (RFC 6121 §4.3.2);
+	// any other stanza to a full JID is handled as sent to the bare JID.
+	probed := ""
+	if kind == subscription.Probe {
+		probed = a.resource
+	}
+	e.record(b, before, r.Item, r.Send, ev, nil, probed)
+}
+
+// record adds the new state of an item to the batch, with its audit event
+// and the stanzas that report it. before is the item as stored.
+func (e *Engine) record(b *batch, before roster.Item, after subscription.Item, send []subscription.Send, ev *roster.Event, queue *roster.Request, resource string) {
+	k := itemKey{before.Entity, before.Contact}
+	it := before
+	it.Sub = after.State.Sub()
+	it.PendingOut = after.State.PendingOut()
+	it.PendingIn = after.State.PendingIn()
+	it.Approved = after.Approved
+	switch {
+	case !it.PendingIn:
+		it.PendingSince = time.Time{}
+	case !before.PendingIn:
+		it.PendingSince = b.now
+	}
+	it.Updated = b.now
+	beforeState, _ := subscription.Compose(before.Sub, before.PendingOut, before.PendingIn)
+	changed := it.Sub != before.Sub || it.PendingOut != before.PendingOut || it.PendingIn != before.PendingIn || it.Approved != before.Approved
+	if changed || ev != nil || queue != nil {
+		ch := store.Change{Item: it, Queue: queue, Audit: ev}
+		ch.Delete = after.State == subscription.None && !after.Approved
+		ch.Dequeue = before.PendingIn && !it.PendingIn
+		if ev != nil {
+			ev.At, ev.Entity, ev.Contact = b.now, it.Entity, it.Contact
+			ev.From, ev.To = beforeState.String(), after.State.String()
+		}
+		if !changed && !ch.Delete {
+			// Only an audit row or a queue entry: keep the stored item as it is.
+			ch.Item = before
+		}
+		b.changes = append(b.changes, ch)
+		if queue != nil {
+			b.queued = append(b.queued, queue)
+			e.countHeld(it.Contact, 1)
+		}
+		if ch.Dequeue {
+			e.countHeld(it.Contact, -1)
+		}
+		if ch.Delete {
+			delete(b.items, k)
+			b.gone[k] = true
+		} else {
+			b.items[k] = it
+			delete(b.gone, k)
+		}
+		if changed {
+			e.log.Debug("state", "entity", e.entityJID(it.Entity), "contact", it.Contact, "from", beforeState.String(), "to", after.State.String())
+		}
+	}
+	start := b.out.Len()
+	e.encode(b, it.Entity, it.Contact, send, resource)
+	if changed || ev != nil {
+		b.durable.Write(b.out.Bytes()[start:])
+	}
+}
+
+// encode appends the stanzas the machine asked for, each with a fresh id.
+func (e *Engine) encode(b *batch, entity, contact string, send []subscription.Send, resource string) {
+	from := e.entityJID(entity)
+	for _, s := range send {
+		switch s {
+		case subscription.SendPresence:
+			e.currentPresence(&b.out, entity, contact, resource)
+		case subscription.SendUnavailable:
+			stanza.Presence(&b.out, from+"/"+e.resource, contact, e.newID(), "unavailable", "", "")
+		default:
+			stanza.Presence(&b.out, from, contact, e.newID(), s.String(), "", "")
+		}
+	}
+}
+
+// Act makes the entity send subscription presences of the kinds given
+// (subscribe, subscribed, unsubscribe or unsubscribed), in order, to
+// contact, through the same state machine as inbound stanzas: the new state
+// is committed, then the stanzas are sent. Removing a contact is
+// unsubscribe then unsubscribed (RFC 6121 §2.5.2). The actor is recorded in
+// the audit log.
+func (e *Engine) Act(ctx context.Context, actor roster.Actor, entity, contact string, kinds ...subscription.Kind) error {
+	if len(kinds) == 0 {
+		return errors.New("engine: no act named")
+	}
+	for _, k := range kinds {
+		if k == subscription.Probe || k == 0 {
+			return fmt.Errorf("engine: %s is not an outbound act", k)
+		}
+	}
+	cj, err := jid.Parse(contact)
+	if err != nil {
+		return fmt.Errorf("engine: contact %q: %w", contact, err)
+	}
+	contact = cj.Bare().String()
+	if entity != "" {
+		ej, err := jid.New(entity, e.domain.Domainpart(), "")
+		if err != nil {
+			return fmt.Errorf("engine: entity %q is not a valid localpart: %w", entity, err)
+		}
+		entity = ej.Localpart()
+	}
+	e.lock()
+	defer e.mu.Unlock()
+	if !e.usableLocked() {
+		return ErrNotConnected
+	}
+	b := newBatch()
+	for _, k := range kinds {
+		before, err := e.lookup(ctx, b, entity, contact)
+		if err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		cur, err := machineItem(before)
+		if err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		r := subscription.Outbound(cur, k)
+		ev := &roster.Event{Kind: "send " + k.String(), Action: "state", Actor: actor.JID, Interface: actor.Via, Detail: r.Note}
+		e.record(b, before, r.Item, r.Send, ev, nil, "")
+		e.log.Info("outbound", "entity", e.entityJID(entity), "contact", contact, "kind", k.String(),
+			"from", cur.State.String(), "to", r.Item.State.String(), "actor", actor.JID, "interface", actor.Via)
+	}
+	err = e.commit(ctx, b)
+	if err != nil && !errors.Is(err, errReplyKept) {
+		e.recount(ctx)
+	}
+	return err
+}

@@ -1,0 +1,74 @@
+// Package instance wires one running rostergate: the decision engine over a
+// store, the service over both, and the XEP-0114 transport that feeds the
+// engine. The command line and the benchmarks start rostergate through it,
+// so that they run the same assembly.
+package instance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"rostergate/engine"
+	"rostergate/gate"
+	"rostergate/store"
+	"rostergate/xmpp/component"
+)
+
+// Config is what one running rostergate is made of.
+type Config struct {
+	Domain, Server, Secret string
+	Resource               string // of the entities' available presence; default "rostergate"
+	Keepalive              time.Duration
+	MaxStanzaBytes         int64
+	Version                string
+	Store                  store.Store
+	Settings               engine.Settings
+	Logger                 *slog.Logger
+
+	// For tests: reconnect backoff bounds and the dialer (defaults as in
+	// component.Options).
+	MinBackoff, MaxBackoff time.Duration
+	Dial                   func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// Instance is a rostergate ready to Run.
+type Instance struct {
+	Engine    *engine.Engine
+	Service   *gate.Service
+	Component *component.Component
+}
+
+// New wires an Instance.
+func New(ctx context.Context, c Config) (*Instance, error) {
+	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("instance: %w", err)
+	}
+	svc, err := gate.New(gate.Options{Domain: eng.Domain(), Store: c.Store, Engine: eng, Settings: c.Settings, Logger: c.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("instance: %w", err)
+	}
+	comp, err := component.New(component.Options{
+		Server:         c.Server,
+		Secret:         c.Secret,
+		Keepalive:      c.Keepalive,
+		MaxStanzaBytes: c.MaxStanzaBytes,
+		Version:        c.Version,
+		Engine:         eng,
+		Service:        svc,
+		Logger:         c.Logger,
+		MinBackoff:     c.MinBackoff,
+		MaxBackoff:     c.MaxBackoff,
+		Dial:           c.Dial,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("instance: %w", err)
+	}
+	return &Instance{Engine: eng, Service: svc, Component: comp}, nil
+}
+
+// Run serves until ctx is cancelled; see component.Run.
+func (i *Instance) Run(ctx context.Context) error { return i.Component.Run(ctx) }

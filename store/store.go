@@ -1,0 +1,169 @@
+// Package store is the contract every rostergate store backend keeps: the
+// roster items (RFC 6121 state), the held requests, the audit log, the
+// outbox of stanzas committed but not yet known to be sent, the allow and
+// deny lists, and the queue of acts the command line asks of the running
+// instance.
+//
+// It names no driver. The embedded default is package store/sqlite; every
+// backend passes the behaviour suite in store/storetest.
+//
+// The promises a backend makes, which the decision engine relies on:
+//   - Commit is atomic: a batch of changes, its audit rows and its outbox row
+//     are stored entirely or not at all, whatever instant the process dies.
+//   - Once Commit returns, the batch is durable: the stanzas that report it
+//     may be sent.
+//   - Reads see every batch committed before they started.
+//   - One running instance at a time holds the store (Hold); another is
+//     refused until the first lets go or dies.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"rostergate/roster"
+)
+
+// ErrNotFound is returned (wrapped) when an item, request or action does
+// not exist; test for it with errors.Is.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrHeld is returned (wrapped) by Hold when another running instance holds
+// the store.
+var ErrHeld = errors.New("store: held by another running rostergate")
+
+// Change is one unit of a batch given to Commit. Its parts are applied in
+// this order: the item, Dequeue, Queue, Audit.
+//
+// The item part is skipped when Item.Contact is "" or, unless Delete is set,
+// when Item.Sub is "": such a change can dequeue, queue or audit without
+// touching the stored item. Otherwise the item is upserted, or deleted when
+// Delete is set or when it is Empty. When writing, a zero Item.Updated
+// becomes the batch's time, PendingSince is stored only while PendingIn is
+// set, and a zero PendingSince with PendingIn set becomes the batch's time.
+//
+// A queued request needs its roster item to exist when the batch commits,
+// and deleting an item also deletes its held request.
+type Change struct {
+	Item    roster.Item     // the item's new state, written with an upsert keyed by (Entity, Contact)
+	Delete  bool            // delete the item instead (an Empty item is not kept either)
+	Queue   *roster.Request // if non-nil, hold it for review (replacing any for the same entity and contact); Commit sets Queue.ID
+	Dequeue bool            // remove the held request for (Item.Entity, Item.Contact), if any
+	Audit   *roster.Event   // if non-nil, append it; Commit sets Audit.ID
+}
+
+// Batch is one transaction: state changes, the stanzas that report them, and
+// the outbox rows that have been delivered since the last batch.
+type Batch struct {
+	Changes []Change
+	// Send holds the stanzas to write to the stream once the batch is
+	// committed. It is kept in the outbox, in the same transaction, until
+	// Delivered names it: a reply is never lost between commit and write.
+	Send string
+	// Delivered deletes the outbox rows with ids up to this one.
+	Delivered int64
+}
+
+// Outgoing is an outbox row: stanzas committed but not known to be delivered.
+type Outgoing struct {
+	ID      int64
+	Created time.Time
+	Stanzas string
+}
+
+// Filter selects the items Items streams.
+type Filter struct {
+	Entity      string      // only this entity's items...
+	AllEntities bool        // ...unless this is set
+	Subs        []string    // only items whose Sub is one of these; empty = all
+	After       *roster.Key // only items after this key in (entity, contact) order, for reading in pages
+	Limit       int         // at most this many items; 0 = no limit
+}
+
+// Action is an act the command line asks of the running instance, which
+// alone holds the stream: a typed request (JSON, see package gate) and,
+// once carried out, its typed result.
+type Action struct {
+	ID      int64
+	Created time.Time
+	Actor   string // who asked, e.g. "cli:root"
+	Kind    string // what is asked, e.g. "decide" or "list"
+	Request string // the request, JSON
+	Done    time.Time
+	Result  string // what came of it, JSON; "" until Done
+}
+
+// Roster reads and changes roster state: what the decision engine needs.
+type Roster interface {
+	// Get returns the item of contact on entity's roster, or an error
+	// matching ErrNotFound.
+	Get(ctx context.Context, entity, contact string) (roster.Item, error)
+	// GetMany returns the stored items among keys, in any order; keys with
+	// no item are left out. It costs one round trip however many keys.
+	GetMany(ctx context.Context, keys []roster.Key) ([]roster.Item, error)
+	// Commit writes a batch in one transaction, all or nothing, and returns
+	// the id of its outbox row (0 when Send is empty). An empty batch is a
+	// no-op.
+	Commit(ctx context.Context, b Batch) (outboxID int64, err error)
+	// Outbox returns what was committed but not known to be delivered,
+	// oldest first.
+	Outbox(ctx context.Context) ([]Outgoing, error)
+	// Delivered deletes the outbox rows up to id.
+	Delivered(ctx context.Context, id int64) error
+	// Items streams the items f selects, ordered by entity then contact,
+	// from one snapshot, calling fn for each; fn may call other methods.
+	// An error from fn stops Items and is returned as it is.
+	Items(ctx context.Context, f Filter, fn func(roster.Item) error) error
+	// Requests returns the held requests, oldest first.
+	Requests(ctx context.Context) ([]roster.Request, error)
+	// Request returns one held request, or an error matching ErrNotFound.
+	Request(ctx context.Context, id int64) (roster.Request, error)
+}
+
+// Lists keeps the allow and deny lists that admins edit at run time.
+type Lists interface {
+	// Lists returns the allow and deny lists, each sorted.
+	Lists(ctx context.Context) (allow, deny []string, err error)
+	// EditList adds pattern to, or removes it from, the list "allow" or
+	// "deny", with its audit event, in one transaction. It reports whether
+	// the list changed.
+	EditList(ctx context.Context, list, pattern string, add bool, ev *roster.Event) (changed bool, err error)
+}
+
+// Audit reads the audit log.
+type Audit interface {
+	// Events streams the events with At >= since, oldest first, calling fn
+	// for each. An error from fn stops Events and is returned as it is.
+	Events(ctx context.Context, since time.Time, fn func(roster.Event) error) error
+}
+
+// Actions is the queue of the command line's acts.
+type Actions interface {
+	// QueueAction records an act for the running instance and returns its id.
+	QueueAction(ctx context.Context, actor, kind, request string) (int64, error)
+	// WaitingActions returns the acts not carried out yet, oldest first.
+	WaitingActions(ctx context.Context) ([]Action, error)
+	// FinishAction marks an act carried out, with its result.
+	FinishAction(ctx context.Context, id int64, result string) error
+	// Action returns one act, or an error matching ErrNotFound.
+	Action(ctx context.Context, id int64) (Action, error)
+}
+
+// Store is everything a running rostergate keeps.
+type Store interface {
+	Roster
+	Lists
+	Audit
+	Actions
+	// Hold claims the store for one running instance until release is
+	// called or the process ends; while held, another Hold fails with an
+	// error matching ErrHeld. The command line uses it to learn whether an
+	// instance runs.
+	Hold(ctx context.Context) (release func(), err error)
+	// Check verifies the stored data is consistent, and returns an error
+	// naming what is wrong otherwise.
+	Check(ctx context.Context) error
+	// Close releases the store. Nothing may be in progress.
+	Close() error
+}

@@ -1,0 +1,231 @@
+package adminui
+
+import (
+	"context"
+	"fmt"
+	"rostergate/roster"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ChatCommand is a parsed chat command line.
+type ChatCommand struct {
+	Verb string   // lower case, e.g. "approve"
+	IDs  []int64  // approve, reject: the request ids, in order, without duplicates
+	Args []string // explain: contact, entity; roster: entity; allow, deny, unallow, undeny: pattern
+}
+
+// Limits on chat commands and replies.
+const (
+	maxChatIDs   = 100 // ids in one approve or reject
+	maxChatLines = 100 // requests listed by pending
+)
+
+type chatVerb struct {
+	usage string // "approve ID…"
+	what  string // for help
+	args  int    // the number of Args; -1: ids (one or more); -2: anything (ignored)
+}
+
+var chatVerbs = map[string]chatVerb{
+	"help":    {"help", "this list", -2},
+	"pending": {"pending", "the requests waiting for review, oldest first", 0},
+	"approve": {"approve ID…", "approve requests (ids as 12 or #12)", -1},
+	"reject":  {"reject ID…", "reject requests", -1},
+	"explain": {"explain CONTACT ENTITY", "what the policy does when CONTACT adds ENTITY, and why", 2},
+	"roster":  {"roster ENTITY", "the roster items ENTITY holds", 1},
+	"lists":   {"lists", "the allow and deny lists", 0},
+	"allow":   {"allow PATTERN", "add PATTERN to the allow list", 1},
+	"unallow": {"unallow PATTERN", "remove PATTERN from the allow list", 1},
+	"deny":    {"deny PATTERN", "add PATTERN to the deny list", 1},
+	"undeny":  {"undeny PATTERN", "remove PATTERN from the deny list", 1},
+}
+
+// helpOrder is the order verbs appear in help.
+var helpOrder = []string{"pending", "approve", "reject", "explain", "roster", "lists", "allow", "unallow", "deny", "undeny", "help"}
+
+// quoteShort quotes s for an error message, cut to 40 characters.
+func quoteShort(s string) string {
+	if utf8.RuneCountInString(s) > 40 {
+		r := []rune(s)
+		s = string(r[:40]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// parseID parses "12" or "#12" as a positive request id.
+func parseID(s string) (int64, bool) {
+	s = strings.TrimPrefix(s, "#")
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, false
+	}
+	return id, true
+}
+
+// ParseChat parses a chat command line: a verb (any case) and its
+// arguments, separated by any whitespace; ids may also be separated by
+// commas. An empty body is "help". The error is a one-line message for the
+// admin naming what is wrong and the usage.
+func ParseChat(body string) (ChatCommand, error) {
+	fields := strings.Fields(body)
+	if len(fields) == 0 {
+		return ChatCommand{Verb: "help"}, nil
+	}
+	verb := strings.ToLower(fields[0])
+	args := fields[1:]
+	v, ok := chatVerbs[verb]
+	if !ok {
+		return ChatCommand{}, fmt.Errorf("unknown command %s; send \"help\" for the list", quoteShort(fields[0]))
+	}
+	cmd := ChatCommand{Verb: verb}
+	switch v.args {
+	case -2:
+		return cmd, nil
+	case -1:
+		seen := make(map[int64]bool)
+		for _, a := range args {
+			for _, tok := range strings.Split(a, ",") {
+				if tok == "" {
+					continue
+				}
+				id, ok := parseID(tok)
+				if !ok {
+					return ChatCommand{}, fmt.Errorf("%s: %s is not a request id (usage: %s)", verb, quoteShort(tok), v.usage)
+				}
+				if !seen[id] {
+					seen[id] = true
+					cmd.IDs = append(cmd.IDs, id)
+				}
+			}
+		}
+		if len(cmd.IDs) == 0 {
+			return ChatCommand{}, fmt.Errorf("%s: no request id given (usage: %s)", verb, v.usage)
+		}
+		if len(cmd.IDs) > maxChatIDs {
+			return ChatCommand{}, fmt.Errorf("%s: too many request ids, at most %d at once (usage: %s)", verb, maxChatIDs, v.usage)
+		}
+		return cmd, nil
+	}
+	switch {
+	case len(args) > v.args && v.args == 0:
+		return ChatCommand{}, fmt.Errorf("%s: unexpected argument %s (usage: %s)", verb, quoteShort(args[0]), v.usage)
+	case len(args) > v.args:
+		return ChatCommand{}, fmt.Errorf("%s: too many arguments, expected %d (usage: %s)", verb, v.args, v.usage)
+	case len(args) < v.args:
+		return ChatCommand{}, fmt.Errorf("%s: missing %s (usage: %s)", verb, strings.ToLower(strings.Join(strings.Fields(v.usage)[1+len(args):], " and ")), v.usage)
+	}
+	if len(args) > 0 {
+		cmd.Args = args
+	}
+	return cmd, nil
+}
+
+// Chat handles the body of a chat message from an admin (actor, a bare
+// JID) and returns the reply body (plain text, may be multi-line).
+func (h *Handler) Chat(ctx context.Context, actor, body string) string {
+	who := roster.Actor{JID: actor, Via: roster.ViaChat}
+	cmd, err := ParseChat(body)
+	if err != nil {
+		return err.Error()
+	}
+	domain := h.ops.Domain()
+	switch cmd.Verb {
+	case "help":
+		return h.help()
+	case "pending":
+		reqs, err := h.ops.Pending(ctx)
+		if err != nil {
+			return "pending: " + err.Error()
+		}
+		if len(reqs) == 0 {
+			return "No pending requests."
+		}
+		now := h.now()
+		var lines []string
+		for i, r := range reqs {
+			if i == maxChatLines {
+				lines = append(lines, fmt.Sprintf("… and %d more", len(reqs)-i))
+				break
+			}
+			lines = append(lines, fmt.Sprintf("#%d %s → %s %s", r.ID, r.Contact, roster.EntityJID(domain, r.Entity), requestDetail(now, r)))
+		}
+		lines = append(lines, `Answer with "approve ID…" or "reject ID…".`)
+		return strings.Join(lines, "\n")
+	case "approve", "reject":
+		lines, _ := h.decideLines(ctx, cmd.IDs, cmd.Verb == "approve", who)
+		return strings.Join(lines, "\n")
+	case "explain":
+		ex, err := h.ops.Explain(ctx, cmd.Args[0], cmd.Args[1])
+		if err != nil {
+			return "explain: " + err.Error()
+		}
+		lines := []string{explainSummary(ex)}
+		if ex.Message != "" {
+			lines = append(lines, "Message to the requester: "+ex.Message)
+		}
+		return strings.Join(lines, "\n")
+	case "roster":
+		local, err := roster.ParseEntity(domain, cmd.Args[0])
+		if err != nil {
+			return "roster: " + err.Error()
+		}
+		items, err := h.ops.Roster(ctx, local, maxRosterLines)
+		if err != nil {
+			return "roster: " + err.Error()
+		}
+		j := roster.EntityJID(domain, local)
+		if len(items) == 0 {
+			return j + " has no roster items."
+		}
+		lines := []string{fmt.Sprintf("%s has %d roster %s:", j, len(items), plural(len(items), "item", "items"))}
+		for _, it := range items {
+			lines = append(lines, rosterLine(it))
+		}
+		return strings.Join(lines, "\n")
+	case "lists":
+		allow, deny, err := h.ops.Lists(ctx)
+		if err != nil {
+			return "lists: " + err.Error()
+		}
+		return listText("allow", allow) + "\n" + listText("deny", deny)
+	case "allow", "deny", "unallow", "undeny":
+		list, add := strings.TrimPrefix(cmd.Verb, "un"), !strings.HasPrefix(cmd.Verb, "un")
+		p := cmd.Args[0]
+		if _, err := h.ops.EditList(ctx, who, list, add, p); err != nil {
+			return cmd.Verb + ": " + err.Error()
+		}
+		if add {
+			return fmt.Sprintf("Added %s to the %s list.", strconv.Quote(p), list)
+		}
+		return fmt.Sprintf("Removed %s from the %s list.", strconv.Quote(p), list)
+	}
+	return h.help() // not reached: ParseChat knows only the verbs above
+}
+
+func (h *Handler) help() string {
+	lines := []string{"Commands (verbs in any case; ids as 12 or #12):"}
+	for _, verb := range helpOrder {
+		v := chatVerbs[verb]
+		lines = append(lines, "  "+v.usage+" — "+v.what)
+	}
+	lines = append(lines, "Clients with ad-hoc commands: xmpp:"+h.ops.Domain()+"?command")
+	return strings.Join(lines, "\n")
+}
+
+// listText is "allow list (2):\n  a\n  b", or "allow list: empty".
+func listText(name string, patterns []string) string {
+	if len(patterns) == 0 {
+		return name + " list: empty"
+	}
+	return fmt.Sprintf("%s list (%d):\n  %s", name, len(patterns), strings.Join(patterns, "\n  "))
+}

@@ -1,0 +1,414 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"rostergate/engine"
+	"rostergate/roster"
+	"rostergate/store"
+	"rostergate/store/sqlite"
+	"rostergate/subscription"
+)
+
+const (
+	// A ping after the stanzas under test: its answer shows that everything
+	// before it was handled.
+	ping = "<iq from='a@b' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"
+	pong = "<iq type='result' from='bots.localhost' to='a@b' id='p1'/>"
+	hdr  = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='bots.localhost'>"
+)
+
+func TestHandshakeBytes(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	if c.header != hdr {
+		t.Errorf("header:\n got %s\nwant %s", c.header, hdr)
+	}
+	// sha1 of the stream id "3f2a1b" followed by the secret, in lower-case hex (XEP-0114 §3).
+	if want := "<handshake>f95a23904b706fe8aa8c44a365bc3887e6cba248</handshake>"; c.handshake != want {
+		t.Errorf("handshake:\n got %s\nwant %s", c.handshake, want)
+	}
+}
+
+func TestWrongSecret(t *testing.T) {
+	h := start(t, "wrong", nil)
+	err := h.wait(t)
+	if !IsAuthError(err) {
+		t.Fatalf("Run = %v, want an auth error", err)
+	}
+	for _, want := range []string{"not-authorized", "Invalid handshake", "bots.localhost"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}
+
+// Prosody answers a header for a domain it does not know with its own header
+// and host-unknown, before any handshake.
+func TestHostUnknown(t *testing.T) {
+	srv := newFakeServer(t, "s3cret")
+	srv.onOpen = func(c net.Conn) {
+		c.Write([]byte("<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept' id='x1'><stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"))
+	}
+	h := start(t, "s3cret", func(o *testOpts) { o.Server = srv.addr() })
+	err := h.wait(t)
+	if !IsAuthError(err) || !strings.Contains(err.Error(), "host-unknown") {
+		t.Fatalf("Run = %v, want host-unknown", err)
+	}
+}
+
+func TestSubscribeFlows(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		state          string // the stored item afterwards, "" = no item
+	}{
+		{
+			name:  "accepted one way",
+			in:    "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='c1'/>",
+			want:  "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>",
+			state: "from",
+		},
+		{
+			name:  "accepted with subscribe back",
+			in:    "<presence from='Bob@Both.Example/phone' to='HelpDesk@bots.localhost' type='subscribe'/>",
+			want:  "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/>",
+			state: "from+out",
+		},
+		{
+			name: "rejected",
+			in:   "<presence from='eve@bad.example' to='helpdesk@bots.localhost' type='subscribe' id='c2'/>",
+			want: "<presence from='helpdesk@bots.localhost' to='eve@bad.example' id='ID' type='unsubscribed'/>",
+		},
+		{
+			name: "unknown entity rejected",
+			in:   "<presence from='alice@good.example' to='nobody@bots.localhost' type='subscribe'/>",
+			want: "<presence from='nobody@bots.localhost' to='alice@good.example' id='ID' type='unsubscribed'/>",
+		},
+		{
+			name:  "a rule's message goes to the requester",
+			in:    "<presence from='carol@msg.example' to='helpdesk@bots.localhost' type='subscribe'/>",
+			want:  "<message from='helpdesk@bots.localhost' to='carol@msg.example' id='ID' type='chat'><body>Your request awaits approval</body></message>",
+			state: "none+in",
+		},
+		{
+			name:  "review holds it",
+			in:    "<presence from='carol@other.example' to='helpdesk@bots.localhost' type='subscribe'/>",
+			want:  "",
+			state: "none+in",
+		},
+		{
+			name:  "subscribe to a full JID is for the bare JID",
+			in:    "<presence from='alice@good.example' to='helpdesk@bots.localhost/desk' type='subscribe'/>",
+			want:  "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>",
+			state: "from",
+		},
+		{
+			name: "probe from a stranger",
+			in:   "<presence from='mallory@other.example/x' to='helpdesk@bots.localhost' type='probe'/>",
+			want: "<presence from='helpdesk@bots.localhost' to='mallory@other.example' id='ID' type='unsubscribed'/>",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, "s3cret", nil)
+			c := h.first(t)
+			c.send(t, tc.in)
+			// A ping after the stanza: its reply shows everything before it was handled.
+			c.send(t, "<iq from='bots.localhost' to='bots.localhost' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+			c.expect(t, tc.want+"<iq type='result' from='bots.localhost' to='bots.localhost' id='p1'/>")
+			var items []roster.Item
+			h.db.Items(context.Background(), store.Filter{AllEntities: true}, func(it roster.Item) error {
+				items = append(items, it)
+				return nil
+			})
+			got := ""
+			if len(items) == 1 {
+				got = items[0].Sub
+				if items[0].PendingOut {
+					got += "+out"
+				}
+				if items[0].PendingIn {
+					got += "+in"
+				}
+			} else if len(items) > 1 {
+				t.Fatalf("items: %+v", items)
+			}
+			if got != tc.state {
+				t.Errorf("stored state = %q, want %q", got, tc.state)
+			}
+		})
+	}
+}
+
+// A contact already subscribed asks again: the entity answers subscribed
+// (RFC 6121 §3.1.3) and nothing changes.
+func TestDuplicateSubscribe(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.send(t, ping)
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"+
+		"<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+pong)
+	n := 0
+	h.db.Events(context.Background(), time.Time{}, func(roster.Event) error { n++; return nil })
+	if n != 1 {
+		t.Errorf("%d audit events, want 1 (the duplicate is not a decision)", n)
+	}
+}
+
+func TestDropSendsAndStoresNothing(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='x@spam.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.send(t, "<presence from='x@spam.example' to='helpdesk@bots.localhost' type='error'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+	c.send(t, ping)
+	c.expect(t, pong)
+	if _, err := h.db.Get(context.Background(), "helpdesk", "x@spam.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get = %v, want not found", err)
+	}
+}
+
+func TestIQ(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"ping", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='1'/>"},
+		{"version", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='2'><query xmlns='jabber:iq:version'/></iq>",
+			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='2'><query xmlns='jabber:iq:version'><name>rostergate</name><version>test</version></query></iq>"},
+		{"disco info of the domain", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='3'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='3'><query xmlns='http://jabber.org/protocol/disco#info'><identity category='component' type='generic' name='rostergate'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/><feature var='http://jabber.org/protocol/commands'/></query></iq>"},
+		{"disco info of an entity", "<iq from='a@localhost/r' to='helpdesk@bots.localhost' type='get' id='4'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+			"<iq type='result' from='helpdesk@bots.localhost' to='a@localhost/r' id='4'><query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='bot' name='Help Desk'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/></query></iq>"},
+		{"disco info of a stranger", "<iq from='a@localhost/r' to='nobody@bots.localhost' type='get' id='5'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+			"<iq type='error' from='nobody@bots.localhost' to='a@localhost/r' id='5'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"ping of a stranger", "<iq from='a@localhost/r' to='nobody@bots.localhost' type='get' id='5b'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='error' from='nobody@bots.localhost' to='a@localhost/r' id='5b'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"ping of another resource", "<iq from='a@localhost/r' to='helpdesk@bots.localhost/other' type='get' id='5c'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='error' from='helpdesk@bots.localhost/other' to='a@localhost/r' id='5c'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"ping of the entity's resource", "<iq from='a@localhost/r' to='helpdesk@bots.localhost/rostergate' type='get' id='5d'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='result' from='helpdesk@bots.localhost/rostergate' to='a@localhost/r' id='5d'/>"},
+		{"disco items", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='6'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+			"<iq type='result' from='bots.localhost' to='a@localhost/r' id='6'><query xmlns='http://jabber.org/protocol/disco#items'><item jid='helpdesk@bots.localhost' name='Help Desk'/></query></iq>"},
+		{"unknown get", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='7'><query xmlns='jabber:iq:last'/></iq>",
+			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='7'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"set", "<iq from='a@localhost/r' to='bots.localhost' type='set' id='8'><query xmlns='jabber:iq:roster'/></iq>",
+			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='8'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"malformed to", "<iq from='a@localhost/r' to='@@bots.localhost' type='get' id='9'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='9'><error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+		{"bad type", "<iq from='a@localhost/r' to='bots.localhost' type='fetch' id='10'><ping xmlns='urn:xmpp:ping'/></iq>",
+			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='10'><error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
+	}
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c.send(t, tc.in)
+			c.expect(t, tc.want)
+		})
+	}
+}
+
+// A stream error or a dropped connection makes the component reconnect,
+// resend presence to its subscribers and probe its contacts.
+func TestReconnectResync(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
+	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribed' id='t'/>")
+	c.send(t, ping)
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/>"+pong)
+
+	resync := "<presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='probe'/>"
+	c.send(t, "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+	c2 := h.srv.next(t)
+	c2.expect(t, resync)
+	c2.Close()
+	c3 := h.srv.next(t)
+	c3.expect(t, resync)
+}
+
+func TestShutdownSendsUnavailable(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
+	c.send(t, ping)
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"+pong)
+	h.stop()
+	c.expect(t, "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID' type='unavailable'/></stream:stream>")
+	c.send(t, "</stream:stream>")
+	if err := h.wait(t); err != nil {
+		t.Fatalf("Run after a clean shutdown = %v, want nil", err)
+	}
+}
+
+func TestKeepalive(t *testing.T) {
+	h := start(t, "s3cret", func(o *testOpts) { o.Keepalive = 40 * time.Millisecond })
+	c := h.first(t)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := c.r.ReadByte()
+	if err != nil || b != ' ' {
+		t.Fatalf("read %q, %v; want a whitespace keepalive", b, err)
+	}
+}
+
+// A subscriber's probe gets the entity's presence; a probe of a full JID gets
+// only that resource's presence (RFC 6121 §4.3.2), and a probe never cancels
+// a pre-approval.
+func TestProbes(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+avail)
+	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost' type='probe'/>")
+	c.expect(t, avail)
+	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost/rostergate' type='probe'/>")
+	c.expect(t, avail)
+	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost/other' type='probe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost/other' to='alice@good.example' id='ID' type='unavailable'/>")
+
+	if err := h.eng.Act(context.Background(), roster.Actor{JID: "test", Via: "test"}, "helpdesk", "dave@other.example", subscription.Subscribed); err != nil {
+		t.Fatal(err)
+	}
+	c.send(t, "<presence from='dave@other.example' to='helpdesk@bots.localhost' type='probe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='unsubscribed'/>")
+	it, err := h.db.Get(context.Background(), "helpdesk", "dave@other.example")
+	if err != nil || !it.Approved {
+		t.Fatalf("pre-approval after a probe: %+v, %v", it, err)
+	}
+	// An entity removed from the config still has subscribers: they see it offline.
+	if err := h.db.Apply(context.Background(), []store.Change{{Item: roster.Item{Entity: "old", Contact: "bob@x.example", Sub: "from"}}}); err != nil {
+		t.Fatal(err)
+	}
+	c.send(t, "<presence from='bob@x.example/pc' to='old@bots.localhost' type='probe'/>")
+	c.expect(t, "<presence from='old@bots.localhost/rostergate' to='bob@x.example' id='ID' type='unavailable'/>")
+
+	// The pre-approved contact's request is accepted without the policy (which would review it).
+	c.send(t, "<presence from='dave@other.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='dave@other.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>")
+}
+
+// A reply committed but cut off by the server closing the stream is kept in
+// the outbox and sent first on the next stream; the outbox is then empty.
+func TestOutboxReplayAfterDrop(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/></stream:stream>")
+	c.Close()
+	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"
+	c2 := h.srv.next(t)
+	// The replayed reply, then the resync's presence.
+	c2.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+avail+avail)
+	c2.send(t, ping)
+	c2.expect(t, pong)
+	if out, err := h.db.Outbox(context.Background()); err != nil || len(out) != 0 {
+		t.Errorf("outbox after replay: %+v, %v", out, err)
+	}
+}
+
+// The component answers the server's </stream:stream> with its own, and bad
+// XML with a not-well-formed stream error, then reconnects.
+func TestServerCloses(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "</stream:stream>")
+	c.expect(t, "</stream:stream>")
+	c2 := h.srv.next(t)
+	c2.send(t, "<presence from='a@b' to='helpdesk@bots.localhost' type='probe'><<</presence>")
+	c2.expect(t, "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+	c3 := h.srv.next(t)
+	c3.send(t, ping)
+	c3.expect(t, pong)
+}
+
+// Approving a held request whose rule asked to subscribe back sends
+// subscribed, the presence and subscribe; the request leaves the queue.
+func TestApproveSubscribeBack(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='x@back.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	c.send(t, ping)
+	c.expect(t, pong)
+	reqs, err := h.db.Requests(context.Background())
+	if err != nil || len(reqs) != 1 || !reqs[0].SubscribeBack {
+		t.Fatalf("held: %+v %v", reqs, err)
+	}
+	out := h.eng.DecideHeld(context.Background(), []int64{reqs[0].ID, reqs[0].ID, 999}, true, roster.Actor{JID: "admin@example.com", Via: "test"})
+	if out[0].Err != nil || out[1].Err == nil || out[2].Err == nil {
+		t.Errorf("outcomes: %+v", out)
+	}
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='x@back.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='x@back.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='x@back.example' id='ID' type='subscribe'/>")
+	if reqs, _ := h.db.Requests(context.Background()); len(reqs) != 0 {
+		t.Errorf("still held: %+v", reqs)
+	}
+	if total := h.eng.Held(); total != 0 {
+		t.Errorf("held count %d after the approval, want 0", total)
+	}
+}
+
+// Bad addresses: a usable from gets jid-malformed; an unusable one is dropped
+// (no reply can be addressed); nothing panics.
+func TestMalformedAddresses(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='alice@good.example/x' to='a@b@bots.localhost' type='subscribe' id='m1'/>")
+	c.expect(t, "<presence type='error' from='bots.localhost' to='alice@good.example/x' id='m1'><error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+	for _, in := range []string{
+		"<presence from='@@' to='helpdesk@bots.localhost' type='subscribe'/>",
+		"<presence to='helpdesk@bots.localhost' type='subscribe'/>",
+		"<presence from='a@b/' to='helpdesk@bots.localhost' type='probe'/>",
+		"<iq from='' to='bots.localhost' type='get' id='x'><ping xmlns='urn:xmpp:ping'/></iq>",
+		"<presence from='alice@good.example' to='bad@bots.localhost' type='error'/>",
+		"<presence from='alice@good.example' to='x@other.example' type='subscribe' id='m2'/>",
+	} {
+		c.send(t, in)
+	}
+	c.send(t, ping)
+	c.expect(t, "<presence type='error' from='bots.localhost' to='alice@good.example' id='m2'><error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"+pong)
+}
+
+// The secret never reaches the log, not even at debug level, on success or
+// on a refused handshake.
+func TestSecretNotLogged(t *testing.T) {
+	const secret = "Sup3r-Secret-Value"
+	var log syncBuffer
+	srv := newFakeServer(t, secret)
+	for _, s := range []string{secret, secret + "-wrong"} {
+		db, err := sqlite.Open(context.Background(), t.TempDir()+"/rg.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		comp, _, _, err := newStack(testOpts{
+			Options: Options{Server: srv.addr(), Secret: s,
+				Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+			Domain: "bots.localhost", Settings: engine.Settings{Policy: testPolicy(t)}, Store: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		done := make(chan error, 1)
+		go func() { done <- comp.Run(ctx) }()
+		if s == secret {
+			srv.next(t)
+			cancel()
+		}
+		err = <-done
+		cancel()
+		db.Close()
+		if s != secret && (err == nil || !strings.Contains(err.Error(), "not-authorized")) {
+			t.Errorf("wrong secret: Run = %v, want not-authorized", err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("error shows the secret: %v", err)
+		}
+	}
+	if strings.Contains(log.String(), secret) {
+		t.Errorf("the log shows the secret:\n%s", log.String())
+	}
+}

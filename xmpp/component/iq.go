@@ -1,0 +1,211 @@
+package component
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"mellium.im/xmpp/jid"
+
+	"rostergate/engine"
+	"rostergate/xmpp/stanza"
+)
+
+// iqKey is what an IQ is routed by: its type and its payload's name.
+type iqKey struct {
+	typ       string // get or set
+	ns, local string // the payload's namespace and name
+}
+
+// iqTo is an IQ's addressee as the handlers see it.
+type iqTo struct {
+	domain bool          // the component domain itself, not an entity
+	entity engine.Entity // the entity, when not the domain
+}
+
+// iqHandler answers one IQ; el.To is already the normalised addressee.
+type iqHandler func(out *bytes.Buffer, el *stanza.Element, to iqTo)
+
+// iqTable is the IQ routing table: a new IQ the domain or the entities
+// answer is one row here and its handler. Anything not in it gets
+// service-unavailable (RFC 6120 §8.4).
+func (c *Component) iqTable() map[iqKey]iqHandler {
+	return map[iqKey]iqHandler{
+		{"get", stanza.NSPing, "ping"}:        c.iqPing,
+		{"get", stanza.NSVersion, "query"}:    c.iqVersion,
+		{"get", stanza.NSDiscoInfo, "query"}:  c.iqDiscoInfo,
+		{"get", stanza.NSDiscoItems, "query"}: c.iqDiscoItems,
+		{"set", stanza.NSCommands, "command"}: c.iqCommand,
+		{"get", stanza.NSCommands, "command"}: c.iqCommandGet,
+	}
+}
+
+// handleIQ checks an IQ's addressing and routes it by the table. Results
+// and errors are never answered.
+func (c *Component) handleIQ(out *bytes.Buffer, el *stanza.Element) {
+	if el.Type == "result" || el.Type == "error" {
+		return
+	}
+	to, canReply, err := c.iqAddressee(el)
+	if err != nil {
+		c.log.Warn("iq dropped", "reason", err)
+		if canReply {
+			el.To = c.domain.String()
+			stanza.IQError(out, el, "modify", "jid-malformed")
+		}
+		return
+	}
+	if el.Type != "get" && el.Type != "set" {
+		stanza.IQError(out, el, "modify", "bad-request")
+		return
+	}
+	if el.Payload == nil {
+		stanza.IQError(out, el, "modify", "bad-request")
+		return
+	}
+	ent, known := c.eng.Entity(to.local)
+	isDomain := to.local == "" && to.resource == ""
+	if !isDomain && (!known || (to.resource != "" && to.resource != c.eng.Resource())) {
+		// No such entity, or no such resource of it (RFC 6120 §10.5.3.1, §10.5.4).
+		stanza.IQError(out, el, "cancel", "service-unavailable")
+		return
+	}
+	h, ok := c.iqs[iqKey{el.Type, el.Payload.XMLName.Space, el.Payload.XMLName.Local}]
+	if !ok {
+		stanza.IQError(out, el, "cancel", "service-unavailable")
+		return
+	}
+	h(out, el, iqTo{domain: isDomain, entity: ent})
+}
+
+// iqCommandGet refuses a XEP-0050 command sent as a get: commands are
+// executed with set (XEP-0050 §3).
+func (c *Component) iqCommandGet(out *bytes.Buffer, el *stanza.Element, to iqTo) {
+	if !to.domain {
+		stanza.IQError(out, el, "cancel", "service-unavailable")
+		return
+	}
+	stanza.IQError(out, el, "modify", "bad-request")
+}
+
+// iqPing answers XEP-0199 pings.
+func (c *Component) iqPing(out *bytes.Buffer, el *stanza.Element, _ iqTo) {
+	stanza.IQResult(out, el, "")
+}
+
+// iqVersion answers XEP-0092 software version.
+func (c *Component) iqVersion(out *bytes.Buffer, el *stanza.Element, _ iqTo) {
+	var s bytes.Buffer
+	s.WriteString("<query xmlns='" + stanza.NSVersion + "'><name>rostergate</name><version>")
+	stanza.Esc(&s, c.opts.Version)
+	s.WriteString("</version></query>")
+	stanza.IQResult(out, el, s.String())
+}
+
+// iqCommand hands an admin's XEP-0050 command to the admin worker; ad-hoc
+// commands live at the domain only.
+func (c *Component) iqCommand(out *bytes.Buffer, el *stanza.Element, to iqTo) {
+	if !to.domain {
+		stanza.IQError(out, el, "cancel", "service-unavailable")
+		return
+	}
+	if !c.eng.IsAdmin(el.From) {
+		c.log.Warn("ad-hoc command from a non-admin refused", "from", el.From, "node", el.Payload.Node)
+		stanza.IQError(out, el, "auth", "forbidden")
+		return
+	}
+	c.toAdminWorker(out, el)
+}
+
+// iqDiscoInfo answers XEP-0030 disco#info: the domain is a component with
+// ad-hoc commands, each entity a bot; a command's node is shown to admins
+// only (XEP-0050 §2.3).
+func (c *Component) iqDiscoInfo(out *bytes.Buffer, el *stanza.Element, to iqTo) {
+	if el.Payload.Node != "" {
+		payload, ok := c.admin.DiscoInfo(el.Payload.Node)
+		if !to.domain || !ok || !c.eng.IsAdmin(el.From) {
+			stanza.IQError(out, el, "cancel", "item-not-found")
+			return
+		}
+		stanza.IQResult(out, el, payload)
+		return
+	}
+	var s bytes.Buffer
+	s.WriteString("<query xmlns='" + stanza.NSDiscoInfo + "'>")
+	features := []string{stanza.NSDiscoInfo, stanza.NSDiscoItems, stanza.NSVersion, stanza.NSPing}
+	if to.domain {
+		s.WriteString("<identity category='component' type='generic' name='rostergate'/>")
+		features = append(features, stanza.NSCommands)
+	} else {
+		s.WriteString("<identity category='client' type='bot' name='")
+		stanza.Esc(&s, to.entity.Name)
+		s.WriteString("'/>")
+	}
+	for _, f := range features {
+		s.WriteString("<feature var='" + f + "'/>")
+	}
+	s.WriteString("</query>")
+	stanza.IQResult(out, el, s.String())
+}
+
+// iqDiscoItems answers XEP-0030 disco#items: the domain lists its entities,
+// and its commands node lists the ad-hoc commands to admins (empty for
+// anyone else, XEP-0050 §2.2).
+func (c *Component) iqDiscoItems(out *bytes.Buffer, el *stanza.Element, to iqTo) {
+	switch el.Payload.Node {
+	case stanza.NSCommands:
+		if to.domain && c.eng.IsAdmin(el.From) {
+			stanza.IQResult(out, el, c.admin.DiscoItems())
+		} else {
+			stanza.IQResult(out, el, "<query xmlns='"+stanza.NSDiscoItems+"' node='"+stanza.NSCommands+"'/>")
+		}
+		return
+	case "":
+	default:
+		stanza.IQError(out, el, "cancel", "item-not-found")
+		return
+	}
+	var s bytes.Buffer
+	s.WriteString("<query xmlns='" + stanza.NSDiscoItems + "'>")
+	if to.domain {
+		for _, e := range c.eng.Entities() {
+			if e.Local == "" {
+				continue
+			}
+			s.WriteString("<item jid='")
+			stanza.Esc(&s, e.Local+"@"+c.domain.String())
+			s.WriteString("' name='")
+			stanza.Esc(&s, e.Name)
+			s.WriteString("'/>")
+		}
+	}
+	s.WriteString("</query>")
+	stanza.IQResult(out, el, s.String())
+}
+
+// iqAddressee is an IQ's parsed addressee.
+type iqAddressee struct{ local, resource string }
+
+// iqAddressee parses an IQ's from and to, normalising el.To for the reply.
+// It returns an error naming what is wrong, and whether an error can be
+// addressed to the sender (from is usable).
+func (c *Component) iqAddressee(el *stanza.Element) (iqAddressee, bool, error) {
+	if el.From == "" {
+		return iqAddressee{}, false, errors.New("no from")
+	}
+	if _, err := jid.Parse(el.From); err != nil {
+		return iqAddressee{}, false, fmt.Errorf("bad from %q: %w", el.From, err)
+	}
+	if el.To == "" {
+		return iqAddressee{}, true, errors.New("no to")
+	}
+	to, err := jid.Parse(el.To)
+	if err != nil {
+		return iqAddressee{}, true, fmt.Errorf("bad to %q: %w", el.To, err)
+	}
+	if to.Domainpart() != c.domain.Domainpart() {
+		return iqAddressee{}, true, fmt.Errorf("to %q is not at %s", el.To, c.domain)
+	}
+	el.To = to.String()
+	return iqAddressee{local: to.Localpart(), resource: to.Resourcepart()}, true, nil
+}
