@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// cell is one cell of the tables in rfc6121-contact-side.md: from a state, an
+// cell is one cell of the contact-side tables of RFC 6121 Appendix A (A.2 for
+// inbound stanzas, A.3 for outbound ones): from a state, an
 // event gives a state and a list of stanzas.
 type cell struct {
 	from     string
@@ -194,7 +195,9 @@ func TestCompose(t *testing.T) {
 	}
 }
 
-// The seed's three scenarios, played through the machine from the entity's side.
+// The three scenarios rostergate was first shown (a Spark user and an Openfire
+// contact: rejected, accepted one way, accepted both ways), played through
+// the machine from the entity's side.
 func TestSeedScenarios(t *testing.T) {
 	// 1: rejected.
 	r := Inbound(Item{}, Subscribe)

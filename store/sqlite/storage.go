@@ -1,21 +1,28 @@
-// Package storage keeps rostergate's state in SQLite: the roster items of
-// every entity (RFC 6121 subscription state), pending review requests and an
-// append-only audit log.
+// Package sqlite is rostergate's embedded store: the store contract
+// (package store) kept in one SQLite file. It holds the roster items of
+// every entity (RFC 6121 subscription state), the held requests, the
+// append-only audit log, the outbox, the allow and deny lists and the
+// command line's queued acts.
 //
 // The database runs in WAL mode with synchronous=FULL (a commit is on disk
-// before the reply that reports it is sent, even across a power loss), a 5 s busy timeout
-// and foreign keys on, so another process (the CLI) may read, and write, the
-// same file while the component runs. Every write goes through [DB.Commit],
-// which commits a whole batch of changes in one transaction: a batch is
+// before the reply that reports it is sent, even across a power loss), a
+// 5 s busy timeout and foreign keys on, so that the command line may read,
+// and queue acts in, the same file while rostergate runs. Roster state
+// changes go through [DB.Commit], which writes a whole batch of changes,
+// their audit rows and their outbox row in one transaction: a batch is
 // stored entirely or not at all, even if the process is killed mid-way, and
 // batching many decisions into one commit (group commit) is what makes the
-// write rate high.
+// write rate high. List edits ([DB.EditList]) and queued acts
+// ([DB.QueueAction], [DB.FinishAction]) are small transactions of their own.
 //
 // Inside a [DB] there are two connection pools on the same file: a single
 // writer connection, which serialises this process's transactions and starts
 // each with BEGIN IMMEDIATE, and a pool of query-only reader connections.
 // Under WAL a reader never waits for the writer nor the writer for a reader,
-// so a long [DB.Items] iteration can run while [DB.Apply] commits.
+// so a long [DB.Items] iteration can run while [DB.Commit] commits.
+//
+// [DB.Hold] keeps a second `rostergate run` off the same file (an flock on
+// a file beside it); [DB.Backup] copies the database while it runs.
 //
 // Times are stored as unix milliseconds and come back in UTC with millisecond
 // precision.
