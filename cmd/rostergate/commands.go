@@ -61,7 +61,8 @@ func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", "component.toml", "the configuration `file`")
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func cmdRun(ctx context.Context, args []string, p proc) error {
+	stdout, stderr, getenv := p.stdout, p.stderr, p.getenv
 	fs := newFlags("run", "-config FILE", stderr)
 	path := configFlag(fs)
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -102,12 +103,27 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if err != nil {
 		return err
 	}
+	hup := p.hup
+	if hup == nil {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGHUP)
+		defer signal.Stop(sig)
+		hup = sig
+	}
+	// Logged once SIGHUP is caught: from "starting" on, SIGHUP reloads.
 	logger.Info("starting", "version", version, "domain", cfg.Component.Domain, "server", cfg.Component.Server,
 		"entities", len(cfg.Entities), "rules", len(cfg.Policy.Rules), "admins", len(cfg.Admin.JIDs), "db", cfg.Storage.Path)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, hup, *path, cfg, inst.Service, logger, getenv)
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	reloaded := make(chan struct{})
+	go func() {
+		defer close(reloaded)
+		reloadOnHUP(reloadCtx, hup, *path, cfg, inst.Service, logger, getenv)
+	}()
+	// No reload outlives run, nor reaches the database once it is closed.
+	defer func() {
+		stopReload()
+		<-reloaded
+	}()
 	if err := inst.Run(ctx); err != nil {
 		return err
 	}
@@ -172,17 +188,16 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ENTITY\tNAME\tSHOW\tSTATUS\n")
 	for _, e := range cfg.Entities {
-		j := c.Domain
-		if e.Localpart() != "" {
-			j = e.Localpart() + "@" + c.Domain
-		}
+		j := roster.EntityJID(c.Domain, e.Localpart())
 		show := e.Show
 		if show == "" {
 			show = "available"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", j, e.Name, show, e.Status)
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	p := cfg.Compiled()
 	fmt.Fprintf(stdout, "\npolicy (first match wins):\n")
 	for i, r := range p.Rules() {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,42 +22,119 @@ import (
 // to a real server, Prosody and ejabberd in turn: what an admin types takes
 // effect within a second.
 
+// waitFor bounds every wait of these tests for the daemon.
+const waitFor = 10 * time.Second
+
 type daemon struct {
 	cfg    string
 	cancel context.CancelFunc
 	done   chan error
-	log    *syncBuffer
+	log    *logBuffer
+	// hup is the daemon's reload signal: a reload sent on it reaches this
+	// daemon only. nil for a daemon that catches SIGHUP itself.
+	hup chan os.Signal
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// logBuffer is a daemon's log. It keeps what is written and wakes those
+// waiting for a text as soon as a write brings it.
+type logBuffer struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	waiters []*logWaiter
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+// logWaiter waits for want in the log; found is closed when it is there.
+type logWaiter struct {
+	want  []byte
+	from  int // want is not in the log before this offset
+	found chan struct{}
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitLog waits until the daemon's log contains want.
-func (d *daemon) waitLog(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(d.log.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never said %q:\n%s", want, d.log.String())
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, err := l.b.Write(p)
+	kept := l.waiters[:0]
+	for _, w := range l.waiters {
+		if bytes.Contains(l.b.Bytes()[w.from:], w.want) {
+			close(w.found)
+		} else {
+			kept = append(kept, w)
 		}
-		time.Sleep(20 * time.Millisecond) // polling a log: there is no event to wait on
+	}
+	clear(l.waiters[len(kept):])
+	l.waiters = kept
+	return n, err
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// await returns a channel closed once the log contains want: at once if it
+// does already, else by the Write that brings it. cancel forgets the wait.
+func (l *logBuffer) await(want string) (found <-chan struct{}, cancel func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := &logWaiter{want: []byte(want), found: make(chan struct{})}
+	if bytes.Contains(l.b.Bytes(), w.want) {
+		close(w.found)
+		return w.found, func() {}
+	}
+	// A match that starts before here would have been found now.
+	w.from = max(0, l.b.Len()-len(w.want)+1)
+	l.waiters = append(l.waiters, w)
+	return w.found, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i, x := range l.waiters {
+			if x == w {
+				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+				return
+			}
+		}
 	}
 }
 
+// wait returns once the log contains want, or ctx's error if ctx is done
+// first.
+func (l *logBuffer) wait(ctx context.Context, want string) error {
+	found, cancel := l.await(want)
+	defer cancel()
+	select {
+	case <-found:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitLog waits, at most waitFor, until the daemon's log contains want.
+func (d *daemon) waitLog(t *testing.T, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := d.log.wait(ctx, want); err != nil {
+		t.Fatalf("log never said %q (%v):\n%s", want, err, d.log.String())
+	}
+}
+
+// reload asks the daemon to reload its config, as SIGHUP does.
+func (d *daemon) reload(t *testing.T) {
+	t.Helper()
+	timer := time.NewTimer(waitFor)
+	defer timer.Stop()
+	select {
+	case d.hup <- syscall.SIGHUP:
+	case <-timer.C:
+		t.Fatalf("the daemon did not take the reload signal within %s", waitFor)
+	}
+}
+
+// testConfig is a daemon's config for srv; the [policy] table comes last,
+// its body is added at the end.
 const testConfig = `[component]
 domain = %q
 server = %q
@@ -67,35 +146,68 @@ local = "helpdesk"
 [admin]
 jids = ["admin@localhost"]
 [policy]
-default = %q
 `
 
+// startDaemon starts rostergate run against srv with [policy] default =
+// def, and returns once it is connected and serving.
 func startDaemon(t *testing.T, srv *xmpptest.Server, def string) *daemon {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "component.toml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret, def), 0o600); err != nil {
+	return startDaemonPolicy(t, srv, fmt.Sprintf("default = %q\n", def))
+}
+
+// startDaemonPolicy is startDaemon with the body of the [policy] table.
+func startDaemonPolicy(t *testing.T, srv *xmpptest.Server, policy string) *daemon {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "component.toml")
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + policy
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	d := startRun(t, cfg, make(chan os.Signal, 1))
+	d.waitLog(t, "presence resync sent")
+	return d
+}
+
+// startRun runs `rostergate run -config cfg` in this process until the
+// test ends, reloading on hup (nil: on SIGHUP, as main has it).
+func startRun(t *testing.T, cfg string, hup chan os.Signal) *daemon {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemon{cfg: cfg, cancel: cancel, done: make(chan error, 1), log: &syncBuffer{}}
-	go func() { d.done <- run(ctx, []string{"run", "-config", cfg}, &bytes.Buffer{}, d.log, noEnv) }()
+	d := &daemon{cfg: cfg, cancel: cancel, done: make(chan error, 1), log: &logBuffer{}, hup: hup}
+	p := proc{stdout: &bytes.Buffer{}, stderr: d.log, getenv: noEnv, hup: hup}
+	go func() { d.done <- run(ctx, []string{"run", "-config", cfg}, p) }()
 	t.Cleanup(func() {
 		cancel()
+		timer := time.NewTimer(waitFor)
+		defer timer.Stop()
 		select {
 		case err := <-d.done:
 			if err != nil {
 				t.Errorf("run: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-timer.C:
 			t.Error("run did not stop")
 		}
 		if t.Failed() {
 			t.Logf("rostergate log:\n%s", d.log.String())
 		}
 	})
-	d.waitLog(t, "presence resync sent")
 	return d
+}
+
+// waitHeld waits, at most waitFor, for the admin to be told that contact's
+// request to entity is held, which happens once it is stored, and returns
+// the request's id.
+func waitHeld(t *testing.T, admin *xmpptest.Client, contact, entity string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	re := regexp.MustCompile(`^#(\d+) ` + regexp.QuoteMeta(contact) + ` asks to subscribe to ` + regexp.QuoteMeta(entity) + ` `)
+	m, err := admin.WaitMessage(ctx, func(m xmpptest.Message) bool { return re.MatchString(m.Body) })
+	if err != nil {
+		t.Fatalf("the admin was not told of the held request: %v", err)
+	}
+	return re.FindStringSubmatch(m.Body)[1]
 }
 
 func TestIntegrationCLIApproveWhileRunning(t *testing.T) {
@@ -104,19 +216,23 @@ func TestIntegrationCLIApproveWhileRunning(t *testing.T) {
 
 func testIntegrationCLIApproveWhileRunning(t *testing.T, srv *xmpptest.Server) {
 	d := startDaemon(t, srv, "review")
+	admin := srv.NewUser(t, "admin")
 	alice := srv.NewUser(t, "alice")
-	if err := alice.SendPresence("helpdesk@"+srv.ComponentDomain, "subscribe"); err != nil {
+	helpdesk := "helpdesk@" + srv.ComponentDomain
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
 		t.Fatal(err)
 	}
-	d.waitLog(t, "action=review")
+	// The log's decision line comes before the request is stored; the
+	// admins' notice after.
+	id := waitHeld(t, admin, "alice@localhost", helpdesk)
 
 	out, _, err := runCmd(t, "pending", "-config", d.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := regexp.MustCompile(`(?m)^(\d+)\s+alice@localhost\s+helpdesk@bots.localhost\s+default`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("pending list:\n%s", out)
+	if m == nil || m[1] != id {
+		t.Fatalf("pending list, want request #%s:\n%s", id, out)
 	}
 	start := time.Now()
 	out, _, err = runCmd(t, "pending", "-config", d.cfg, "approve", m[1])
@@ -126,7 +242,7 @@ func testIntegrationCLIApproveWhileRunning(t *testing.T, srv *xmpptest.Server) {
 	if !strings.Contains(out, "Approved #"+m[1]) {
 		t.Errorf("approve printed:\n%s", out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	if _, err := alice.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" }); err != nil {
 		t.Fatal(err)
@@ -153,7 +269,9 @@ func testIntegrationCLIApproveWhileRunning(t *testing.T, srv *xmpptest.Server) {
 		t.Errorf("lists: %v\n%s", err, out)
 	}
 	bob := srv.NewUser(t, "bob")
-	bob.SendPresence("helpdesk@"+srv.ComponentDomain, "subscribe")
+	if err := bob.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := bob.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "unsubscribed" }); err != nil {
 		t.Fatal(err)
 	}
@@ -162,43 +280,159 @@ func testIntegrationCLIApproveWhileRunning(t *testing.T, srv *xmpptest.Server) {
 	}
 }
 
-// SIGHUP reloads the config; a bad one is refused and the old kept.
-// The subtests must not run in parallel: SIGHUP goes to the whole process.
-func TestIntegrationReloadOnSIGHUP(t *testing.T) {
-	xmpptest.EachServer(t, testIntegrationReloadOnSIGHUP)
+// A reload (SIGHUP in production) re-reads the config; a bad one is refused
+// and the old kept. The reload signal goes to this test's daemon only.
+func TestIntegrationReload(t *testing.T) {
+	xmpptest.EachServer(t, testIntegrationReload)
 }
 
-func testIntegrationReloadOnSIGHUP(t *testing.T, srv *xmpptest.Server) {
+func testIntegrationReload(t *testing.T, srv *xmpptest.Server) {
 	d := startDaemon(t, srv, "reject")
 	alice := srv.NewUser(t, "alice")
 	helpdesk := "helpdesk@" + srv.ComponentDomain
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitFor)
 	defer cancel()
-	alice.SendPresence(helpdesk, "subscribe")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := alice.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "unsubscribed" }); err != nil {
 		t.Fatal(err)
 	}
 
 	// A bad config: refused, the old one stays.
-	good, _ := os.ReadFile(d.cfg)
-	os.WriteFile(d.cfg, append(good, []byte("bogus = 1\n")...), 0o600)
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	good, err := os.ReadFile(d.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.cfg, append(bytes.Clone(good), "bogus = 1\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.reload(t)
 	d.waitLog(t, "reload refused")
 	if !strings.Contains(d.log.String(), `unknown key \"policy.bogus\"`) {
 		t.Errorf("the refusal does not say why:\n%s", d.log.String())
 	}
-	alice.SendPresence(helpdesk, "subscribe")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := alice.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "unsubscribed" }); err != nil {
 		t.Fatal(err)
 	}
 
 	// A good one: in force at once.
-	os.WriteFile(d.cfg, bytes.Replace(good, []byte(`default = "reject"`), []byte(`default = "accept"`), 1), 0o600)
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	accept := bytes.Replace(good, []byte(`default = "reject"`), []byte(`default = "accept"`), 1)
+	if bytes.Equal(accept, good) {
+		t.Fatalf("the config has no default = \"reject\" to change:\n%s", good)
+	}
+	if err := os.WriteFile(d.cfg, accept, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.reload(t)
 	d.waitLog(t, "reload done")
-	alice.SendPresence(helpdesk, "subscribe")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := alice.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The reload signal as main() has it: given no channel, run catches SIGHUP
+// itself. This is the only test that sends a real SIGHUP, and it goes to
+// the whole test process: every other daemon here reloads on a channel of
+// its own, so this one is the only catcher (without a catcher SIGHUP would
+// end the process). No server is needed: a reload does not wait for the
+// stream.
+func TestReloadOnRealSIGHUP(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "component.toml")
+	const text = "[component]\ndomain = \"bots.localhost\"\nserver = \"127.0.0.1:1\"\nsecret = \"x\"\n" +
+		"[storage]\npath = \"rg.db\"\n[[entity]]\nlocal = \"helpdesk\"\n[admin]\njids = [%s]\n"
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, text, `"admin@localhost"`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startRun(t, cfg, nil)
+	d.waitLog(t, "msg=starting") // logged once SIGHUP is caught
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, text, `"admin@localhost", "ops@localhost"`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLog(t, "reload done")
+	if !strings.Contains(d.log.String(), "msg=\"settings reloaded\" entities=1 rules=0 admins=2") {
+		t.Errorf("the reload did not put the new config in force:\n%s", d.log.String())
+	}
+}
+
+// review_ttl reaches the running instance: a request held for review
+// longer is rejected by rostergate itself. Config validation sets no
+// minimum on review_ttl, so 1s is allowed.
+func TestIntegrationReviewTTL(t *testing.T) {
+	xmpptest.EachServer(t, testIntegrationReviewTTL)
+}
+
+func testIntegrationReviewTTL(t *testing.T, srv *xmpptest.Server) {
+	const ttl = time.Second
+	d := startDaemonPolicy(t, srv, fmt.Sprintf("default = \"review\"\nreview_ttl = %q\n", ttl))
+	admin := srv.NewUser(t, "admin")
+	alice := srv.NewUser(t, "alice")
+	helpdesk := "helpdesk@" + srv.ComponentDomain
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	sent := time.Now()
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	id := waitHeld(t, admin, "alice@localhost", helpdesk)
+
+	if _, err := alice.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "unsubscribed" && p.From == helpdesk }); err != nil {
+		t.Fatalf("the held request was not rejected after review_ttl: %v", err)
+	}
+	// The request's time is taken after it was sent, and stored to the
+	// millisecond.
+	if took := time.Since(sent); took < ttl-time.Millisecond {
+		t.Errorf("rejected %s after the request, before review_ttl (%s)", took, ttl)
+	}
+	notice := "#" + id + " alice@localhost → " + helpdesk + ": rejected by rostergate (review_ttl)"
+	if _, err := admin.WaitMessage(ctx, func(m xmpptest.Message) bool { return m.Body == notice }); err != nil {
+		t.Errorf("the admin was not told %q: %v", notice, err)
+	}
+	d.waitLog(t, "msg=\"held request expired\" id="+id+" ")
+
+	// The rejection is stored before it is sent: nothing is pending now.
+	out, _, err := runCmd(t, "pending", "-config", d.cfg)
+	if err != nil || strings.TrimSpace(out) != "No pending requests." {
+		t.Errorf("pending after review_ttl: %v\n%s", err, out)
+	}
+
+	// The audit log: held for review, then rejected through review_ttl.
+	out, _, err = runCmd(t, "audit", "-config", d.cfg, "-format", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held, expired bool
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for n := 0; sc.Scan() && n < 1000; n++ {
+		var e map[string]string
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		if e["contact"] != "alice@localhost" || e["entity"] != helpdesk {
+			continue
+		}
+		switch {
+		case e["kind"] == "subscribe" && e["action"] == "review":
+			held = true
+		case held && e["kind"] == "reject" && e["action"] == "reject" && e["actor"] == "rostergate" &&
+			e["interface"] == "review_ttl" && e["detail"] == "request #"+id:
+			expired = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !held || !expired {
+		t.Errorf("audit: held for review %v, rejected via review_ttl %v, want both:\n%s", held, expired, out)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	err := run(ctx, os.Args[1:], proc{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 	stop()
 	if err != nil {
 		if !errors.Is(err, errUsage) {
@@ -52,14 +52,25 @@ Usage:
 Run 'rostergate COMMAND -h' for a command's flags.
 `
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+// proc is what run takes from the process it runs in.
+type proc struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string // looks up environment variables
+	// hup delivers the signals on which `rostergate run` reloads its
+	// config; nil means SIGHUP, received with signal.Notify. A test gives
+	// a channel of its own, so that its reload reaches its daemon only.
+	hup <-chan os.Signal
+}
+
+func run(ctx context.Context, args []string, p proc) error {
+	stdout, stderr, getenv := p.stdout, p.stderr, p.getenv
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
 	switch args[0] {
 	case "run":
-		return cmdRun(ctx, args[1:], stdout, stderr, getenv)
+		return cmdRun(ctx, args[1:], p)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr, getenv)
 	case "roster":

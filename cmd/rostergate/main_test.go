@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func noEnv(string) string { return "" }
 func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var o, e bytes.Buffer
-	err = run(context.Background(), args, &o, &e, noEnv)
+	err = run(context.Background(), args, proc{stdout: &o, stderr: &e, getenv: noEnv})
 	return o.String(), e.String(), err
 }
 
@@ -92,7 +93,9 @@ func TestCheck(t *testing.T) {
 func TestRoster(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfg, []byte("[component]\ndomain='bots.localhost'\nserver='127.0.0.1:1'\nsecret='x'\n[[entity]]\nlocal='helpdesk'\n"), 0o600)
+	if err := os.WriteFile(cfg, []byte("[component]\ndomain='bots.localhost'\nserver='127.0.0.1:1'\nsecret='x'\n[[entity]]\nlocal='helpdesk'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := runCmd(t, "roster", "-config", cfg); err == nil || !strings.Contains(err.Error(), "no database yet") {
 		t.Fatalf("roster without a database: %v", err)
 	}
@@ -107,7 +110,9 @@ func TestRoster(t *testing.T) {
 		{Item: roster.Item{Entity: "helpdesk", Contact: "bob@localhost", Sub: "from", PendingOut: true, Updated: now}},
 		{Item: roster.Item{Entity: "other", Contact: "carol@localhost", Sub: "none", PendingIn: true, Updated: now}},
 	})
-	db.Close()
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,23 +142,65 @@ func TestCSVSafe(t *testing.T) {
 }
 
 func TestBackupCommand(t *testing.T) {
+	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfg, []byte("[component]\ndomain='bots.localhost'\nserver='127.0.0.1:1'\nsecret='x'\n"), 0o600)
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "rostergate.db"))
+	if err := os.WriteFile(cfg, []byte("[component]\ndomain='bots.localhost'\nserver='127.0.0.1:1'\nsecret='x'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "rostergate.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Apply(context.Background(), []store.Change{{Item: roster.Item{Entity: "e", Contact: "a@b", Sub: "both"}}})
-	db.Close()
-	out, _, err := runCmd(t, "backup", "-config", cfg, "-out", filepath.Join(dir, "b.db"))
+	err = db.Apply(ctx, []store.Change{{Item: roster.Item{Entity: "e", Contact: "a@b", Sub: "both", PendingOut: true, Updated: time.Now()}}})
+	var want roster.Item // the item as stored
+	if err == nil {
+		want, err = db.Get(ctx, "e", "a@b")
+	}
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(dir, "b.db")
+	out, _, err := runCmd(t, "backup", "-config", cfg, "-out", copyPath)
 	if err != nil || !strings.Contains(out, "integrity_check ok") {
 		t.Fatalf("backup: %v\n%s", err, out)
 	}
+
+	// The copy: private to its owner, sound, and holding what was written.
+	fi, err := os.Stat(copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Errorf("the copy's mode is %04o, want 0600", mode)
+	}
+	cp, err := sqlite.Open(ctx, copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := cp.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := cp.Check(ctx); err != nil {
+		t.Errorf("the copy fails its check: %v", err)
+	}
+	got, err := cp.Get(ctx, want.Entity, want.Contact)
+	if err != nil {
+		t.Fatalf("the item written before the backup is not in the copy: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the copy holds %+v, want %+v", got, want)
+	}
+
 	if _, stderr, err := runCmd(t, "backup", "-config", cfg); !errors.Is(err, errUsage) || !strings.Contains(stderr, "-out is required") {
 		t.Errorf("backup without -out: %v %q", err, stderr)
 	}
-	if _, _, err := runCmd(t, "backup", "-config", cfg, "-out", filepath.Join(dir, "b.db")); err == nil || !strings.Contains(err.Error(), "exists") {
+	if _, _, err := runCmd(t, "backup", "-config", cfg, "-out", copyPath); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("backup over an existing file: %v", err)
 	}
 }

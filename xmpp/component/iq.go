@@ -8,6 +8,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"rostergate/engine"
+	"rostergate/roster"
 	"rostergate/xmpp/stanza"
 )
 
@@ -173,7 +174,7 @@ func (c *Component) iqDiscoItems(out *bytes.Buffer, el *stanza.Element, to iqTo)
 				continue
 			}
 			s.WriteString("<item jid='")
-			stanza.Esc(&s, e.Local+"@"+c.domain.String())
+			stanza.Esc(&s, roster.EntityJID(c.domain.String(), e.Local))
 			s.WriteString("' name='")
 			stanza.Esc(&s, e.Name)
 			s.WriteString("'/>")

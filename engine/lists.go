@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"rostergate/policy"
+	"rostergate/roster"
+	"strings"
+
+	"mellium.im/xmpp/jid"
+)
+
+// Explain says how a request from contact to entity (a localpart or a JID
+// at the domain) would be decided now, by the policy and lists in force
+// (limits aside).
+func (e *Engine) Explain(contact, entity string) (roster.Explanation, error) {
+	return explain(e.live.Load(), e.domain.String(), contact, entity)
+}
+
+// Explain says how a request from contact to entity would be decided by s
+// with the allow and deny lists given, as a running Engine with the same
+// settings and lists would: the command line asks it of the config.
+func Explain(s Settings, allow, deny []string, domain, contact, entity string) (roster.Explanation, error) {
+	l, err := newLive(s, allow, deny, nil)
+	if err != nil {
+		return roster.Explanation{}, err
+	}
+	return explain(l, domain, contact, entity)
+}
+
+func explain(l *live, domain, contact, entity string) (roster.Explanation, error) {
+	cj, err := jid.Parse(strings.TrimSpace(contact))
+	if err != nil {
+		return roster.Explanation{}, fmt.Errorf("engine: contact %q is not a JID: %w", contact, err)
+	}
+	local, err := roster.ParseEntity(domain, entity)
+	if err != nil {
+		return roster.Explanation{}, fmt.Errorf("engine: %w", err)
+	}
+	_, known := l.entities[local]
+	d := l.policy.Decide(policy.Request{Contact: cj.Bare().String(), Entity: local, KnownEntity: known})
+	return roster.Explanation{
+		Contact:       cj.Bare().String(),
+		Entity:        roster.EntityJID(domain, local),
+		Action:        string(d.Action),
+		SubscribeBack: d.SubscribeBack,
+		Rule:          l.policy.RuleText(d),
+		Message:       d.Message,
+		KnownEntity:   known,
+	}, nil
+}
+
+// EditList adds pattern to, or removes it from, the list "allow" or "deny"
+// and puts the lists in force at once. It reports whether the list changed;
+// its errors name what is wrong (a bad pattern, an unknown list).
+func (e *Engine) EditList(ctx context.Context, list string, add bool, pattern string, actor roster.Actor) (bool, error) {
+	if list != "allow" && list != "deny" {
+		return false, fmt.Errorf("engine: unknown list %q (want allow or deny)", list)
+	}
+	p, err := policy.ValidatePattern(pattern)
+	if err != nil {
+		return false, err
+	}
+	verb := "remove"
+	if add {
+		verb = "add"
+	}
+	e.lock()
+	defer e.mu.Unlock()
+	ev := &roster.Event{Kind: list + " list", Action: verb, Actor: actor.JID, Interface: actor.Via, Detail: p}
+	changed, err := e.store.EditList(ctx, list, p, add, ev)
+	if err != nil {
+		return false, fmt.Errorf("engine: storing the %s list: %w", list, err)
+	}
+	if changed {
+		e.log.Info("list edited", "list", list, "op", verb, "pattern", p, "actor", actor.JID, "interface", actor.Via)
+	}
+	return changed, e.reloadLists(ctx)
+}
