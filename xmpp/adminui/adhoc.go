@@ -35,7 +35,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	s := "admin: " + e.Condition
+	s := "adminui: " + e.Condition
 	if e.Specific != "" {
 		s += " (" + e.Specific + ")"
 	}
