@@ -940,13 +940,13 @@ func TestErrorXML(t *testing.T) {
 	}{
 		{"full", Error{"modify", "bad-request", "bad-sessionid", `no <session> & "such"`},
 			`<error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>no &lt;session&gt; &amp; &#34;such&#34;</text><bad-sessionid xmlns='http://jabber.org/protocol/commands'/></error>`,
-			`admin: bad-request (bad-sessionid): no <session> & "such"`},
+			`adminui: bad-request (bad-sessionid): no <session> & "such"`},
 		{"bare", Error{Type: "cancel", Condition: "item-not-found"},
 			`<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>`,
-			`admin: item-not-found`},
+			`adminui: item-not-found`},
 		{"bad names are replaced", Error{Type: "x'y", Condition: "<evil/>", Specific: "a b"},
 			`<error type='cancel'><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>`,
-			`admin: <evil/> (a b)`},
+			`adminui: <evil/> (a b)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
