@@ -17,6 +17,30 @@
 // Erlang distribution port its ejabberdctl talks to (fixed, no epmd).
 // Server to server and HTTP listeners are disabled.
 //
+// # Starting
+//
+// The ports are picked free at random, outside the kernel's ephemeral port
+// range where it leaves room (so outgoing connections and port-0 listeners
+// of other processes do not take them). A start is complete when the
+// server process itself listens on each of its ports on 127.0.0.1 (checked
+// in /proc on Linux) and answers there. If another process took a port
+// first, which the server says (Prosody logs it, ejabberd exits with
+// eaddrinuse), the start is retried on fresh ports a bounded number of
+// times; Restart keeps the ports, waits (bounded) for a taken one to be
+// free and retries a bounded number of times. Errors then wrap
+// ErrPortInUse.
+//
+// Each attempt to start is bounded by the caller's context and by the start
+// timeout: the environment variable ROSTERGATE_TEST_SERVER_START
+// (StartTimeoutEnv), a Go duration such as "90s" or "5m", default 120s
+// (DefaultStartTimeout). A value that does not parse, or is not positive,
+// makes every start fail. ejabberd starts in a few seconds on an idle
+// machine, but much more slowly on a busy one (its Erlang VMs run without
+// scheduler busy-waiting, which helps a lot there). The testing wrappers
+// bound the start only by this timeout, and NewUser's Register (which for
+// ejabberd boots an Erlang VM for ejabberdctl) by the longer of it and 20
+// seconds.
+//
 // Clients log in through github.com/xmppo/go-xmpp (SASL PLAIN, no TLS). A
 // Client keeps every stanza the server sends it, so tests can wait for
 // presences without sleeping (Client.WaitPresence), and it answers roster

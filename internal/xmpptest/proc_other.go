@@ -16,3 +16,8 @@ func killGroup(p *os.Process) { _ = p.Kill() }
 func hasOpenFilesUnder(int, ...string) (bool, error) {
 	return false, errors.ErrUnsupported
 }
+
+// listensOn cannot tell here: waitReady relies on the servers' own reports.
+func listensOn(int, []int) (bool, error) { return false, errors.ErrUnsupported }
+
+func listenerOwner(int, int) string { return "unknown" }

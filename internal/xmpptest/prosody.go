@@ -11,10 +11,12 @@ import (
 )
 
 // StartProsody writes a Prosody configuration into cfg.Dir, starts
-// `prosody -F` with it and waits (bounded by ctx and by 20 seconds) until the
-// client and component ports accept connections. ctx only bounds the start;
-// the server runs until Stop. It returns an error wrapping ErrNotInstalled if
-// Prosody is not installed.
+// `prosody -F` with it and waits (bounded by ctx and by StartTimeout) until
+// Prosody listens on the client and component ports on 127.0.0.1 and
+// answers there. If a port turns out to be taken by another process, it
+// starts Prosody again on fresh ports, a bounded number of times. ctx only
+// bounds the start; the server runs until Stop. It returns an error
+// wrapping ErrNotInstalled if Prosody is not installed.
 func StartProsody(ctx context.Context, cfg Config) (*Server, error) {
 	bin, err := lookPath("prosody")
 	if err != nil {
@@ -24,7 +26,7 @@ func StartProsody(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, ports, err := newServer(KindProsody, cfg, 2)
+	s, err := newServer(KindProsody, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -38,10 +40,7 @@ func StartProsody(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("xmpptest: create %s dir: %w", sub, err)
 		}
 	}
-	if err := os.WriteFile(s.ConfigPath, []byte(p.config(ports[0], ports[1])), 0o640); err != nil {
-		return nil, fmt.Errorf("xmpptest: write prosody config: %w", err)
-	}
-	if err := s.start(ctx); err != nil {
+	if err := s.startNew(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -71,6 +70,16 @@ func luaQuote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+func (*prosody) numPorts() int { return 2 }
+
+func (p *prosody) configure() error {
+	s := p.s
+	if err := os.WriteFile(s.ConfigPath, []byte(p.config(s.ports[0], s.ports[1])), 0o640); err != nil {
+		return fmt.Errorf("xmpptest: write prosody config: %w", err)
+	}
+	return nil
 }
 
 // config renders the Prosody configuration.
@@ -130,9 +139,12 @@ func (p *prosody) command() *exec.Cmd {
 	return exec.Command(p.bin, "--config", p.s.ConfigPath, "-F")
 }
 
-// listenError: Prosody logs, but survives, a failure to bind a port.
-func (p *prosody) listenError(offset int64) string {
-	return logLineSince(p.s.LogPath, offset, "Failed to open server port")
+// portInUse: Prosody logs, but survives, a failure to bind a port, e.g.
+// "portmanager error Failed to open server port 5222 on 127.0.0.1, this
+// port is in use by another application" (the reason varies with the port
+// number; any failure to open one of its ports is worth a retry).
+func (*prosody) portInUse(line string) bool {
+	return strings.Contains(line, "Failed to open server port")
 }
 
 // shutDown: Prosody finishes its shutdown (sessions closed, data saved,
@@ -151,6 +163,7 @@ func (p *prosody) register(ctx context.Context, user, password string) error {
 	s := p.s
 	cmd := exec.CommandContext(ctx, p.ctl, "--config", s.ConfigPath, "register", user, s.Domain, password)
 	cmd.Dir = s.Dir
+	boundCommand(cmd)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("xmpptest: prosodyctl register %s@%s: %w: %s", user, s.Domain, err, strings.TrimSpace(string(out)))

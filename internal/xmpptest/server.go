@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -29,14 +31,56 @@ const (
 	DefaultComponentSecret = "s3cret"
 )
 
+// StartTimeoutEnv names the environment variable that sets how long one
+// attempt to start a server (Start, StartProsody, StartEjabberd, Restart)
+// may take to accept connections, as a Go duration such as "90s" or "3m".
+// Empty means DefaultStartTimeout. See StartTimeout.
+const StartTimeoutEnv = "ROSTERGATE_TEST_SERVER_START"
+
+// DefaultStartTimeout is the start timeout when
+// $ROSTERGATE_TEST_SERVER_START is empty. ejabberd starts in a few seconds
+// on an idle machine, but was seen to take 54 seconds on a busy one.
+const DefaultStartTimeout = 120 * time.Second
+
+// ErrPortInUse is returned (wrapped) by Start, StartProsody, StartEjabberd
+// and Restart when the server could not listen on one of its ports because
+// another process holds it, after the bounded retries.
+var ErrPortInUse = errors.New("xmpptest: port in use")
+
 const (
-	// startTimeout bounds how long a start or Restart waits for the ports
-	// to accept connections (on top of the caller's context). ejabberd's
-	// Erlang VM alone can take seconds to boot on a busy machine.
-	startTimeout = 20 * time.Second
+	// startAttempts bounds how many times a new server is started, each
+	// time on fresh ports, when a port turns out to be taken.
+	startAttempts = 4
+	// restartAttempts bounds how many times Restart starts the server again
+	// on the same ports when one is taken (possibly only for a moment, by
+	// another process probing for a free port).
+	restartAttempts = 3
+	// portFreeWait bounds how long Restart waits, between attempts, for its
+	// ports to be free again.
+	portFreeWait = 5 * time.Second
 	// stopTimeout bounds how long Stop waits after SIGTERM before SIGKILL.
 	stopTimeout = 10 * time.Second
+	// killTimeout bounds how long Stop waits for the exit after SIGKILL.
+	killTimeout = 10 * time.Second
+	// probeTimeout bounds one readiness probe of a port.
+	probeTimeout = 5 * time.Second
 )
+
+// StartTimeout returns how long one attempt to start a server may take:
+// $ROSTERGATE_TEST_SERVER_START (StartTimeoutEnv) parsed as a Go duration,
+// or DefaultStartTimeout when it is empty. A value that does not parse or is
+// not positive is an error. The caller's context bounds a start too.
+func StartTimeout() (time.Duration, error) {
+	v := strings.TrimSpace(os.Getenv(StartTimeoutEnv))
+	if v == "" {
+		return DefaultStartTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("xmpptest: $%s=%q: want a positive Go duration such as 90s or 3m", StartTimeoutEnv, v)
+	}
+	return d, nil
+}
 
 // Config configures a server started by Start, StartProsody or
 // StartEjabberd.
@@ -67,7 +111,8 @@ type Server struct {
 	LogPath    string // server log file (kept across restarts)
 	OutPath    string // server stdout/stderr
 
-	impl backend
+	impl  backend
+	ports []int // C2S, component, then any other port the server listens on
 
 	mu   sync.Mutex
 	proc *process // nil when stopped
@@ -75,14 +120,20 @@ type Server struct {
 
 // backend is what differs between the servers.
 type backend interface {
+	// numPorts is how many loopback ports the server listens on: the
+	// client and component ports first.
+	numPorts() int
+	// configure writes the configuration for the ports in Server.ports.
+	configure() error
 	// command returns the server process, to run in the foreground.
 	command() *exec.Cmd
 	// register creates user@Domain with password, or sets the password of
 	// an existing user.
 	register(ctx context.Context, user, password string) error
-	// listenError returns a line the server logged after offset saying it
-	// could not listen on one of its ports, or "".
-	listenError(offset int64) string
+	// portInUse reports whether line, from the server's output or log,
+	// says that it could not listen on one of its ports because the port
+	// is taken.
+	portInUse(line string) bool
 	// shutDown reports whether the server process pid has finished its
 	// shutdown after SIGTERM, so that only the process exit is still
 	// pending.
@@ -110,33 +161,72 @@ func Start(ctx context.Context, kind string, cfg Config) (*Server, error) {
 	}
 }
 
-// newServer fills in the common fields and picks n free loopback ports: the
-// client and component ports first.
-func newServer(kind string, cfg Config, n int) (*Server, []int, error) {
+// newServer fills in the common fields; ports are picked by startNew.
+func newServer(kind string, cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
-		return nil, nil, errors.New("xmpptest: Config.Dir is required")
+		return nil, errors.New("xmpptest: Config.Dir is required")
 	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("xmpptest: resolve dir: %w", err)
+		return nil, fmt.Errorf("xmpptest: resolve dir: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, nil, fmt.Errorf("xmpptest: create dir: %w", err)
-	}
-	ports, err := freePorts(n)
-	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("xmpptest: create dir: %w", err)
 	}
 	return &Server{
 		Kind:            kind,
 		Domain:          orDefault(cfg.Domain, DefaultDomain),
 		ComponentDomain: orDefault(cfg.ComponentDomain, DefaultComponentDomain),
 		ComponentSecret: orDefault(cfg.ComponentSecret, DefaultComponentSecret),
-		C2SAddr:         net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-		ComponentAddr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 		Dir:             dir,
-	}, ports, nil
+	}, nil
 }
+
+// portsPicked, if set, is called by startNew with the ports of each attempt
+// before the server starts, so tests can take one of them.
+var portsPicked func(attempt int, ports []int)
+
+// startNew starts a new server: it picks free ports, writes the
+// configuration and starts the server, again on fresh ports (at most
+// startAttempts times in all) while a port turns out to be taken.
+func (s *Server) startNew(ctx context.Context) error {
+	timeout, err := StartTimeout()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for attempt := 1; ; attempt++ {
+		ports, err := freePorts(s.impl.numPorts())
+		if err != nil {
+			return err
+		}
+		if portsPicked != nil {
+			portsPicked(attempt, ports)
+		}
+		s.ports = ports
+		s.C2SAddr = loopback(ports[0])
+		s.ComponentAddr = loopback(ports[1])
+		if err := s.impl.configure(); err != nil {
+			return err
+		}
+		err = s.start(ctx, timeout)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrPortInUse) || ctx.Err() != nil || attempt == startAttempts {
+			return errors.Join(append(errs, err)...)
+		}
+		// The diagnostics of the last attempt are enough.
+		errs = append(errs, fmt.Errorf("attempt %d of %d, on ports %v: %s", attempt, startAttempts, ports, firstLine(err)))
+	}
+}
+
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // fallbackDirs are searched for the server binaries when PATH does not
 // have them (e.g. a minimal PATH in a test environment).
@@ -164,7 +254,14 @@ func orDefault(v, def string) string {
 }
 
 // freePorts returns n distinct TCP ports that were free on 127.0.0.1 a
-// moment ago.
+// moment ago. They are picked at random outside the kernel's ephemeral port
+// range when it leaves room for that (see pickRange): ports in that range
+// are also handed out to other processes' outgoing connections and port-0
+// listeners, which could take a server's port in the moment between this
+// check and the server's bind, or while Restart has the server stopped.
+// Otherwise the kernel picks them (port 0). Whoever takes a port anyway
+// makes the start fail with ErrPortInUse, and startNew tries again on fresh
+// ports.
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -172,29 +269,85 @@ func freePorts(n int) ([]int, error) {
 			_ = l.Close()
 		}
 	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi, ranged := pickRange()
+	tries := 0
+	for len(ls) < n {
+		addr := "127.0.0.1:0"
+		if ranged && tries < 100*n {
+			tries++
+			addr = loopback(lo + rand.IntN(hi-lo+1))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			if addr != "127.0.0.1:0" {
+				continue // taken, possibly by one picked here
+			}
 			return nil, fmt.Errorf("xmpptest: pick free port: %w", err)
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	ports := make([]int, n)
+	for i, l := range ls {
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
 	return ports, nil
 }
 
-// start launches the server with the existing config and waits until ready.
-func (s *Server) start(ctx context.Context) error {
+// ephemeralRangeFile holds the kernel's range of ports for outgoing
+// connections and port-0 listeners (Linux).
+const ephemeralRangeFile = "/proc/sys/net/ipv4/ip_local_port_range"
+
+// pickRange returns a range of ports outside the kernel's ephemeral port
+// range (see outsideRange), if the kernel says what that is.
+func pickRange() (lo, hi int, ok bool) {
+	data, err := os.ReadFile(ephemeralRangeFile)
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	elo, err1 := strconv.Atoi(f[0])
+	ehi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return outsideRange(elo, ehi)
+}
+
+// outsideRange returns a range of at least 2000 ports, from 20000 on, below
+// or else above the ephemeral range elo-ehi.
+func outsideRange(elo, ehi int) (lo, hi int, ok bool) {
+	const first, last, minSize = 20000, 65535, 2000
+	if elo > ehi {
+		return 0, 0, false
+	}
+	switch above := max(ehi+1, first); {
+	case elo-first >= minSize:
+		return first, elo - 1, true
+	case last-above+1 >= minSize:
+		return above, last, true
+	}
+	return 0, 0, false
+}
+
+// start launches the server with the existing config and waits (bounded by
+// ctx and timeout) until it is ready.
+func (s *Server) start(ctx context.Context, timeout time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc != nil {
 		return fmt.Errorf("xmpptest: %s is already running", s.Kind)
 	}
-	logOffset := fileSize(s.LogPath)
 	out, err := os.OpenFile(s.OutPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("xmpptest: open %s output file: %w", s.Kind, err)
+	}
+	// What the server writes from now on is this run's.
+	watch := []*lineWatcher{
+		{path: s.OutPath, offset: fileSize(s.OutPath)},
+		{path: s.LogPath, offset: fileSize(s.LogPath)},
 	}
 	cmd := s.impl.command()
 	cmd.Dir = s.Dir
@@ -212,56 +365,93 @@ func (s *Server) start(ctx context.Context) error {
 		close(p.done)
 	}()
 	s.proc = p
-	if err := s.waitReady(ctx, p, logOffset); err != nil {
+	if err := s.waitReady(ctx, p, watch, timeout); err != nil {
 		_ = s.stopLocked()
 		return fmt.Errorf("%w\n%s", err, s.diagnostics())
 	}
 	return nil
 }
 
-// waitReady polls (there is no event to wait on) until the server answers
-// an XMPP stream on the client port and the component port accepts
-// connections, the process exits, or the deadline passes.
+// waitReady waits until the server process listens on each of its ports
+// on 127.0.0.1 and answers an XMPP stream on the client port, and its
+// component port accepts connections. It fails with ErrPortInUse as soon as
+// the server says (in watch, its output and log) that a port is taken.
 //
-// A bare TCP connect is not enough: the kernel accepts connections as soon
-// as the server has called listen(), before its event loop runs (and, for
-// Prosody, before its SIGTERM handler is installed).
-func (s *Server) waitReady(ctx context.Context, p *process, logOffset int64) error {
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+// The server gives no event to wait on but its exit, so this polls, with
+// a growing interval, until ctx is done or timeout has passed.
+//
+// Checking that the server process itself listens matters: another
+// process (say, another test's server) could have taken a port between
+// freePorts and now, and would answer in its place. Where the listeners'
+// owner cannot be seen (not Linux), Prosody's log and ejabberd's exit
+// still tell. A bare TCP connect is not enough either: the kernel accepts
+// connections as soon as the server has called listen(), before its event
+// loop runs (and, for Prosody, before its SIGTERM handler is installed).
+func (s *Server) waitReady(ctx context.Context, p *process, watch []*lineWatcher, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ticker := time.NewTicker(20 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		if streamAnswers(ctx, s.C2SAddr, s.Domain) && canDial(ctx, s.ComponentAddr) {
-			// A server can log, and survive, a failure to bind a port;
-			// make sure the ports are really ours (a port could have been
-			// taken between freePorts and now).
-			if msg := s.impl.listenError(logOffset); msg != "" {
-				return fmt.Errorf("xmpptest: %s could not listen: %s", s.Kind, msg)
+	inUse := func() error {
+		for _, w := range watch {
+			if line := w.find(s.impl.portInUse); line != "" {
+				return fmt.Errorf("%w: %s could not listen: %s", ErrPortInUse, s.Kind, line)
 			}
-			return nil
 		}
+		return nil
+	}
+	pid := p.cmd.Process.Pid
+	const minPoll, maxPoll = 10 * time.Millisecond, 250 * time.Millisecond
+	poll := time.NewTimer(minPoll)
+	defer poll.Stop()
+	for interval := minPoll; ; interval = min(2*interval, maxPoll) {
+		if err := inUse(); err != nil {
+			return err
+		}
+		owned, err := listensOn(pid, s.ports)
+		if (owned || err != nil) && streamAnswers(ctx, s.C2SAddr, s.Domain) && canDial(ctx, s.ComponentAddr) {
+			// Prosody logs, and survives, a failure to bind a port:
+			// where listensOn cannot tell, that is how to know that
+			// another process answered in its place.
+			return inUse()
+		}
+		poll.Reset(interval)
 		select {
 		case <-p.done:
+			if err := inUse(); err != nil {
+				return err
+			}
 			return fmt.Errorf("xmpptest: %s exited during startup: %v", s.Kind, p.waitErr)
 		case <-ctx.Done():
-			return fmt.Errorf("xmpptest: %s not accepting connections on %s and %s: %w",
-				s.Kind, s.C2SAddr, s.ComponentAddr, ctx.Err())
-		case <-ticker.C:
+			return fmt.Errorf("xmpptest: %s not ready on %s and %s within %v (%s): %w",
+				s.Kind, s.C2SAddr, s.ComponentAddr, timeout, s.portReport(pid), context.Cause(ctx))
+		case <-poll.C:
 		}
 	}
+}
+
+// portReport says, for the error of a start that timed out, who listens on
+// each of the server's ports.
+func (s *Server) portReport(pid int) string {
+	parts := make([]string, len(s.ports))
+	for i, port := range s.ports {
+		parts[i] = strconv.Itoa(port) + ": " + listenerOwner(pid, port)
+	}
+	return "listeners: " + strings.Join(parts, ", ")
 }
 
 // streamAnswers opens a client stream to addr and reports whether the
 // server answers with stream features.
 func streamAnswers(ctx context.Context, addr, domain string) bool {
-	d := net.Dialer{Timeout: time.Second}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return false
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
 	if _, err := fmt.Fprintf(c, "<?xml version='1.0'?><stream:stream to='%s' version='1.0' "+
 		"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>", xmlEscape(domain)); err != nil {
 		return false
@@ -283,7 +473,9 @@ func streamAnswers(ctx context.Context, addr, domain string) bool {
 }
 
 func canDial(ctx context.Context, addr string) bool {
-	d := net.Dialer{Timeout: time.Second}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return false
@@ -300,16 +492,35 @@ func fileSize(path string) int64 {
 	return st.Size()
 }
 
-// logLineSince returns the first line of the file at path after offset
-// that contains needle.
-func logLineSince(path string, offset int64, needle string) string {
-	data, err := os.ReadFile(path)
-	if err != nil || int64(len(data)) < offset {
+// lineWatcher reads the lines appended to a file from offset on, a bit
+// more at each call of find.
+type lineWatcher struct {
+	path    string
+	offset  int64  // of the first byte not read yet
+	partial []byte // last line read so far, without its newline yet
+}
+
+// find reads what was appended since the last call and returns the first
+// complete new line that match accepts, or "". A missing file counts as
+// empty.
+func (w *lineWatcher) find(match func(line string) bool) string {
+	f, err := os.Open(w.path)
+	if err != nil {
 		return ""
 	}
-	for line := range strings.SplitSeq(string(data[offset:]), "\n") {
-		if strings.Contains(line, needle) {
-			return strings.TrimSpace(line)
+	defer f.Close()
+	// Bounded: what the server logs while it starts is not much more.
+	data, err := io.ReadAll(io.NewSectionReader(f, w.offset, 64<<20))
+	if err != nil {
+		return ""
+	}
+	w.offset += int64(len(data))
+	data = append(w.partial, data...)
+	last := bytes.LastIndexByte(data, '\n')
+	w.partial = bytes.Clone(data[last+1:])
+	for line := range strings.SplitSeq(string(data[:last+1]), "\n") {
+		if line = strings.TrimSpace(line); line != "" && match(line) {
+			return line
 		}
 	}
 	return ""
@@ -323,6 +534,23 @@ func (s *Server) diagnostics() string {
 	}
 	fmt.Fprintf(&b, "%s log tail (%s):\n%s", s.Kind, s.LogPath, s.LogTail(30))
 	return b.String()
+}
+
+// commandWaitDelay bounds how long a helper command (prosodyctl,
+// ejabberdctl) is waited for once its context is done and it was killed,
+// for instance for a child that keeps its output pipe open.
+const commandWaitDelay = 5 * time.Second
+
+// boundCommand makes cmd, made by exec.CommandContext, run in a process
+// group of its own that is killed as a whole when the context is done, and
+// bounds the wait for it after that.
+func boundCommand(cmd *exec.Cmd) {
+	cmd.SysProcAttr = sysProcAttr()
+	cmd.Cancel = func() error {
+		killGroup(cmd.Process)
+		return nil
+	}
+	cmd.WaitDelay = commandWaitDelay
 }
 
 // Register creates user@Domain with password, or sets the password of an
@@ -397,8 +625,9 @@ func (s *Server) stopLocked() error {
 			}
 			return nil
 		case <-deadline.C:
-			killGroup(p.cmd.Process)
-			<-p.done
+			if err := s.kill(p); err != nil {
+				return err
+			}
 			return fmt.Errorf("xmpptest: %s did not exit within %v of SIGTERM; killed", s.Kind, stopTimeout)
 		case <-poll.C:
 			if shutDownAt.IsZero() {
@@ -406,11 +635,23 @@ func (s *Server) stopLocked() error {
 					shutDownAt = time.Now()
 				}
 			} else if time.Since(shutDownAt) > 100*time.Millisecond {
-				killGroup(p.cmd.Process)
-				<-p.done
-				return nil
+				return s.kill(p)
 			}
 		}
+	}
+}
+
+// kill sends SIGKILL to the server's process group and waits (bounded) for
+// the server to exit.
+func (s *Server) kill(p *process) error {
+	killGroup(p.cmd.Process)
+	timer := time.NewTimer(killTimeout)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-timer.C:
+		return fmt.Errorf("xmpptest: %s (pid %d) did not exit within %v of SIGKILL", s.Kind, p.cmd.Process.Pid, killTimeout)
 	}
 }
 
@@ -426,12 +667,63 @@ func killedBy(err error, sig syscall.Signal) bool {
 
 // Restart stops the server and starts it again with the same
 // configuration, ports and data, so registered users and rosters are kept.
-// Connected clients and components are disconnected.
+// Connected clients and components are disconnected. Each attempt to start
+// is bounded by StartTimeout (and ctx). If another process has taken one of
+// the ports meanwhile, Restart waits (bounded) for the port to be free and
+// tries again, a bounded number of times, then fails with ErrPortInUse.
 func (s *Server) Restart(ctx context.Context) error {
+	timeout, err := StartTimeout()
+	if err != nil {
+		return err
+	}
 	if err := s.Stop(); err != nil {
 		return err
 	}
-	return s.start(ctx)
+	var errs []error
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			if err := waitPortsFree(ctx, s.ports, portFreeWait); err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+		}
+		err := s.start(ctx, timeout)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrPortInUse) || ctx.Err() != nil || attempt == restartAttempts {
+			return errors.Join(append(errs, err)...)
+		}
+		errs = append(errs, fmt.Errorf("attempt %d of %d: %s", attempt, restartAttempts, firstLine(err)))
+	}
+}
+
+// waitPortsFree waits until each of ports can be listened on at 127.0.0.1,
+// bounded by ctx and limit. Nothing signals that a port was released: this
+// polls.
+func waitPortsFree(ctx context.Context, ports []int, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		busy := -1
+		for _, port := range ports {
+			l, err := net.Listen("tcp", loopback(port))
+			if err != nil {
+				busy = port
+				break
+			}
+			_ = l.Close()
+		}
+		if busy < 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: 127.0.0.1:%d still taken by another process: %w", ErrPortInUse, busy, context.Cause(ctx))
+		case <-poll.C:
+		}
+	}
 }
 
 // LogTail returns the last n lines of the server log. ejabberd writes its

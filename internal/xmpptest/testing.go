@@ -10,7 +10,10 @@ import (
 	"time"
 )
 
-// testTimeout bounds each setup step done by the testing wrappers.
+// testTimeout bounds each setup step done by the testing wrappers, but for
+// starting a server (bounded by StartTimeout) and registering a user (which
+// on ejabberd boots an Erlang VM for ejabberdctl: bounded by the longer of
+// testTimeout and StartTimeout).
 const testTimeout = 20 * time.Second
 
 // Prosody starts a Prosody server in a fresh t.TempDir with the default
@@ -68,8 +71,10 @@ func EachServer(t *testing.T, body func(t *testing.T, srv *Server)) {
 // ServerWith starts a server of the given kind with cfg, for a test. An
 // empty cfg.Dir is replaced by t.TempDir(). With -short it skips the test.
 // If the server is not installed it skips the test, or fails it when the
-// environment variable CI is "true". The server is stopped when the test
-// ends; if the test failed, the tail of its log is logged then.
+// environment variable CI is "true". Starting is bounded by StartTimeout
+// (see $ROSTERGATE_TEST_SERVER_START) per attempt. The server is stopped
+// when the test ends; if the test failed, the tail of its log is logged
+// then.
 func ServerWith(t testing.TB, kind string, cfg Config) *Server {
 	t.Helper()
 	if testing.Short() {
@@ -78,9 +83,8 @@ func ServerWith(t testing.TB, kind string, cfg Config) *Server {
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	s, err := Start(ctx, kind, cfg)
+	// Start bounds itself: StartTimeout per attempt, a few attempts.
+	s, err := Start(t.Context(), kind, cfg)
 	if errors.Is(err, ErrNotInstalled) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v (CI=true, so this is an error)", err)
@@ -102,6 +106,17 @@ func ServerWith(t testing.TB, kind string, cfg Config) *Server {
 	return s
 }
 
+// registerTimeout bounds Register in NewUser: the longer of testTimeout
+// and StartTimeout.
+func registerTimeout(t testing.TB) time.Duration {
+	t.Helper()
+	d, err := StartTimeout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return max(d, testTimeout)
+}
+
 // Password returns the password NewUser registers for user.
 func Password(user string) string { return "pw-" + user }
 
@@ -109,7 +124,7 @@ func Password(user string) string { return "pw-" + user }
 // sends initial presence and returns the client, closed when the test ends.
 func (s *Server) NewUser(t testing.TB, user string) *Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), registerTimeout(t))
 	defer cancel()
 	if err := s.Register(ctx, user, Password(user)); err != nil {
 		t.Fatal(err)

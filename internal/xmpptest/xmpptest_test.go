@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +26,16 @@ const timeout = 10 * time.Second
 func ctxFor(t *testing.T) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// registerCtx bounds Server.Register, which for ejabberd boots an Erlang VM
+// (ejabberdctl): that takes seconds on a busy machine, so it has the bound
+// NewUser uses.
+func registerCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), registerTimeout(t))
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -130,9 +142,12 @@ func testRestartKeepsUsersAndRosters(t *testing.T, s *Server) {
 		t.Fatal(err)
 	}
 
-	if err := s.Restart(ctx); err != nil {
+	// Restart bounds itself (StartTimeout): a busy machine may need more
+	// than timeout. What follows gets a timeout of its own.
+	if err := s.Restart(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	ctx = ctxFor(t)
 	if s.C2SAddr != c2s || s.ComponentAddr != comp {
 		t.Errorf("addresses changed across restart: %s %s -> %s %s", c2s, comp, s.C2SAddr, s.ComponentAddr)
 	}
@@ -269,10 +284,10 @@ func testWaitPresenceTimeoutListsReceived(t *testing.T, s *Server) {
 func TestLoginWrongPassword(t *testing.T) { EachServer(t, testLoginWrongPassword) }
 
 func testLoginWrongPassword(t *testing.T, s *Server) {
-	ctx := ctxFor(t)
-	if err := s.Register(ctx, "carol", "right"); err != nil {
+	if err := s.Register(registerCtx(t), "carol", "right"); err != nil {
 		t.Fatal(err)
 	}
+	ctx := ctxFor(t)
 	_, err := Dial(ctx, s.C2SAddr, s.JID("carol"), "wrong")
 	if err == nil || !strings.HasPrefix(err.Error(), "xmpptest: ") {
 		t.Fatalf("Dial with wrong password: %v", err)
@@ -293,12 +308,19 @@ func TestListensOnLoopbackOnly(t *testing.T) { EachServer(t, testListensOnLoopba
 // ejabberd also for Erlang distribution (ejabberdctl), and nothing else.
 func testListensOnLoopbackOnly(t *testing.T, s *Server) {
 	want := map[string]int{KindProsody: 2, KindEjabberd: 3}[s.Kind]
-	if _, err := exec.LookPath("ss"); err != nil {
-		t.Skip("ss not installed")
-	}
 	s.mu.Lock()
 	pid := s.proc.cmd.Process.Pid
 	s.mu.Unlock()
+	// What waitReady checks.
+	if owned, err := listensOn(pid, s.ports); err != nil && !errors.Is(err, errors.ErrUnsupported) || err == nil && !owned {
+		t.Errorf("listensOn(%d, %v) = %v, %v", pid, s.ports, owned, err)
+	}
+	if owned, err := listensOn(os.Getpid(), s.ports[:1]); owned || err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("listensOn(self, %v) = %v, %v", s.ports[:1], owned, err)
+	}
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("ss not installed")
+	}
 	out, err := exec.Command("ss", "-Hltnup").Output()
 	if err != nil {
 		t.Skipf("ss: %v", err)
@@ -416,12 +438,12 @@ func TestRawFeedStripsDebugFraming(t *testing.T) {
 func TestRegisterTwice(t *testing.T) { EachServer(t, testRegisterTwice) }
 
 func testRegisterTwice(t *testing.T, s *Server) {
-	ctx := ctxFor(t)
 	for _, pw := range []string{"first", "second"} {
-		if err := s.Register(ctx, "dave", pw); err != nil {
+		if err := s.Register(registerCtx(t), "dave", pw); err != nil {
 			t.Fatal(err)
 		}
 	}
+	ctx := ctxFor(t)
 	if _, err := Dial(ctx, s.C2SAddr, s.JID("dave"), "first"); err == nil {
 		t.Error("the old password still works")
 	}
@@ -439,13 +461,13 @@ func TestEjabberdSideBySide(t *testing.T) {
 	if a.impl.(*ejabberd).node == b.impl.(*ejabberd).node {
 		t.Fatalf("both nodes are named %s", a.impl.(*ejabberd).node)
 	}
+	if err := a.Register(registerCtx(t), "erin", "on-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(registerCtx(t), "erin", "on-b"); err != nil {
+		t.Fatal(err)
+	}
 	ctx := ctxFor(t)
-	if err := a.Register(ctx, "erin", "on-a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Register(ctx, "erin", "on-b"); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		srv     *Server
 		pw      string
@@ -573,6 +595,20 @@ func testComponentStreams(t *testing.T, s *Server) {
 		if got != "<handshake/>" {
 			t.Errorf("second connection: %s, want accepted", got)
 		}
+		// Until ejabberd has unregistered the second stream it routes each
+		// stanza for the domain to either one at random: close it as a
+		// component would, and read it to its end, before going on.
+		if _, err := io.WriteString(second.conn, "</stream:stream>"); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			if i == 100 {
+				t.Fatal("the second stream did not end after 100 elements")
+			}
+			if second.next(t) == "" {
+				break
+			}
+		}
 		second.conn.Close()
 	}
 
@@ -607,4 +643,171 @@ func testComponentStreams(t *testing.T, s *Server) {
 			t.Errorf("message without from: %s, want improper-addressing", got)
 		}
 	}
+}
+
+func TestStartTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want time.Duration
+		ok   bool
+	}{
+		{"", DefaultStartTimeout, true},
+		{"90s", 90 * time.Second, true},
+		{" 3m ", 3 * time.Minute, true},
+		{"90", 0, false},
+		{"0s", 0, false},
+		{"-5s", 0, false},
+		{"soon", 0, false},
+	} {
+		t.Setenv(StartTimeoutEnv, tc.env)
+		got, err := StartTimeout()
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("%s=%q: StartTimeout() = %v, %v", StartTimeoutEnv, tc.env, got, err)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "xmpptest: ") {
+			t.Errorf("error without prefix: %v", err)
+		}
+	}
+	// A bad value fails the start before anything runs.
+	t.Setenv(StartTimeoutEnv, "soon")
+	for _, kind := range []string{KindProsody, KindEjabberd} {
+		s, err := Start(t.Context(), kind, Config{Dir: t.TempDir()})
+		switch {
+		case err == nil:
+			_ = s.Stop()
+			t.Errorf("%s started with %s=soon", kind, StartTimeoutEnv)
+		case errors.Is(err, ErrNotInstalled):
+		case !strings.Contains(err.Error(), StartTimeoutEnv):
+			t.Errorf("%s: err = %v", kind, err)
+		}
+	}
+}
+
+func TestFreePorts(t *testing.T) {
+	ports, err := freePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ports[0] == ports[1] || ports[1] == ports[2] || ports[0] == ports[2] {
+		t.Errorf("ports not distinct: %v", ports)
+	}
+	lo, hi, ok := pickRange()
+	t.Logf("ports %v, range %d-%d (%v)", ports, lo, hi, ok)
+	for _, p := range ports {
+		if ok && (p < lo || p > hi) {
+			t.Errorf("port %d outside %d-%d", p, lo, hi)
+		}
+	}
+}
+
+func TestOutsideRange(t *testing.T) {
+	for _, tc := range []struct{ elo, ehi, lo, hi int }{
+		{32768, 60999, 20000, 32767}, // Linux default
+		{49152, 65535, 20000, 49151}, // IANA
+		{1024, 65535, 0, 0},
+		{10000, 40000, 40001, 65535},
+		{21000, 64000, 0, 0},
+		{60000, 50000, 0, 0},
+	} {
+		lo, hi, ok := outsideRange(tc.elo, tc.ehi)
+		if lo != tc.lo || hi != tc.hi || ok != (tc.lo != 0) {
+			t.Errorf("outsideRange(%d, %d) = %d, %d, %v; want %d, %d", tc.elo, tc.ehi, lo, hi, ok, tc.lo, tc.hi)
+		}
+	}
+}
+
+// takePorts makes Start find ports taken: at attempt i (from 1) it listens
+// on port index i-1 of the ones picked for that attempt, for as many
+// attempts as indexes, as another process would after freePorts. It returns
+// the ports it took.
+func takePorts(t *testing.T, indexes int) *[]int {
+	t.Helper()
+	var taken []int
+	saved := portsPicked
+	portsPicked = func(attempt int, ports []int) {
+		if attempt > indexes {
+			return
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(ports[attempt-1]))
+		if err != nil {
+			t.Errorf("take port: %v", err)
+			return
+		}
+		t.Cleanup(func() { l.Close() })
+		taken = append(taken, ports[attempt-1])
+	}
+	t.Cleanup(func() { portsPicked = saved })
+	return &taken
+}
+
+// A server whose port was taken between freePorts and its start is started
+// again on fresh ports, whichever of its ports it was: each attempt but the
+// last finds another one taken.
+func TestStartRetriesOnTakenPort(t *testing.T) {
+	for _, kind := range []string{KindProsody, KindEjabberd} {
+		t.Run(kind, func(t *testing.T) {
+			if only := os.Getenv(ServersEnv); only != "" && !slices.Contains(strings.Split(only, ","), kind) {
+				t.Skipf("skipping: %s=%s", ServersEnv, only)
+			}
+			n := map[string]int{KindProsody: 2, KindEjabberd: 3}[kind]
+			taken := takePorts(t, n)
+			s := ServerWith(t, kind, Config{})
+			if len(*taken) != n {
+				t.Fatalf("took ports %v, want %d", *taken, n)
+			}
+			for _, p := range *taken {
+				if slices.Contains(s.ports, p) {
+					t.Errorf("server on %v, which includes taken port %d", s.ports, p)
+				}
+			}
+			said := map[string]string{KindProsody: "Failed to open server port", KindEjabberd: "eaddrinuse"}[kind]
+			data, _ := os.ReadFile(map[string]string{KindProsody: s.LogPath, KindEjabberd: s.OutPath}[kind])
+			if got := strings.Count(string(data), said); got < n {
+				t.Errorf("%q said %d times, want %d:\n%s", said, got, n, s.diagnostics())
+			}
+			c := s.NewUser(t, "alice")
+			if _, err := c.Roster(ctxFor(t)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A port taken while the server is stopped makes Restart fail with
+// ErrPortInUse, after a bounded wait for it to be free; once free, Restart
+// brings the server back on the same ports.
+func TestRestartPortTaken(t *testing.T) {
+	if os.Getenv(ServersEnv) != "" && !slices.Contains(strings.Split(os.Getenv(ServersEnv), ","), KindProsody) {
+		t.Skipf("skipping: %s=%s", ServersEnv, os.Getenv(ServersEnv))
+	}
+	s := Prosody(t)
+	c2s := s.C2SAddr
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", s.ComponentAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	start := time.Now()
+	err = s.Restart(t.Context())
+	if !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), s.ComponentAddr+" still taken") {
+		t.Fatalf("Restart with the component port taken: %v", err)
+	}
+	t.Logf("Restart with the component port taken: %.600s", err)
+	if d := time.Since(start); d > portFreeWait+timeout {
+		t.Errorf("Restart took %v", d)
+	}
+	if s.Running() {
+		t.Fatal("running after a failed Restart")
+	}
+	l.Close()
+	if err := s.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s.C2SAddr != c2s {
+		t.Errorf("C2SAddr changed: %s -> %s", c2s, s.C2SAddr)
+	}
+	s.NewUser(t, "alice")
 }
