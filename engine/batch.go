@@ -393,6 +393,9 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if e.w == nil {
 		return ErrNotConnected
 	}
+	// What the server had sent before the write began: a close among it
+	// came before the write could arrive.
+	mark := e.w.Received()
 	if err := e.w.Write(b.out.Bytes()); err != nil {
 		if id > 0 {
 			return fmt.Errorf("engine: %w: %w", errReplyKept, err)
@@ -400,19 +403,19 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	if id > 0 {
-		e.sent, e.sentMark = id, e.w.Received()
+		e.sent, e.sentMark = id, mark
 	}
 	return nil
 }
 
 // promote counts the outbox rows written so far as delivered when the
-// server has shown that its stream was still open after the last of them
-// was written: a stanza, or the stream's end, that began at or after the
-// point the stream had reached when the write completed. A server that
-// closed the stream before that point (its </stream:stream> already
-// received, parsed or not) may never have read them: they stay in the
-// outbox and are sent again on the next stream (RFC 6121 §3: subscription
-// stanzas are idempotent). Called by the batch in flight, or under lock().
+// server has shown that its stream was still open when the last of them was
+// written: a stanza, or the stream's end, that began at or after the point
+// the stream had reached when the write began. A server that closed the
+// stream before that point (its </stream:stream> already received, parsed
+// or not) may never have read them: they stay in the outbox and are sent
+// again on the next stream (RFC 6121 §3: subscription stanzas are
+// idempotent). Called by the batch in flight, or under lock().
 //
 // What this cannot see is a close that was on its way while the write was:
 // within a network round trip of the write. Only the server answering our

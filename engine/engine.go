@@ -124,7 +124,7 @@ type Engine struct {
 	// delivered is the newest outbox row known to have reached a live
 	// stream; the next commit deletes the rows up to it. sent is the newest
 	// row written and not yet known to have arrived, sentMark how much of
-	// the stream the server had sent when it was written (see promote). The
+	// the stream the server had sent when its write began (see promote). The
 	// three are touched only by the batch in flight or under lock().
 	delivered, sent int64
 	sentMark        int64
@@ -276,6 +276,7 @@ func (e *Engine) replay(ctx context.Context, w Wire) error {
 		return nil
 	}
 	n := 0
+	mark := w.Received()
 	for _, r := range rows {
 		if r.ID <= e.delivered {
 			continue // reached the last stream; only its deletion was pending
@@ -286,7 +287,7 @@ func (e *Engine) replay(ctx context.Context, w Wire) error {
 		n++
 	}
 	// Written again, and again not yet known to have arrived.
-	e.sent, e.sentMark = rows[len(rows)-1].ID, w.Received()
+	e.sent, e.sentMark = rows[len(rows)-1].ID, mark
 	if n > 0 {
 		e.log.Info("outbox replayed: replies committed but not sent before", "batches", n)
 	}

@@ -113,18 +113,33 @@ func (s *Service) queue(ctx context.Context, actor roster.Actor, req any, res an
 	if err != nil {
 		return fmt.Errorf("gate: %w", err)
 	}
-	if release, err := s.store.Hold(ctx); err == nil {
+	release, err := s.store.Hold(ctx)
+	switch {
+	case err == nil:
 		release()
 		return fmt.Errorf("%w: the %s is queued (action %d) and will be carried out when it connects", ErrNotRunning, kind, id)
+	case !errors.Is(err, store.ErrHeld):
+		return fmt.Errorf("gate: the %s is queued (action %d), but whether rostergate runs cannot be told: %w", kind, id, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.wait)
+	wctx, cancel := context.WithTimeout(ctx, s.wait)
 	defer cancel()
+	// Why the wait ended: the act stays queued in every case but a result.
+	gaveUp := func(err error) error {
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("gate: stopped waiting for action %d, which stays queued: %w", id, ctx.Err())
+		case wctx.Err() != nil:
+			return fmt.Errorf("gate: rostergate run has not carried out action %d within %s (is it connected to the server?); it stays queued", id, s.wait)
+		default:
+			return fmt.Errorf("gate: action %d (queued): %w", id, err)
+		}
+	}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		a, err := s.store.Action(ctx, id)
+		a, err := s.store.Action(wctx, id)
 		if err != nil {
-			return fmt.Errorf("gate: %w", err)
+			return gaveUp(err)
 		}
 		if !a.Done.IsZero() {
 			if err := json.Unmarshal([]byte(a.Result), res); err != nil {
@@ -139,8 +154,8 @@ func (s *Service) queue(ctx context.Context, actor roster.Actor, req any, res an
 			return nil
 		}
 		select {
-		case <-ctx.Done():
-			return fmt.Errorf("gate: rostergate run has not carried out action %d within %s (is it connected to the server?); it stays queued", id, s.wait)
+		case <-wctx.Done():
+			return gaveUp(wctx.Err())
 		case <-t.C:
 		}
 	}
@@ -194,6 +209,9 @@ func (s *Service) runActions(ctx context.Context) {
 		}
 		result := s.Do(ctx, a)
 		// Recorded even if the stream is closing now: it was carried out.
+		// Should recording fail, the act runs again on the next tick; every
+		// act is idempotent (a decided request is "not pending", a list edit
+		// changes nothing, a subscription stanza repeats the state).
 		if err := s.store.FinishAction(context.WithoutCancel(ctx), a.ID, result); err != nil {
 			s.log.Error("recording a command line action", "id", a.ID, "err", err)
 			return
@@ -283,6 +301,9 @@ func strictJSON(s string, v any) error {
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
 		return fmt.Errorf("gate: request %q: %w", s, err)
+	}
+	if d.More() {
+		return fmt.Errorf("gate: request %q: more than one JSON value", s)
 	}
 	return nil
 }

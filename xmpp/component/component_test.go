@@ -66,7 +66,8 @@ func TestHostUnknown(t *testing.T) {
 func TestSubscribeFlows(t *testing.T) {
 	tests := []struct {
 		name, in, want string
-		state          string // the stored item afterwards, "" = no item
+		state          string          // the stored item afterwards, "" = no item
+		held           *roster.Request // the request held for review, if any (ID and Created not compared)
 	}{
 		{
 			name:  "accepted one way",
@@ -95,12 +96,21 @@ func TestSubscribeFlows(t *testing.T) {
 			in:    "<presence from='carol@msg.example' to='helpdesk@bots.localhost' type='subscribe'/>",
 			want:  "<message from='helpdesk@bots.localhost' to='carol@msg.example' id='ID' type='chat'><body>Your request awaits approval</body></message>",
 			state: "none+in",
+			held:  &roster.Request{Entity: "helpdesk", Contact: "carol@msg.example", Rule: "rule 5"},
 		},
 		{
 			name:  "review holds it",
 			in:    "<presence from='carol@other.example' to='helpdesk@bots.localhost' type='subscribe'/>",
 			want:  "",
 			state: "none+in",
+			held:  &roster.Request{Entity: "helpdesk", Contact: "carol@other.example", Rule: "default"},
+		},
+		{
+			name:  "review that will subscribe back, from a full JID",
+			in:    "<presence from='Dan@Back.Example/phone' to='HelpDesk@bots.localhost' type='subscribe'/>",
+			want:  "",
+			state: "none+in",
+			held:  &roster.Request{Entity: "helpdesk", Contact: "dan@back.example", Rule: "rule 6", SubscribeBack: true},
 		},
 		{
 			name:  "subscribe to a full JID is for the bare JID",
@@ -141,6 +151,28 @@ func TestSubscribeFlows(t *testing.T) {
 			}
 			if got != tc.state {
 				t.Errorf("stored state = %q, want %q", got, tc.state)
+			}
+			reqs, err := h.db.Requests(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.held == nil && len(reqs) != 0:
+				t.Errorf("held: %+v, want none", reqs)
+			case tc.held != nil && len(reqs) != 1:
+				t.Errorf("held: %+v, want one: %+v", reqs, *tc.held)
+			case tc.held != nil:
+				r := reqs[0]
+				if r.ID <= 0 || r.Created.IsZero() {
+					t.Errorf("held request without its id or time: %+v", r)
+				}
+				r.ID, r.Created = 0, time.Time{}
+				if r != *tc.held {
+					t.Errorf("held: %+v, want %+v", r, *tc.held)
+				}
+				if n := h.eng.Held(); n != 1 {
+					t.Errorf("held count %d, want 1", n)
+				}
 			}
 		})
 	}
@@ -294,17 +326,36 @@ func TestProbes(t *testing.T) {
 	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='dave@other.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>")
 }
 
-// A reply committed but cut off by the server closing the stream is kept in
-// the outbox and sent first on the next stream; the outbox is then empty.
+// A reply committed and written after the server closed the stream (its
+// </stream:stream> already received) may never have been read: it is kept
+// in the outbox and sent first on the next stream; the outbox is then
+// empty.
 func TestOutboxReplayAfterDrop(t *testing.T) {
-	h := start(t, "s3cret", nil)
+	var fs *flakyStore
+	log := newLogWatch(t)
+	ended := log.on(`msg="stream from the server ended"`)
+	h := start(t, "s3cret", func(o *testOpts) {
+		flaky(&fs)(o)
+		o.Logger = log.logger()
+	})
 	c := h.first(t)
+	// The commit is held until the engine has read the server's close, so
+	// the reply is written after it, every time: the lost-reply window.
+	release := fs.hold(t)
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/></stream:stream>")
-	c.Close()
+	fs.commitStarted(t)
+	waitClosed(t, ended, 10*time.Second, "the engine seeing the server's </stream:stream>")
+	release()
+	subscribed := "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"
 	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"
+	// The write itself succeeds: the reply and then our </stream:stream>
+	// reach the old stream (which a real server, having closed it, may
+	// discard).
+	c.expect(t, subscribed+avail+"</stream:stream>")
+	c.Close()
 	c2 := h.srv.next(t)
 	// The replayed reply, then the resync's presence.
-	c2.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+avail+avail)
+	c2.expect(t, subscribed+avail+avail)
 	c2.send(t, ping)
 	c2.expect(t, pong)
 	if out, err := h.db.Outbox(context.Background()); err != nil || len(out) != 0 {

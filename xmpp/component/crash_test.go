@@ -79,8 +79,13 @@ func crashChild() int {
 
 // answers records what each contact was answered.
 type answers struct {
-	mu  sync.Mutex
-	got map[string]map[string]int // contact → presence type → count
+	mu      sync.Mutex
+	got     map[string]map[string]int // contact → presence type → count
+	changed chan struct{}             // signalled (without blocking) on every answer
+}
+
+func newAnswers() *answers {
+	return &answers{got: map[string]map[string]int{}, changed: make(chan struct{}, 1)}
 }
 
 func (a *answers) add(contact, typ string) {
@@ -90,6 +95,30 @@ func (a *answers) add(contact, typ string) {
 		a.got[contact] = map[string]int{}
 	}
 	a.got[contact][typ]++
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until cond holds, checking it again on every answer, for
+// as long as answers keep coming: it gives up after idle without one. It
+// reports whether cond holds.
+func (a *answers) waitFor(cond func() bool, idle time.Duration) bool {
+	timer := time.NewTimer(idle)
+	defer timer.Stop()
+	for range 1_000_000 {
+		if cond() {
+			return true
+		}
+		select {
+		case <-a.changed:
+			timer.Reset(idle) // no stale expiry to drain since Go 1.23
+		case <-timer.C:
+			return cond()
+		}
+	}
+	return cond()
 }
 
 func (a *answers) has(key, typ string) bool {
@@ -151,16 +180,24 @@ func TestCrashUnderLoad(t *testing.T) {
 	srv := newFakeServer(t, "s3cret")
 	dbPath := filepath.Join(t.TempDir(), "rg.db")
 	var childLog syncBuffer
-	child := func() *exec.Cmd {
+	child := func() *childProc {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "ROSTERGATE_CRASH_CHILD=1", "ROSTERGATE_DB="+dbPath, "ROSTERGATE_SERVER="+srv.addr())
 		cmd.Stderr = &childLog
+		cmd.WaitDelay = 10 * time.Second // bounds Wait should the log pipe stay open
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		return cmd
+		p := &childProc{cmd: cmd}
+		// However the test ends (a t.Fatal included), no child is left
+		// running: each is killed and reaped.
+		t.Cleanup(func() {
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			_ = p.wait()
+		})
+		return p
 	}
-	ans := &answers{got: map[string]map[string]int{}}
+	ans := newAnswers()
 	var mu sync.Mutex
 	sent := 0 // contacts 0..sent-1 have been asked at least once
 
@@ -180,7 +217,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	const kills = 24
 	deadline := time.Now().Add(60 * time.Second)
 	for k := 0; k < kills && time.Now().Before(deadline); k++ {
-		cmd := child()
+		p := child()
 		c := srv.next(t)
 		mu.Lock()
 		from := sent
@@ -189,33 +226,47 @@ func TestCrashUnderLoad(t *testing.T) {
 		mu.Unlock()
 		go serve(c, from, to)
 		time.Sleep(time.Duration(20+rand.IntN(120)) * time.Millisecond) // a random moment to kill at
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.wait()
 		c.Close()
 	}
 	total := sent
 
 	// The last run: it replays its outbox; clients resend what got no answer.
-	cmd := child()
+	p := child()
 	c := srv.next(t)
 	go ans.read(c)
-	resend := func() int {
-		n := 0
-		var b strings.Builder
+	unanswered := func() []string {
+		var out []string
 		for i := range total {
 			if i%3 != 2 && !ans.answered(contactOf(i)) {
-				b.WriteString("<presence from='" + contactOf(i) + "' to='helpdesk@bots.localhost' type='subscribe'/>")
-				n++
+				out = append(out, contactOf(i))
 			}
 		}
-		io.WriteString(c, b.String())
-		return n
+		return out
 	}
-	for round := 0; round < 50; round++ {
-		if resend() == 0 {
+	// Each round resends what got no answer, then waits for the answers
+	// (for as long as they keep coming).
+	for round := 0; round < 3; round++ {
+		left := unanswered()
+		if len(left) == 0 {
 			break
 		}
-		time.Sleep(100 * time.Millisecond) // answers arrive on the stream; polled, bounded
+		var b strings.Builder
+		for _, ct := range left {
+			b.WriteString("<presence from='" + ct + "' to='helpdesk@bots.localhost' type='subscribe'/>")
+		}
+		if _, err := io.WriteString(c, b.String()); err != nil {
+			t.Fatalf("resending: %v", err)
+		}
+		ans.waitFor(func() bool {
+			for _, ct := range left {
+				if !ans.answered(ct) {
+					return false
+				}
+			}
+			return true
+		}, 10*time.Second)
 	}
 	// Held requests too: a resend of those is a duplicate and changes nothing.
 	var b strings.Builder
@@ -223,15 +274,14 @@ func TestCrashUnderLoad(t *testing.T) {
 		b.WriteString("<presence from='" + contactOf(i) + "' to='helpdesk@bots.localhost' type='subscribe'/>")
 	}
 	b.WriteString(ping) // answered after everything before it
-	io.WriteString(c, b.String())
-	for wait := 0; wait < 200 && !ans.has("iq:p1", "result"); wait++ {
-		time.Sleep(50 * time.Millisecond) // polled, bounded: 10 s
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatalf("resending: %v", err)
 	}
-	if !ans.has("iq:p1", "result") {
-		t.Error("the last run did not answer the final ping within 10 s")
+	if !ans.waitFor(func() bool { return ans.has("iq:p1", "result") }, 10*time.Second) {
+		t.Error("the last run did not answer the final ping")
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(); err != nil {
 		t.Errorf("last run exited: %v", err)
 	}
 	c.Close()
@@ -292,6 +342,19 @@ func TestCrashUnderLoad(t *testing.T) {
 	if t.Failed() {
 		t.Logf("rostergate's log:\n%s", log)
 	}
+}
+
+// childProc is a rostergate child process, waited for once.
+type childProc struct {
+	cmd  *exec.Cmd
+	once sync.Once
+	err  error
+}
+
+// wait reaps the child (once; later calls return the same result).
+func (p *childProc) wait() error {
+	p.once.Do(func() { p.err = p.cmd.Wait() })
+	return p.err
 }
 
 type syncBuffer struct {
