@@ -3,6 +3,7 @@ package component_test
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,6 @@ import (
 	"rostergate/internal/xmpptest"
 	"rostergate/limits"
 	"rostergate/policy"
-	"rostergate/roster"
 	"rostergate/subscription"
 )
 
@@ -55,8 +55,10 @@ func heldRequest(t *testing.T, s *setup, admin *xmpptest.Client, user string) in
 	if id == nil {
 		t.Fatalf("notification names no request id:\n%s", m.Body)
 	}
-	var n int64
-	fmt.Sscan(id[1], &n)
+	n, err := strconv.ParseInt(id[1], 10, 64)
+	if err != nil {
+		t.Fatalf("request id %q: %v", id[1], err)
+	}
 	return n
 }
 
@@ -104,14 +106,13 @@ func testIntegrationAdminAdhocApprove(t *testing.T, srv *xmpptest.Server) {
 	wantState(t, g, "alice@localhost", subscription.From)
 	// The other admin sees it decided.
 	mustWaitMessage(t, adm2, messageFrom(domain, "approved by admin@localhost"))
-	if reqs, _ := g.db.Requests(ctx(t)); len(reqs) != 0 {
+	if reqs := mustRequests(t, g.db); len(reqs) != 0 {
 		t.Errorf("still pending: %+v", reqs)
 	}
 	audited := false
-	g.db.Events(ctx(t), time.Time{}, func(e roster.Event) error {
+	for _, e := range mustEvents(t, g.db) {
 		audited = audited || (e.Kind == "approve" && e.Actor == "admin@localhost" && e.Interface == "adhoc")
-		return nil
-	})
+	}
 	if !audited {
 		t.Error("the approval is not in the audit log")
 	}
@@ -134,7 +135,11 @@ func testIntegrationAdminChatReject(t *testing.T, srv *xmpptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer phone.Close()
+	defer func() {
+		if err := phone.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	if err := phone.SendMessage(domain, "pending"); err != nil {
 		t.Fatal(err)
 	}
@@ -195,11 +200,15 @@ func testIntegrationAdminAttacker(t *testing.T, srv *xmpptest.Server) {
 	if _, err := mallory.IQ(ctx(t), "<iq type='get' to='"+domain+"'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
 		t.Fatal(err)
 	}
-	if reqs, _ := g.db.Requests(ctx(t)); len(reqs) != 1 {
-		t.Errorf("the held request was touched: %+v", reqs)
+	if reqs := mustRequests(t, g.db); len(reqs) != 1 || reqs[0].ID != id {
+		t.Errorf("the held request #%d was touched: %+v", id, reqs)
 	}
-	if allow, _, _ := g.db.Lists(ctx(t)); len(allow) != 0 {
-		t.Errorf("a non-admin edited the allow list: %v", allow)
+	allow, deny, err := g.db.Lists(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(allow) != 0 || len(deny) != 0 {
+		t.Errorf("a non-admin edited the lists: allow %v, deny %v", allow, deny)
 	}
 }
 
@@ -217,10 +226,9 @@ func testIntegrationReviewTTL(t *testing.T, srv *xmpptest.Server) {
 	mustWaitPresence(t, alice, presenceFrom(helpdesk, "unsubscribed"))
 	mustRoster(t, alice, helpdesk, rosterIs("none", ""))
 	expired := false
-	g.db.Events(ctx(t), time.Time{}, func(e roster.Event) error {
+	for _, e := range mustEvents(t, g.db) {
 		expired = expired || (e.Kind == "reject" && e.Interface == "review_ttl")
-		return nil
-	})
+	}
 	if !expired {
 		t.Error("the expiry is not in the audit log")
 	}
@@ -245,7 +253,7 @@ func testIntegrationLimits(t *testing.T, srv *xmpptest.Server) {
 	if _, err := alice.IQ(ctx(t), "<iq type='get' to='"+domain+"'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
 		t.Fatal(err)
 	}
-	if reqs, _ := g.db.Requests(ctx(t)); len(reqs) != 2 {
+	if reqs := mustRequests(t, g.db); len(reqs) != 2 {
 		t.Errorf("%d held, want 2 (contact_rate 2/1h)", len(reqs))
 	}
 	if hits := g.eng.LimitHits(); hits["contact_rate"] != 4 {
@@ -261,7 +269,7 @@ func testIntegrationLimits(t *testing.T, srv *xmpptest.Server) {
 			t.Fatal(err)
 		}
 	}
-	if reqs, _ := g.db.Requests(ctx(t)); len(reqs) != 3 {
+	if reqs := mustRequests(t, g.db); len(reqs) != 3 {
 		t.Errorf("%d held, want 3 (max_pending)", len(reqs))
 	}
 	if hits := g.eng.LimitHits(); hits["max_pending"] != 1 {
@@ -286,8 +294,11 @@ func testIntegrationLists(t *testing.T, srv *xmpptest.Server) {
 	}
 	alice := s.srv.NewUser(t, "alice")
 	bob := s.srv.NewUser(t, "bob")
-	alice.SendPresence(helpdesk, "subscribe")
-	bob.SendPresence(helpdesk, "subscribe")
+	for _, c := range []*xmpptest.Client{alice, bob} {
+		if err := c.SendPresence(helpdesk, "subscribe"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	mustWaitPresence(t, bob, presenceFrom(helpdesk, "unsubscribed"))
 	// The deny list wins over the allow list.
 	mustWaitPresence(t, alice, presenceFrom(helpdesk, "unsubscribed"))
@@ -295,7 +306,9 @@ func testIntegrationLists(t *testing.T, srv *xmpptest.Server) {
 		t.Fatal(err)
 	}
 	mustWaitMessage(t, adm, func(m xmpptest.Message) bool { return m.From == domain })
-	alice.SendPresence(helpdesk, "subscribe")
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
 	mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
 	wantState(t, g, "alice@localhost", subscription.From)
 	x, err := g.eng.Explain("bob@localhost", "helpdesk")

@@ -2,9 +2,12 @@ package component_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	"rostergate/internal/xmpptest"
 	"rostergate/policy"
 	"rostergate/roster"
+	"rostergate/store"
 	"rostergate/store/sqlite"
 	"rostergate/subscription"
 	"rostergate/xmpp/component"
@@ -59,20 +63,10 @@ func newSetup(t *testing.T, srv *xmpptest.Server, pol policy.Config) *setup {
 func (s *setup) start() *gate {
 	t := s.t
 	t.Helper()
+	settings := s.settings()
 	db, err := sqlite.Open(context.Background(), s.dbPath)
 	if err != nil {
 		t.Fatal(err)
-	}
-	p, err := policy.Compile(s.pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings := engine.Settings{
-		Entities: []engine.Entity{{Local: "helpdesk", Name: "Help Desk", Status: "Ask me anything"}},
-		Policy:   p,
-	}
-	if s.tweak != nil {
-		s.tweak(&settings)
 	}
 	log := &syncLog{}
 	inst, err := instance.New(context.Background(), instance.Config{
@@ -88,6 +82,9 @@ func (s *setup) start() *gate {
 		MaxBackoff: 500 * time.Millisecond,
 	})
 	if err != nil {
+		if cerr := db.Close(); cerr != nil {
+			t.Errorf("closing %s: %v", s.dbPath, cerr)
+		}
 		t.Fatal(err)
 	}
 	comp := inst.Component
@@ -95,15 +92,30 @@ func (s *setup) start() *gate {
 	g := &gate{comp: comp, eng: inst.Engine, svc: inst.Service, db: db, cancel: cancel, done: make(chan error, 1), log: log}
 	up := comp.Connected()
 	go func() { g.done <- comp.Run(ctx) }()
+	// Stopped when the test ends, even if it fails before rostergate is up.
+	t.Cleanup(func() { g.stop(t) })
 	select {
 	case <-up:
 	case err := <-g.done:
+		g.done <- nil // Run has returned: nothing more for stop to report
 		t.Fatalf("rostergate stopped before connecting: %v", err)
 	case <-time.After(wait):
 		t.Fatal("rostergate did not connect within 10 s")
 	}
-	t.Cleanup(func() { g.stop(t) })
 	return g
+}
+
+// settings are the settings start runs rostergate with: the entity
+// helpdesk and the setup's policy, then its tweak.
+func (s *setup) settings() engine.Settings {
+	st := engine.Settings{
+		Entities: []engine.Entity{{Local: "helpdesk", Name: "Help Desk", Status: "Ask me anything"}},
+		Policy:   mustCompile(s.t, s.pol),
+	}
+	if s.tweak != nil {
+		s.tweak(&st)
+	}
+	return st
 }
 
 // stop shuts rostergate down cleanly; it may be called more than once.
@@ -122,22 +134,101 @@ func (g *gate) stop(t *testing.T) {
 	case <-time.After(wait):
 		t.Error("rostergate did not stop within 10 s")
 	}
-	g.db.Close()
+	if err := g.db.Close(); err != nil {
+		t.Errorf("closing rostergate's database: %v", err)
+	}
 }
 
 // item returns the state rostergate stored for helpdesk's roster item of
-// contact, as a machine state.
+// contact, as a machine state. No item is None: the store deletes an item
+// that holds nothing (roster.Item.Empty). Any other error reading it, or an
+// item that is no machine state, fails the test: it is never read as None.
 func (g *gate) item(t *testing.T, contact string) subscription.State {
 	t.Helper()
-	it, err := g.db.Get(context.Background(), "helpdesk", contact)
+	s, _ := storedState(t, g.db, "helpdesk", contact)
+	return s
+}
+
+// storedState returns the state db holds for entity's roster item of
+// contact, and whether there is an item at all (None when there is not).
+// An error reading it, or an item that is no machine state, fails the test.
+func storedState(t *testing.T, db *sqlite.DB, entity, contact string) (subscription.State, bool) {
+	t.Helper()
+	it, err := db.Get(context.Background(), entity, contact)
+	if errors.Is(err, store.ErrNotFound) {
+		return subscription.None, false
+	}
 	if err != nil {
-		return subscription.None
+		t.Fatalf("reading %s's item for %s: %v", entity, contact, err)
 	}
 	s, err := subscription.Compose(it.Sub, it.PendingOut, it.PendingIn)
 	if err != nil {
+		t.Fatalf("%s's item for %s is corrupt (%+v): %v", entity, contact, it, err)
+	}
+	return s, true
+}
+
+// mustCompile compiles a policy for a test.
+func mustCompile(t *testing.T, c policy.Config) *policy.Policy {
+	t.Helper()
+	p, err := policy.Compile(c)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return p
+}
+
+// mustOpen opens a database for a test and closes it when the test ends,
+// failing the test if closing fails.
+func mustOpen(t *testing.T, path string) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("closing %s: %v", path, err)
+		}
+	})
+	return db
+}
+
+// mustRequests returns the requests held in db.
+func mustRequests(t *testing.T, db *sqlite.DB) []roster.Request {
+	t.Helper()
+	reqs, err := db.Requests(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reqs
+}
+
+// mustEvents returns the audit log of db.
+func mustEvents(t *testing.T, db *sqlite.DB) []roster.Event {
+	t.Helper()
+	var evs []roster.Event
+	if err := db.Events(ctx(t), time.Time{}, func(e roster.Event) error {
+		evs = append(evs, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// runDone waits, bounded, for a Run started by a test to return after its
+// context was cancelled, and fails the test if it returned an error.
+func runDone(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s: Run returned %v after a clean shutdown", what, err)
+		}
+	case <-time.After(wait):
+		t.Errorf("%s did not stop within 10 s", what)
+	}
 }
 
 type logWriter struct{ t *testing.T }
@@ -319,7 +410,9 @@ func testIntegrationProbeOnLogin(t *testing.T, srv *xmpptest.Server) {
 		t.Fatal(err)
 	}
 	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
-	alice.Close()
+	if err := alice.Close(); err != nil {
+		t.Fatal(err)
+	}
 	again := s.srv.Login(t, "alice")
 	mustWaitPresence(t, again, presenceFrom(helpdesk+"/rostergate", ""))
 }
@@ -379,7 +472,7 @@ func testIntegrationReview(t *testing.T, srv *xmpptest.Server) {
 	if _, err := alice.IQ(ctx(t), "<iq type='get' to='bots.localhost'><ping xmlns='urn:xmpp:ping'/></iq>"); err != nil {
 		t.Fatal(err)
 	}
-	if reqs2, _ := g.db.Requests(ctx(t)); len(reqs2) != 1 || reqs2[0].ID != reqs[0].ID {
+	if reqs2 := mustRequests(t, g.db); len(reqs2) != 1 || reqs2[0].ID != reqs[0].ID {
 		t.Errorf("after a duplicate: %+v, want the one request %d", reqs2, reqs[0].ID)
 	}
 	// The admin's approval goes through the same machine.
@@ -388,7 +481,7 @@ func testIntegrationReview(t *testing.T, srv *xmpptest.Server) {
 	}
 	mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
 	mustRoster(t, alice, helpdesk, rosterIs("to", ""))
-	if reqs3, _ := g.db.Requests(ctx(t)); len(reqs3) != 0 {
+	if reqs3 := mustRequests(t, g.db); len(reqs3) != 0 {
 		t.Errorf("requests after approval: %+v", reqs3)
 	}
 }
@@ -461,12 +554,8 @@ func TestIntegrationRefused(t *testing.T) { xmpptest.EachServer(t, testIntegrati
 
 func testIntegrationRefused(t *testing.T, srv *xmpptest.Server) {
 	s := newSetup(t, srv, accept(false))
-	db, err := sqlite.Open(context.Background(), s.dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	p, _ := policy.Compile(s.pol)
+	db := mustOpen(t, s.dbPath)
+	p := mustCompile(t, s.pol)
 	unknownDomain := map[string]string{xmpptest.KindProsody: "host-unknown", xmpptest.KindEjabberd: "not-authorized"}[srv.Kind]
 	tests := []struct{ name, domain, secret, want string }{
 		{"wrong secret", s.srv.ComponentDomain, "not-the-secret", "not-authorized"},
@@ -500,19 +589,33 @@ func TestIntegrationSecondInstance(t *testing.T) {
 	xmpptest.EachServer(t, testIntegrationSecondInstance)
 }
 
+// splitRequests is how many requests the ejabberd case sends, one to each
+// of as many entities, to see them shared. ejabberd routes each stanza for
+// a domain that several components serve to one of them at random (with no
+// domain_balancing configured, ejabberd_router:balancing_route picks by
+// erlang:phash2(erlang:system_time(), 2)), so the chance that all 40 go to
+// the same one of the two, and the test fails although the traffic is
+// shared, is 2 × 2^-40 = 2^-39 ≈ 1.8e-12 per run.
+const splitRequests = 40
+
 func testIntegrationSecondInstance(t *testing.T, srv *xmpptest.Server) {
-	s := newSetup(t, srv, accept(false))
-	first := s.start()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "second.db"))
-	if err != nil {
-		t.Fatal(err)
+	split := make([]string, splitRequests)
+	for i := range split {
+		split[i] = fmt.Sprintf("split%02d", i)
 	}
-	defer db.Close()
-	p, _ := policy.Compile(s.pol)
+	s := newSetup(t, srv, accept(false))
+	s.tweak = func(st *engine.Settings) {
+		for _, local := range split {
+			st.Entities = append(st.Entities, engine.Entity{Local: local})
+		}
+	}
+	first := s.start()
+	// The mistaken copy: the same configuration, another database.
+	db := mustOpen(t, filepath.Join(t.TempDir(), "second.db"))
 	refused := &notifyingLog{needle: "conflict", seen: make(chan struct{})}
 	inst, err := instance.New(context.Background(), instance.Config{
 		Domain: srv.ComponentDomain, Server: srv.ComponentAddr, Secret: srv.ComponentSecret,
-		Settings: engine.Settings{Policy: p}, Store: db,
+		Settings: s.settings(), Store: db,
 		Logger:     slog.New(slog.NewTextHandler(refused, nil)),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 	})
@@ -526,9 +629,7 @@ func testIntegrationSecondInstance(t *testing.T, srv *xmpptest.Server) {
 	go func() { done <- second.Run(runCtx) }()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("second Run: %v", err)
-		}
+		runDone(t, done, "the second rostergate")
 	}()
 	switch srv.Kind {
 	case xmpptest.KindProsody:
@@ -537,6 +638,7 @@ func testIntegrationSecondInstance(t *testing.T, srv *xmpptest.Server) {
 		case <-up:
 			t.Fatal("Prosody accepted a second stream for the domain")
 		case err := <-done:
+			done <- nil // Run has returned: nothing more to report
 			t.Fatalf("the second rostergate gave up: %v", err)
 		case <-time.After(wait):
 			t.Fatal("no conflict within 10 s")
@@ -552,11 +654,86 @@ func testIntegrationSecondInstance(t *testing.T, srv *xmpptest.Server) {
 		select {
 		case <-up:
 		case err := <-done:
+			done <- nil // Run has returned: nothing more to report
 			t.Fatalf("ejabberd refused the second stream: %v", err)
 		case <-time.After(wait):
 			t.Fatal("the second rostergate did not connect within 10 s")
 		}
+		checkShared(t, srv, split, first.db, db)
 	}
+}
+
+// checkShared has alice ask each entity in split for its presence, then
+// checks that both databases decided some of the requests, and that
+// together they decided each exactly once.
+func checkShared(t *testing.T, srv *xmpptest.Server, split []string, first, second *sqlite.DB) {
+	const contact = "alice@localhost"
+	alice := srv.NewUser(t, "alice")
+	for _, local := range split {
+		if err := alice.SendPresence(local+"@"+srv.ComponentDomain, "subscribe"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every request is answered (one deadline for all): whichever
+	// rostergate decided it has committed its decision by then.
+	replies := ctx(t)
+	for _, local := range split {
+		if _, err := alice.WaitPresence(replies, presenceFrom(local+"@"+srv.ComponentDomain, "subscribed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byFirst, bySecond := decisions(t, first, contact), decisions(t, second, contact)
+	for _, local := range split {
+		a, b := byFirst[local], bySecond[local]
+		if a+b != 1 {
+			t.Errorf("the request for %s was decided %d times by the first rostergate and %d by the second, want once in all", local, a, b)
+		}
+		// The one that decided holds the subscription; the other knows nothing of it.
+		for _, x := range []struct {
+			name    string
+			db      *sqlite.DB
+			decided bool
+		}{{"first", first, a > 0}, {"second", second, b > 0}} {
+			st, found := storedState(t, x.db, local, contact)
+			switch {
+			case x.decided && st != subscription.From:
+				t.Errorf("the %s rostergate decided the request for %s but holds %s, want %s", x.name, local, st, subscription.From)
+			case !x.decided && found:
+				t.Errorf("the %s rostergate did not decide the request for %s but holds %s", x.name, local, st)
+			}
+		}
+	}
+	for _, d := range []struct {
+		name string
+		m    map[string]int
+	}{{"first", byFirst}, {"second", bySecond}} {
+		for local := range d.m {
+			if !slices.Contains(split, local) {
+				t.Errorf("the %s rostergate decided a request for %q, which alice did not send", d.name, local)
+			}
+		}
+	}
+	if len(byFirst) == 0 || len(bySecond) == 0 {
+		t.Errorf("of %d requests the first rostergate decided %d and the second %d: ejabberd did not share the domain's traffic", len(split), len(byFirst), len(bySecond))
+	}
+	t.Logf("ejabberd routed %d requests: %d decided by the first rostergate, %d by the second", len(split), len(byFirst), len(bySecond))
+}
+
+// decisions counts, by entity, the subscription requests from contact that
+// db records as decided (accepted, as the policy says).
+func decisions(t *testing.T, db *sqlite.DB, contact string) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	for _, e := range mustEvents(t, db) {
+		if e.Kind != "subscribe" || e.Contact != contact {
+			continue
+		}
+		if e.Action != string(policy.Accept) {
+			t.Errorf("the request for %s was decided %q, want %q: %+v", e.Entity, e.Action, policy.Accept, e)
+		}
+		n[e.Entity]++
+	}
+	return n
 }
 
 // notifyingLog closes seen the first time a write contains needle.

@@ -13,7 +13,6 @@ import (
 	"rostergate/internal/instance"
 	"rostergate/internal/xmpptest"
 	"rostergate/policy"
-	"rostergate/store/sqlite"
 )
 
 // On an idle stream the keepalive pings the component's own domain through
@@ -24,16 +23,14 @@ func TestIntegrationIdleIsNotStalled(t *testing.T) {
 }
 
 func testIdleIsNotStalled(t *testing.T, srv *xmpptest.Server) {
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rg.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	p, _ := policy.Compile(policy.Config{})
+	db := mustOpen(t, filepath.Join(t.TempDir(), "rg.db"))
+	p := mustCompile(t, policy.Config{})
 	log := &syncLog{}
 	inst, err := instance.New(context.Background(), instance.Config{
 		Domain: srv.ComponentDomain, Server: srv.ComponentAddr, Secret: srv.ComponentSecret,
-		Keepalive: 100 * time.Millisecond,
+		// A reply to the ping may take a while on a loaded machine: the
+		// stall is declared after two intervals of silence (500 ms).
+		Keepalive: 250 * time.Millisecond,
 		Settings:  engine.Settings{Policy: p},
 		Store:     db,
 		Logger:    slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -46,34 +43,70 @@ func testIdleIsNotStalled(t *testing.T, srv *xmpptest.Server) {
 	done := make(chan error, 1)
 	up := comp.Connected()
 	go func() { done <- comp.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		runDone(t, done, "rostergate")
+	}
+	t.Cleanup(stop) // before the database is closed
 	select {
 	case <-up:
 	case err := <-done:
+		done <- nil // Run has returned: nothing more for stop to report
 		t.Fatalf("rostergate stopped before connecting: %v", err)
 	case <-time.After(wait):
 		t.Fatal("rostergate did not connect within 10 s")
 	}
-	// Ten keepalive intervals of silence from both sides.
-	time.Sleep(time.Second) // the idle period is what is under test
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	time.Sleep(2 * time.Second) // eight keepalive intervals of idleness: what is under test
+	stop()
 	out := log.String()
 	if strings.Contains(out, "stalled") || strings.Count(out, "msg=connected") != 1 {
 		t.Errorf("an idle stream was taken for a stalled one:\n%s", out)
 	}
 }
 
+// syncLog keeps what is logged to it; a test can wait for a text to be
+// logged (next) instead of sleeping.
 type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
+	mu      sync.Mutex
+	b       strings.Builder
+	watches []logWatch
+}
+
+type logWatch struct {
+	needle string
+	n      int
+	ch     chan struct{}
 }
 
 func (l *syncLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.b.Write(p)
+	n, err := l.b.Write(p)
+	kept := l.watches[:0]
+	for _, w := range l.watches {
+		if strings.Count(l.b.String(), w.needle) >= w.n {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	l.watches = kept
+	return n, err
+}
+
+// next returns a channel that is closed once needle is logged again: when
+// the log holds it once more than it does now.
+func (l *syncLog) next(needle string) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := logWatch{needle: needle, n: strings.Count(l.b.String(), needle) + 1, ch: make(chan struct{})}
+	l.watches = append(l.watches, w)
+	return w.ch
 }
 
 func (l *syncLog) String() string {

@@ -17,6 +17,9 @@ func TestIntegrationServerRestartedFiveTimes(t *testing.T) {
 	xmpptest.EachServer(t, testServerRestartedFiveTimes)
 }
 
+// couldNotConnect is what rostergate logs when an attempt to reconnect fails.
+const couldNotConnect = "could not connect, retrying"
+
 func testServerRestartedFiveTimes(t *testing.T, srv *xmpptest.Server) {
 	s := newSetup(t, srv, accept(false))
 	g := s.start()
@@ -31,14 +34,22 @@ func testServerRestartedFiveTimes(t *testing.T, srv *xmpptest.Server) {
 		}
 		mustWaitPresence(t, c, presenceFrom(helpdesk, "subscribed"))
 		mustRoster(t, c, helpdesk, rosterIs("to", ""))
-		c.Close()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
 
 		up := g.comp.Connected()
+		// Down until rostergate has tried again and failed: it retries,
+		// with backoff, while the server is away.
+		retried := log.next(couldNotConnect)
 		if err := s.srv.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		// Down for a moment: rostergate retries with backoff meanwhile.
-		time.Sleep(300 * time.Millisecond) // the outage under test
+		select {
+		case <-retried:
+		case <-time.After(wait):
+			t.Fatalf("round %d: rostergate did not try to reconnect within 10 s of the server stopping", round)
+		}
 		if err := s.srv.Restart(ctx(t)); err != nil {
 			t.Fatal(err)
 		}
