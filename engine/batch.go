@@ -103,13 +103,26 @@ func (e *Engine) Serve(ctx context.Context, src Source, h Handler) error {
 	big := make(chan struct{}, maxBigQueued)
 	errc := make(chan error, 1)
 	done := make(chan struct{})
-	defer close(done)
+	readerDone := make(chan struct{})
+	// The reader is gone before Serve returns: what it records belongs to
+	// this stream, never to the next one. (After a failed batch the wire
+	// was aborted, which ends the reader's read.)
+	defer func() {
+		close(done)
+		<-readerDone
+	}()
 	go func() {
+		defer close(readerDone)
 		defer close(ch)
 		for {
 			el, err := src.Next()
 			if err != nil {
-				e.endAt.Store(src.Offset())
+				// Only the server ending the stream in-band shows it was
+				// still reading up to there; a broken connection shows
+				// nothing.
+				if closedByServer(err) {
+					e.endAt.Store(src.Offset())
+				}
 				e.log.Debug("stream from the server ended", "reason", err, "at", src.Offset())
 				errc <- err
 				return
@@ -393,9 +406,6 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if e.w == nil {
 		return ErrNotConnected
 	}
-	// What the server had sent before the write began: a close among it
-	// came before the write could arrive.
-	mark := e.w.Received()
 	if err := e.w.Write(b.out.Bytes()); err != nil {
 		if id > 0 {
 			return fmt.Errorf("engine: %w: %w", errReplyKept, err)
@@ -403,18 +413,21 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	if id > 0 {
-		e.sent, e.sentMark = id, mark
+		// What the server had sent by the time the write completed: a close
+		// among it may have come before the write arrived.
+		e.sent, e.sentMark = id, e.w.Received()
 	}
 	return nil
 }
 
 // promote counts the outbox rows written so far as delivered when the
-// server has shown that its stream was still open when the last of them was
-// written: a stanza, or the stream's end, that began at or after the point
-// the stream had reached when the write began. A server that closed the
-// stream before that point (its </stream:stream> already received, parsed
-// or not) may never have read them: they stay in the outbox and are sent
-// again on the next stream (RFC 6121 §3: subscription stanzas are
+// server has shown that its stream was still open after the last of them
+// was written: a stanza, or its own end of the stream (</stream:stream> or
+// a stream error), that began at or after the point the stream had reached
+// when the write completed. A server that closed the stream before that
+// point (its close already received, parsed or not), or a connection that
+// broke without a close, shows nothing: the rows stay in the outbox and are
+// sent again on the next stream (RFC 6121 §3: subscription stanzas are
 // idempotent). Called by the batch in flight, or under lock().
 //
 // What this cannot see is a close that was on its way while the write was:
@@ -433,12 +446,16 @@ func (e *Engine) promote() {
 	}
 }
 
-// Acknowledge tells the engine that the server has read everything written
-// on the stream: it closed the stream in answer to our </stream:stream>.
-// The outbox rows written are then delivered.
+// Acknowledge tells the engine that the server closed the stream after our
+// </stream:stream> (Close): if its close began after ours was written, it
+// read everything written before, and the outbox rows written are
+// delivered. A close that crossed ours proves nothing.
 func (e *Engine) Acknowledge(ctx context.Context) {
 	e.lock()
 	defer e.mu.Unlock()
+	if !e.closed || e.endAt.Load() < e.closeMark {
+		return
+	}
 	e.delivered = max(e.delivered, e.sent)
 	e.sent = 0
 	if e.delivered > 0 {
@@ -459,4 +476,11 @@ func (e *Engine) handle(ctx context.Context, b *batch, x *in, h Handler) {
 	default:
 		e.log.Warn("unknown stanza ignored", "name", x.el.Name, "from", x.el.From)
 	}
+}
+
+// closedByServer reports whether err is the server ending the stream
+// in-band: </stream:stream> or a stream error (RFC 6120 §4.4, §4.9).
+func closedByServer(err error) bool {
+	var se *stanza.StreamError
+	return errors.Is(err, stanza.ErrStreamClosed) || errors.As(err, &se)
 }

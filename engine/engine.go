@@ -29,9 +29,15 @@
 //     is committed or sent on it, and the next stream replays the outbox.
 //   - live (the settings in force) is an atomic pointer, replaced whole under
 //     mu by Reload and list edits; readers load it without the lock.
-//   - The Wire serialises its own writes; the engine writes to it only under
-//     mu (batches, broadcast pages, the closing element) or through Send
-//     (replies that report no state).
+//   - The batch in flight runs on a goroutine of its own without mu: it
+//     commits, then writes to the Wire, and reads w and closed. That is safe
+//     because everything else that changes them (Attach, Detach, Close) takes
+//     the lock with lock(), which waits for the batch in flight to land, and
+//     the batch loop never changes them.
+//   - The Wire serialises its own writes; the engine writes to it from the
+//     batch in flight, under lock() (acts, broadcast pages, the replayed
+//     outbox, the closing element), or through Send (replies that report no
+//     state).
 package engine
 
 import (
@@ -124,10 +130,11 @@ type Engine struct {
 	// delivered is the newest outbox row known to have reached a live
 	// stream; the next commit deletes the rows up to it. sent is the newest
 	// row written and not yet known to have arrived, sentMark how much of
-	// the stream the server had sent when its write began (see promote). The
+	// the stream the server had sent when its write completed (see promote). The
 	// three are touched only by the batch in flight or under lock().
 	delivered, sent int64
 	sentMark        int64
+	closeMark       int64 // what the server had sent when our </stream:stream> was written
 	// lastStart is where in the stream the newest stanza received began;
 	// endAt where the stream's end began (-1 while it has not ended).
 	lastStart, endAt atomic.Int64
@@ -210,6 +217,7 @@ func (e *Engine) Attach(ctx context.Context, w Wire) error {
 	e.offline.Store(false)
 	e.lastStart.Store(-1)
 	e.endAt.Store(-1)
+	e.closeMark = 0
 	e.sent = 0 // not known to have arrived: replayed below
 	if err := e.countPending(ctx); err != nil {
 		return fmt.Errorf("engine: counting held requests: %w", err)
@@ -254,6 +262,8 @@ func (e *Engine) Close(ctx context.Context, w Wire, final []byte) {
 	defer e.mu.Unlock()
 	e.closed = true
 	_ = w.Write(final)
+	e.closeMark = w.Received()
+	e.promote()
 	if e.delivered > 0 && w.Failed() == nil {
 		if err := e.store.Delivered(ctx, e.delivered); err != nil {
 			e.log.Error("clearing the outbox", "err", err)
@@ -276,7 +286,6 @@ func (e *Engine) replay(ctx context.Context, w Wire) error {
 		return nil
 	}
 	n := 0
-	mark := w.Received()
 	for _, r := range rows {
 		if r.ID <= e.delivered {
 			continue // reached the last stream; only its deletion was pending
@@ -287,7 +296,7 @@ func (e *Engine) replay(ctx context.Context, w Wire) error {
 		n++
 	}
 	// Written again, and again not yet known to have arrived.
-	e.sent, e.sentMark = rows[len(rows)-1].ID, mark
+	e.sent, e.sentMark = rows[len(rows)-1].ID, w.Received()
 	if n > 0 {
 		e.log.Info("outbox replayed: replies committed but not sent before", "batches", n)
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,6 +68,7 @@ type testSource struct {
 	offsets []int64
 	gate    chan struct{}
 	end     int64
+	endErr  error // how the stream ends; default the server's </stream:stream>
 	i       int
 	cur     atomic.Int64
 }
@@ -81,6 +84,9 @@ func (s *testSource) Next() (*stanza.Element, error) {
 		<-s.gate
 	}
 	s.cur.Store(s.end)
+	if s.endErr != nil {
+		return nil, s.endErr
+	}
 	return nil, stanza.ErrStreamClosed
 }
 
@@ -242,18 +248,22 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 		name       string
 		receivedAt int64 // what the server had sent when the reply was written
 		closeAt    int64 // where its </stream:stream> began
+		endErr     error // how the stream ended, if not by </stream:stream>
 		kept       bool
 	}{
-		{"close arrived before the write, not yet parsed", 150, 100, true},
-		{"close began exactly where the stream was at the write", 100, 100, false},
-		{"close sent after the write", 50, 100, false},
+		{"close arrived before the write, not yet parsed", 150, 100, nil, true},
+		{"close began exactly where the stream was at the write", 100, 100, nil, false},
+		{"close sent after the write", 50, 100, nil, false},
+		{"stream error sent after the write", 50, 100, &stanza.StreamError{}, false},
+		{"connection broke after the write, no close", 50, 100, io.ErrUnexpectedEOF, true},
+		{"connection reset after the write", 50, 100, syscall.ECONNRESET, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			e, db, w := newTestEngine(t, Settings{})
 			w.received.Store(tc.receivedAt)
-			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt}
+			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt, endErr: tc.endErr}
 			done := make(chan error, 1)
 			go func() { done <- e.Serve(ctx, src, noIQ{t}) }()
 			deadline := time.After(10 * time.Second)
@@ -265,8 +275,8 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 				}
 			}
 			close(src.gate)
-			if err := <-done; !errors.Is(err, stanza.ErrStreamClosed) {
-				t.Fatalf("Serve = %v", err)
+			if err := <-done; err == nil {
+				t.Fatal("Serve ended without the stream's error")
 			}
 			// The next stream: what is kept is replayed, first.
 			w2 := &testWire{}
@@ -322,4 +332,52 @@ type failingStore struct{ Store }
 
 func (failingStore) Commit(context.Context, store.Batch) (int64, error) {
 	return 0, errors.New("disk full")
+}
+
+// Our </stream:stream> answered by the server's: everything written before
+// ours was read, and the outbox empties. A close of the server's own that
+// crossed ours (it began before ours was written) proves nothing for the
+// replies written after it had arrived.
+func TestAcknowledgeOnlyAnAnswerToOurClose(t *testing.T) {
+	tests := []struct {
+		name    string
+		closeAt int64 // where the server's </stream:stream> began
+		kept    bool
+	}{
+		{"the server answered our close", 25, false},
+		{"the server's close crossed ours", 15, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e, db, w := newTestEngine(t, Settings{})
+			// The subscribe spans 0..10; bytes up to 20 have arrived by the
+			// time the reply is written.
+			w.received.Store(20)
+			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt}
+			done := make(chan error, 1)
+			go func() { done <- e.Serve(ctx, src, noIQ{t}) }()
+			deadline := time.After(10 * time.Second)
+			for !strings.Contains(w.String(), "type='subscribed'") {
+				select {
+				case <-deadline:
+					t.Fatal("no reply within 10 s")
+				case <-time.After(time.Millisecond):
+				}
+			}
+			e.Close(ctx, w, []byte("</stream:stream>"))
+			close(src.gate)
+			if err := <-done; !errors.Is(err, stanza.ErrStreamClosed) {
+				t.Fatalf("Serve = %v", err)
+			}
+			e.Acknowledge(ctx)
+			out, err := db.Outbox(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kept := len(out) > 0; kept != tc.kept {
+				t.Errorf("outbox kept the reply: %t, want %t", kept, tc.kept)
+			}
+		})
+	}
 }
