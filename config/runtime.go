@@ -32,7 +32,8 @@ func (c *Config) Settings() engine.Settings {
 }
 
 // RestartNeeded reports whether going from c to next changes what only a
-// restart puts in force: the [component] and [storage] sections.
+// restart puts in force: the [component] and [storage] sections and
+// [limits] max_stanza_bytes.
 func (c *Config) RestartNeeded(next *Config) bool {
 	a, b := c.Component, next.Component
 	return a.Domain != b.Domain || a.Server != b.Server || a.Secret != b.Secret || a.Resource != b.Resource ||

@@ -82,7 +82,7 @@ type in struct {
 	big bool
 
 	parsed   bool
-	addr     address
+	addr     stanza.Address
 	canReply bool
 	addrErr  error
 }
@@ -326,7 +326,7 @@ func (e *Engine) prefetch(ctx context.Context, b *batch, els []in) {
 		if err != nil {
 			continue
 		}
-		k := itemKey{a.entity, a.contact}
+		k := itemKey{a.Entity, a.Contact}
 		if f := e.inflight; f != nil {
 			if _, ok := f.b.view(k); ok {
 				continue
@@ -335,8 +335,8 @@ func (e *Engine) prefetch(ctx context.Context, b *batch, els []in) {
 		if _, dup := b.fetched[k]; dup {
 			continue
 		}
-		b.fetched[k] = roster.Item{Entity: a.entity, Contact: a.contact, Sub: roster.SubNone}
-		keys = append(keys, roster.Key{Entity: a.entity, Contact: a.contact})
+		b.fetched[k] = roster.Item{Entity: a.Entity, Contact: a.Contact, Sub: roster.SubNone}
+		keys = append(keys, roster.Key{Entity: a.Entity, Contact: a.Contact})
 	}
 	if len(keys) == 0 {
 		return

@@ -144,6 +144,7 @@ type Engine struct {
 	pendingDomain map[string]int
 	limitHits     map[string]int // mu: requests over a limit, by limit
 	offline       atomic.Bool    // shutting down: current presence is unavailable
+	streams       atomic.Uint64  // streams attached so far
 }
 
 // New validates opts and returns an Engine; the allow and deny lists are
@@ -211,6 +212,7 @@ func (e *Engine) entityJID(local string) string {
 func (e *Engine) Attach(ctx context.Context, w Wire) error {
 	e.lock()
 	defer e.mu.Unlock()
+	e.streams.Add(1)
 	e.w = w
 	e.flightErr = nil
 	e.closed = false
@@ -224,6 +226,11 @@ func (e *Engine) Attach(ctx context.Context, w Wire) error {
 	}
 	return e.replay(ctx, w)
 }
+
+// Streams returns how many streams have been attached so far: what was
+// done once per stream (say, looking at held requests' age) is done again
+// when it changes.
+func (e *Engine) Streams() uint64 { return e.streams.Load() }
 
 // Detach forgets the stream, once the batch in flight has landed.
 func (e *Engine) Detach() {

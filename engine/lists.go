@@ -31,11 +31,11 @@ func Explain(s Settings, allow, deny []string, domain, contact, entity string) (
 func explain(l *live, domain, contact, entity string) (roster.Explanation, error) {
 	cj, err := jid.Parse(strings.TrimSpace(contact))
 	if err != nil {
-		return roster.Explanation{}, fmt.Errorf("engine: contact %q is not a JID: %w", contact, err)
+		return roster.Explanation{}, &roster.InputError{Pkg: "engine", Msg: fmt.Sprintf("contact %q is not a JID", contact), Err: err}
 	}
 	local, err := roster.ParseEntity(domain, entity)
 	if err != nil {
-		return roster.Explanation{}, fmt.Errorf("engine: %w", err)
+		return roster.Explanation{}, err
 	}
 	_, known := l.entities[local]
 	d := l.policy.Decide(policy.Request{Contact: cj.Bare().String(), Entity: local, KnownEntity: known})
@@ -54,10 +54,7 @@ func explain(l *live, domain, contact, entity string) (roster.Explanation, error
 // and puts the lists in force at once. It reports whether the list changed;
 // its errors name what is wrong (a bad pattern, an unknown list).
 func (e *Engine) EditList(ctx context.Context, list string, add bool, pattern string, actor roster.Actor) (bool, error) {
-	if list != "allow" && list != "deny" {
-		return false, fmt.Errorf("engine: unknown list %q (want allow or deny)", list)
-	}
-	p, err := policy.ValidatePattern(pattern)
+	p, err := CheckListEdit(list, pattern)
 	if err != nil {
 		return false, err
 	}
@@ -76,4 +73,14 @@ func (e *Engine) EditList(ctx context.Context, list string, add bool, pattern st
 		e.log.Info("list edited", "list", list, "op", verb, "pattern", p, "actor", actor.JID, "interface", actor.Via)
 	}
 	return changed, e.reloadLists(ctx)
+}
+
+// CheckListEdit checks an edit of the list "allow" or "deny" and returns
+// the pattern normalised: what EditList refuses, refused before it is
+// queued for the running instance.
+func CheckListEdit(list, pattern string) (string, error) {
+	if list != "allow" && list != "deny" {
+		return "", fmt.Errorf("engine: unknown list %q (want allow or deny)", list)
+	}
+	return policy.ValidatePattern(pattern)
 }

@@ -14,47 +14,14 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// address is a stanza's parsed addressing: the contact's bare JID and the
-// entity at our domain it was sent to.
-type address struct {
-	contact  string // normalised bare JID
-	entity   string // normalised localpart
-	resource string // resource the stanza was addressed to, if any
-	to       string // normalised full "to", for replies
-}
-
-// address returns el's parsed addressing (see parseAddress), parsed once.
-func (e *Engine) address(x *in) (address, bool, error) {
+// address returns x's parsed addressing (see stanza.Element.Address),
+// parsed once.
+func (e *Engine) address(x *in) (stanza.Address, bool, error) {
 	if !x.parsed {
-		x.addr, x.canReply, x.addrErr = e.parseAddress(x.el)
+		x.addr, x.canReply, x.addrErr = x.el.Address(e.domain.Domainpart())
 		x.parsed = true
 	}
 	return x.addr, x.canReply, x.addrErr
-}
-
-// parseAddress checks from and to. It returns an error naming what is wrong,
-// and whether a reply can be addressed (from is usable).
-func (e *Engine) parseAddress(el *stanza.Element) (address, bool, error) {
-	if el.From == "" {
-		return address{}, false, errors.New("no from")
-	}
-	from, err := jid.Parse(el.From)
-	if err != nil {
-		return address{}, false, fmt.Errorf("bad from %q: %w", el.From, err)
-	}
-	a := address{contact: from.Bare().String()}
-	if el.To == "" {
-		return a, true, errors.New("no to")
-	}
-	to, err := jid.Parse(el.To)
-	if err != nil {
-		return a, true, fmt.Errorf("bad to %q: %w", el.To, err)
-	}
-	if to.Domainpart() != e.domain.Domainpart() {
-		return a, true, fmt.Errorf("to %q is not at %s", el.To, e.domain)
-	}
-	a.entity, a.resource, a.to = to.Localpart(), to.Resourcepart(), to.String()
-	return a, true, nil
 }
 
 // lookup returns the item as this batch sees it: as the batch changed it,
@@ -86,30 +53,30 @@ func machineItem(it roster.Item) (subscription.Item, error) {
 
 // decide runs a new request through the limits and the policy, and logs the
 // decision once.
-func (e *Engine) decide(b *batch, a address) policy.Decision {
+func (e *Engine) decide(b *batch, a stanza.Address) policy.Decision {
 	l := e.live.Load()
-	_, known := l.entities[a.entity]
+	_, known := l.entities[a.Entity]
 	d := policy.Decision{}
-	if over := e.overRate(l, a.contact, b.now); over != "" {
+	if over := e.overRate(l, a.Contact, b.now); over != "" {
 		d = e.overLimit(l, a, over)
 	} else {
-		d = l.policy.Decide(policy.Request{Contact: a.contact, Entity: a.entity, KnownEntity: known})
+		d = l.policy.Decide(policy.Request{Contact: a.Contact, Entity: a.Entity, KnownEntity: known})
 		if d.Action == policy.Review {
-			if over := e.overPendingCap(l, a.contact); over != "" {
+			if over := e.overPendingCap(l, a.Contact); over != "" {
 				d = e.overLimit(l, a, over)
 			}
 		}
 	}
-	e.log.Info("decision", "entity", e.entityJID(a.entity), "contact", a.contact,
+	e.log.Info("decision", "entity", e.entityJID(a.Entity), "contact", a.Contact,
 		"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack)
 	return d
 }
 
 // overLimit is the decision for a request over a limit: the configured
 // limit action, counted.
-func (e *Engine) overLimit(l *live, a address, limit string) policy.Decision {
+func (e *Engine) overLimit(l *live, a stanza.Address, limit string) policy.Decision {
 	e.limitHits[limit]++
-	e.log.Warn("request over a limit", "limit", limit, "entity", e.entityJID(a.entity), "contact", a.contact,
+	e.log.Warn("request over a limit", "limit", limit, "entity", e.entityJID(a.Entity), "contact", a.Contact,
 		"action", string(l.Limits.Action), "count", e.limitHits[limit])
 	return policy.Decision{Action: l.Limits.Action, Reason: "limit " + limit}
 }
@@ -134,24 +101,24 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 		}
 		return
 	}
-	before, err := e.lookup(ctx, b, a.entity, a.contact)
+	before, err := e.lookup(ctx, b, a.Entity, a.Contact)
 	if err != nil {
-		e.log.Error("reading roster item", "entity", a.entity, "contact", a.contact, "err", err)
+		e.log.Error("reading roster item", "entity", a.Entity, "contact", a.Contact, "err", err)
 		return
 	}
 	cur, err := machineItem(before)
 	if err != nil {
-		e.log.Error("corrupt roster item", "entity", a.entity, "contact", a.contact, "err", err)
+		e.log.Error("corrupt roster item", "entity", a.Entity, "contact", a.Contact, "err", err)
 		return
 	}
 	r := subscription.Inbound(cur, kind)
-	ev := &roster.Event{Kind: kind.String(), Actor: a.contact, Interface: "stream", Detail: r.Note}
+	ev := &roster.Event{Kind: kind.String(), Actor: a.Contact, Interface: "stream", Detail: r.Note}
 	if r.Decide {
 		d := e.decide(b, a)
 		ev.Action, ev.Rule = string(d.Action), d.Reason
 		if d.Message != "" && d.Action != policy.Drop {
 			// The rule's message follows the stanzas the decision sends.
-			defer stanza.Message(&b.out, e.entityJID(a.entity), a.contact, e.newID(), "chat", d.Message)
+			defer stanza.Message(&b.out, e.entityJID(a.Entity), a.Contact, e.newID(), "chat", d.Message)
 		}
 		switch d.Action {
 		case policy.Accept:
@@ -161,7 +128,7 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 			r = subscription.Reject(r.Item)
 		case policy.Review:
 			e.record(b, before, r.Item, nil, ev, &roster.Request{
-				Entity: a.entity, Contact: a.contact, Rule: d.Reason, SubscribeBack: d.SubscribeBack, Created: b.now,
+				Entity: a.Entity, Contact: a.Contact, Rule: d.Reason, SubscribeBack: d.SubscribeBack, Created: b.now,
 			}, "")
 			return
 		default: // drop: nothing stored, nothing sent
@@ -176,7 +143,7 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 	} else if !r.Changed(cur) && ev.Action == "" {
 		ev = nil
 		if r.Note != "" {
-			e.log.Debug("no change", "kind", kind.String(), "entity", e.entityJID(a.entity), "contact", a.contact, "note", r.Note)
+			e.log.Debug("no change", "kind", kind.String(), "entity", e.entityJID(a.Entity), "contact", a.Contact, "note", r.Note)
 		}
 	} else if ev.Action == "" {
 		ev.Action = "state"
@@ -185,7 +152,7 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 	// any other stanza to a full JID is handled as sent to the bare JID.
 	probed := ""
 	if kind == subscription.Probe {
-		probed = a.resource
+		probed = a.Resource
 	}
 	e.record(b, before, r.Item, r.Send, ev, nil, probed)
 }

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"rostergate/engine"
-	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store"
 	"rostergate/subscription"
@@ -53,9 +52,23 @@ type Service struct {
 	hk       housekeeping
 }
 
-// ErrNotRunning is returned (wrapped) by an act asked of a command-line
-// Service while no instance runs: the act stays queued for the next start.
+// ErrNotRunning is matched (errors.Is) by the error of an act asked of a
+// command-line Service while no instance runs: the act stays queued for the
+// next start. The error is a *QueuedError.
 var ErrNotRunning = errors.New("gate: rostergate is not running")
+
+// QueuedError is an act queued while no instance runs: it will be carried
+// out when rostergate next connects.
+type QueuedError struct {
+	ID   int64  // the queued act's id
+	Kind string // KindDecide, KindList or KindAct
+}
+
+func (e *QueuedError) Error() string {
+	return fmt.Sprintf("gate: rostergate is not running: the %s is queued (action %d) and will be carried out when it connects", e.Kind, e.ID)
+}
+
+func (e *QueuedError) Unwrap() error { return ErrNotRunning }
 
 // New returns a Service.
 func New(opts Options) (*Service, error) {
@@ -138,19 +151,28 @@ func (s *Service) Explain(ctx context.Context, contact, entity string) (roster.E
 // Roster returns up to limit roster items of an entity (its localpart, or
 // its JID at the domain), ordered by contact; limit 0 is no limit.
 func (s *Service) Roster(ctx context.Context, entity string, limit int) ([]roster.Item, error) {
-	local, err := roster.ParseEntity(s.domain, entity)
-	if err != nil {
-		return nil, err
-	}
 	var items []roster.Item
-	err = s.store.Items(ctx, store.Filter{Entity: local, Limit: limit}, func(it roster.Item) error {
+	err := s.eachItem(ctx, entity, limit, func(it roster.Item) error {
 		items = append(items, it)
 		return nil
 	})
+	return items, err
+}
+
+// EntityItems streams every roster item of an entity (its localpart, or its
+// JID at the domain), ordered by contact: a roster of any size, a row at a
+// time.
+func (s *Service) EntityItems(ctx context.Context, entity string, fn func(roster.Item) error) error {
+	return s.eachItem(ctx, entity, 0, fn)
+}
+
+func (s *Service) eachItem(ctx context.Context, entity string, limit int, fn func(roster.Item) error) error {
+	local, err := roster.ParseEntity(s.domain, entity)
 	if err != nil {
-		return nil, fmt.Errorf("gate: %w", err)
+		return err
 	}
-	return items, nil
+	// fn's own error comes back as it is, as the store's (prefixed) do.
+	return s.store.Items(ctx, store.Filter{Entity: local, Limit: limit}, fn)
 }
 
 // AllItems streams every entity's roster items, ordered by entity then
@@ -175,7 +197,8 @@ func (s *Service) EditList(ctx context.Context, actor roster.Actor, list string,
 	if s.eng != nil {
 		return s.eng.EditList(ctx, list, add, pattern, actor)
 	}
-	if err := checkList(list, pattern); err != nil {
+	// Refused at once rather than by the running instance.
+	if _, err := engine.CheckListEdit(list, pattern); err != nil {
 		return false, err
 	}
 	var res ListResult
@@ -225,14 +248,9 @@ func (s *Service) act(ctx context.Context, actor roster.Actor, entity, contact s
 	for i, k := range kinds {
 		ks[i] = k.String()
 	}
+	// A result with an error comes back as the error of queue.
 	var res ActResult
-	if err := s.queue(ctx, actor, ActRequest{Entity: local, Contact: contact, Kinds: ks}, &res); err != nil {
-		return err
-	}
-	if res.Error != "" {
-		return errors.New(res.Error)
-	}
-	return nil
+	return s.queue(ctx, actor, ActRequest{Entity: local, Contact: contact, Kinds: ks}, &res)
 }
 
 // Reload puts new settings in force in the running instance.
@@ -256,16 +274,6 @@ func (s *Service) Counters() Counters {
 		return Counters{}
 	}
 	return Counters{Held: s.eng.Held(), LimitHits: s.eng.LimitHits()}
-}
-
-// checkList checks a list edit the command line queues, so that a typo is
-// refused at once rather than by the running instance.
-func checkList(list, pattern string) error {
-	if list != "allow" && list != "deny" {
-		return fmt.Errorf("gate: unknown list %q (want allow or deny)", list)
-	}
-	_, err := policy.ValidatePattern(pattern)
-	return err
 }
 
 func sortedUnique(s []string) []string {

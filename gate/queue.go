@@ -117,7 +117,7 @@ func (s *Service) queue(ctx context.Context, actor roster.Actor, req any, res an
 	switch {
 	case err == nil:
 		release()
-		return fmt.Errorf("%w: the %s is queued (action %d) and will be carried out when it connects", ErrNotRunning, kind, id)
+		return &QueuedError{ID: id, Kind: kind}
 	case !errors.Is(err, store.ErrHeld):
 		return fmt.Errorf("gate: the %s is queued (action %d), but whether rostergate runs cannot be told: %w", kind, id, err)
 	}
@@ -165,14 +165,15 @@ func (s *Service) queue(ctx context.Context, actor roster.Actor, req any, res an
 // looked at for expiry.
 type housekeeping struct {
 	mu         sync.Mutex
+	stream     uint64 // the engine's stream lastExpiry was on
 	lastExpiry time.Time
 }
 
 // Housekeep carries out the acts the command line queued and expires held
 // requests older than review_ttl, while the stream is up. The transport
 // calls it on a short tick (every 250 ms): what an admin asks on the command
-// line goes out within a second. Expiry runs at most every ttl/4 (and at
-// least every minute).
+// line goes out within a second. Expiry runs on the first call on each
+// stream, then at most every ttl/4 (and at least every minute).
 func (s *Service) Housekeep(ctx context.Context, now time.Time) {
 	if s.eng == nil {
 		return
@@ -183,6 +184,9 @@ func (s *Service) Housekeep(ctx context.Context, now time.Time) {
 		return
 	}
 	s.hk.mu.Lock()
+	if st := s.eng.Streams(); st != s.hk.stream {
+		s.hk.stream, s.hk.lastExpiry = st, time.Time{}
+	}
 	due := now.Sub(s.hk.lastExpiry) >= min(ttl/4, time.Minute)
 	if due {
 		s.hk.lastExpiry = now

@@ -991,6 +991,26 @@ func TestHousekeepExpiry(t *testing.T) {
 			}
 		})
 	}
+	t.Run("on the first call on a new stream", func(t *testing.T) {
+		s := testSettings(t)
+		s.ReviewTTL = time.Hour
+		in := newInstance(t, dbPath(t), s)
+		in.hold(t, alice)
+		created := heldRequest(t, in.db).Created
+		in.svc.Housekeep(ctx, created.Add(time.Hour-time.Second))
+		if got := heldContacts(t, in.db); len(got) != 1 {
+			t.Fatalf("expired before its TTL: %q", got)
+		}
+		// The stream drops and comes back; the first look is not held back
+		// by the one just before on the old stream.
+		if err := in.eng.Attach(ctx, &fakeWire{}); err != nil {
+			t.Fatal(err)
+		}
+		in.svc.Housekeep(ctx, created.Add(time.Hour+time.Second))
+		if got := heldContacts(t, in.db); len(got) != 0 {
+			t.Errorf("not expired on the first look on the new stream: %q", got)
+		}
+	})
 	t.Run("after a reload that sets a TTL", func(t *testing.T) {
 		in := newInstance(t, dbPath(t), testSettings(t))
 		in.hold(t, alice)

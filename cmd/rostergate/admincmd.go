@@ -18,7 +18,6 @@ import (
 	"rostergate/config"
 	"rostergate/engine"
 	"rostergate/gate"
-	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store/sqlite"
 	"rostergate/xmpp/adminui"
@@ -61,11 +60,12 @@ func cliActor() roster.Actor {
 	return roster.Actor{JID: "cli", Via: roster.ViaCLI}
 }
 
-// notRunning prints that the act is queued for the next start, which is
-// not an error.
-func notRunning(err error, w io.Writer) error {
-	if errors.Is(err, gate.ErrNotRunning) {
-		fmt.Fprintln(w, strings.TrimPrefix(err.Error(), "gate: "))
+// notRunning prints that what was asked (what) is queued for the next
+// start, which is not an error.
+func notRunning(err error, what string, w io.Writer) error {
+	var q *gate.QueuedError
+	if errors.As(err, &q) {
+		fmt.Fprintf(w, "rostergate is not running: %s is queued (action %d) and will be carried out when it connects.\n", what, q.ID)
 		return nil
 	}
 	return err
@@ -120,7 +120,7 @@ func cmdPending(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	approve := verb == "approve"
 	outs, err := svc.Decide(ctx, cliActor(), ids, approve)
 	if err != nil {
-		return notRunning(err, stdout)
+		return notRunning(err, strings.Join(rest, " "), stdout)
 	}
 	lines, _ := adminui.OutcomeLines(cfg.Component.Domain, approve, ids, outs)
 	fmt.Fprintln(stdout, strings.Join(lines, "\n"))
@@ -175,10 +175,10 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		lists = fmt.Sprintf("with the allow list (%d) and deny list (%d)", len(allow), len(deny))
 		ex, err = svc.Explain(ctx, *from, *to)
 		if err != nil {
-			return fmt.Errorf("explain: %w", err)
+			return fmt.Errorf("explain: %s", roster.UserText(err))
 		}
 	} else if ex, err = engine.Explain(cfg.Settings(), nil, nil, cfg.Component.Domain, *from, *to); err != nil {
-		return fmt.Errorf("explain: %w", err)
+		return fmt.Errorf("explain: %s", roster.UserText(err))
 	}
 	fmt.Fprintf(stdout, "%s → %s: %s\n", ex.Contact, ex.Entity, ex.Action)
 	fmt.Fprintf(stdout, "  decided by: %s\n", ex.Rule)
@@ -297,9 +297,6 @@ func cmdLists(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			fmt.Fprintf(stderr, "rostergate lists %s: name one pattern, like *@example.com or example.com\n", verb)
 			return errUsage
 		}
-		if _, err := policy.ValidatePattern(rest[0]); err != nil {
-			return fmt.Errorf("lists %s: %w", verb, err)
-		}
 	default:
 		fmt.Fprintf(stderr, "rostergate lists: unknown action %q (want show, allow, deny, unallow or undeny)\n", verb)
 		return errUsage
@@ -324,18 +321,12 @@ func cmdLists(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	list, add := strings.TrimPrefix(verb, "un"), !strings.HasPrefix(verb, "un")
 	changed, err := svc.EditList(ctx, cliActor(), list, add, rest[0])
 	if err != nil {
-		return notRunning(err, stdout)
+		if err := notRunning(err, verb+" "+rest[0], stdout); err != nil {
+			return fmt.Errorf("lists %s: %w", verb, err)
+		}
+		return nil
 	}
-	switch {
-	case !changed && add:
-		fmt.Fprintf(stdout, "%q was already on the %s list.\n", rest[0], list)
-	case !changed:
-		fmt.Fprintf(stdout, "%q was not on the %s list.\n", rest[0], list)
-	case add:
-		fmt.Fprintf(stdout, "Added %q to the %s list.\n", rest[0], list)
-	default:
-		fmt.Fprintf(stdout, "Removed %q from the %s list.\n", rest[0], list)
-	}
+	fmt.Fprintln(stdout, adminui.ListEditLine(list, rest[0], add, changed))
 	return nil
 }
 

@@ -150,7 +150,7 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *co
 			continue
 		}
 		if cur.RestartNeeded(cfg) {
-			logger.Warn("reload: [component] and [storage] changes take effect at the next start")
+			logger.Warn("reload: changes to [component], [storage] and max_stanza_bytes take effect at the next start")
 		}
 		logger.Info("reload done", "config", path)
 	}
@@ -248,17 +248,12 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	isSet := false
 	fs.Visit(func(fl *flag.Flag) { isSet = isSet || fl.Name == "entity" })
 	if isSet {
-		items, err := svc.Roster(ctx, *entity, 0)
-		if err != nil {
-			return err
-		}
-		for _, it := range items {
-			if err := line(it); err != nil {
-				return err
-			}
-		}
-	} else if err := svc.AllItems(ctx, line); err != nil {
-		return err
+		err = svc.EntityItems(ctx, *entity, line)
+	} else {
+		err = svc.AllItems(ctx, line)
+	}
+	if err != nil {
+		return fmt.Errorf("roster: %s", roster.UserText(err))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

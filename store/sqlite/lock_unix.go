@@ -26,9 +26,18 @@ func (db *DB) Hold(context.Context) (release func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("sqlite: %s is in use by another `rostergate run` (it holds %s): %w", db.path, p, store.ErrHeld)
+			return nil, heldError{db: db.path, lock: p}
 		}
 		return nil, fmt.Errorf("sqlite: hold %s: %w", p, err)
 	}
 	return func() { f.Close() }, nil
 }
+
+// heldError is the store held by another process; it matches store.ErrHeld.
+type heldError struct{ db, lock string }
+
+func (e heldError) Error() string {
+	return fmt.Sprintf("sqlite: %s is in use by another `rostergate run` (it holds %s)", e.db, e.lock)
+}
+
+func (e heldError) Unwrap() error { return store.ErrHeld }

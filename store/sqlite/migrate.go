@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
 	"regexp"
+	"rostergate/store"
 	"strconv"
 	"sync"
 )
@@ -76,7 +78,11 @@ func newerSchemaError(have, known int) error {
 // pending migrations run in one write transaction (BEGIN IMMEDIATE, because
 // the writer's DSN says so), so two processes opening the same new file
 // cannot both apply them, and a crash leaves the old version intact.
-func migrate(ctx context.Context, w *sql.DB, ms []migration) error {
+//
+// A database that needs upgrading is upgraded only while hold succeeds: a
+// running rostergate, older than this one, must not have its schema changed
+// under it (a command line of the new version would otherwise do just that).
+func migrate(ctx context.Context, w *sql.DB, ms []migration, hold func(context.Context) (func(), error)) error {
 	known := len(ms)
 	cur, err := userVersion(ctx, w)
 	if err != nil {
@@ -87,6 +93,16 @@ func migrate(ctx context.Context, w *sql.DB, ms []migration) error {
 		return newerSchemaError(cur, known)
 	case cur == known:
 		return nil // up to date: do not take the write lock
+	}
+	if cur > 0 && hold != nil {
+		release, err := hold(ctx)
+		if errors.Is(err, store.ErrHeld) {
+			return fmt.Errorf("sqlite: the database's schema (version %d) is older than this rostergate's (%d), and a running rostergate holds it: stop it and start this version, which upgrades it: %w", cur, known, err)
+		}
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 
 	tx, err := w.BeginTx(ctx, nil)

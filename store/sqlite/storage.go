@@ -166,7 +166,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if !strings.EqualFold(mode, "wal") {
 		return nil, fmt.Errorf("sqlite: open %s: journal mode is %q, not wal", abs, mode)
 	}
-	if err := migrate(ctx, db.w, ms); err != nil {
+	if err := migrate(ctx, db.w, ms, db.Hold); err != nil {
 		return nil, err
 	}
 

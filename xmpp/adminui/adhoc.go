@@ -521,7 +521,7 @@ func (h *Handler) explain(ctx context.Context, f *form.Data) reply {
 	}
 	ex, err := h.ops.Explain(ctx, contact, entity)
 	if err != nil {
-		return reply{noteType: "error", note: "explain: " + err.Error()}
+		return reply{noteType: "error", note: "explain: " + roster.UserText(err)}
 	}
 	return reply{
 		noteType: "info",
@@ -560,13 +560,13 @@ func (h *Handler) roster(ctx context.Context, f *form.Data) reply {
 	}
 	local, err := roster.ParseEntity(domain, entity)
 	if err != nil {
-		return reply{noteType: "error", note: "roster: " + err.Error()}
-	}
-	items, err := h.ops.Roster(ctx, local, maxRosterLines)
-	if err != nil {
-		return reply{noteType: "error", note: "roster: " + err.Error()}
+		return reply{noteType: "error", note: "roster: " + roster.UserText(err)}
 	}
 	j := roster.EntityJID(domain, local)
+	items, err := h.ops.Roster(ctx, j, maxRosterLines)
+	if err != nil {
+		return reply{noteType: "error", note: "roster: " + roster.UserText(err)}
+	}
 	lines := make([]string, 0, len(items))
 	for _, it := range items {
 		lines = append(lines, rosterLine(it))

@@ -136,6 +136,11 @@ func (f *fakeOps) Explain(_ context.Context, contact, entity string) (roster.Exp
 }
 
 func (f *fakeOps) Roster(_ context.Context, entity string, _ int) ([]roster.Item, error) {
+	// As the service does: a localpart or a JID at the domain.
+	entity, err := roster.ParseEntity(f.domain, entity)
+	if err != nil {
+		return nil, err
+	}
 	f.record("Roster %q", entity)
 	if entity == "broken" {
 		return nil, errors.New("disk on fire")

@@ -167,7 +167,7 @@ func (h *Handler) Chat(ctx context.Context, actor, body string) string {
 	case "explain":
 		ex, err := h.ops.Explain(ctx, cmd.Args[0], cmd.Args[1])
 		if err != nil {
-			return "explain: " + err.Error()
+			return "explain: " + roster.UserText(err)
 		}
 		lines := []string{explainSummary(ex)}
 		if ex.Message != "" {
@@ -177,13 +177,13 @@ func (h *Handler) Chat(ctx context.Context, actor, body string) string {
 	case "roster":
 		local, err := roster.ParseEntity(domain, cmd.Args[0])
 		if err != nil {
-			return "roster: " + err.Error()
-		}
-		items, err := h.ops.Roster(ctx, local, maxRosterLines)
-		if err != nil {
-			return "roster: " + err.Error()
+			return "roster: " + roster.UserText(err)
 		}
 		j := roster.EntityJID(domain, local)
+		items, err := h.ops.Roster(ctx, j, maxRosterLines)
+		if err != nil {
+			return "roster: " + roster.UserText(err)
+		}
 		if len(items) == 0 {
 			return j + " has no roster items."
 		}
@@ -201,13 +201,11 @@ func (h *Handler) Chat(ctx context.Context, actor, body string) string {
 	case "allow", "deny", "unallow", "undeny":
 		list, add := strings.TrimPrefix(cmd.Verb, "un"), !strings.HasPrefix(cmd.Verb, "un")
 		p := cmd.Args[0]
-		if _, err := h.ops.EditList(ctx, who, list, add, p); err != nil {
+		changed, err := h.ops.EditList(ctx, who, list, add, p)
+		if err != nil {
 			return cmd.Verb + ": " + err.Error()
 		}
-		if add {
-			return fmt.Sprintf("Added %s to the %s list.", strconv.Quote(p), list)
-		}
-		return fmt.Sprintf("Removed %s from the %s list.", strconv.Quote(p), list)
+		return ListEditLine(list, p, add, changed)
 	}
 	return h.help() // not reached: ParseChat knows only the verbs above
 }
@@ -228,4 +226,20 @@ func listText(name string, patterns []string) string {
 		return name + " list: empty"
 	}
 	return fmt.Sprintf("%s list (%d):\n  %s", name, len(patterns), strings.Join(patterns, "\n  "))
+}
+
+// ListEditLine says what came of a list edit: `Added "*@x" to the deny
+// list.`, or that it changed nothing.
+func ListEditLine(list, pattern string, add, changed bool) string {
+	p := strconv.Quote(pattern)
+	switch {
+	case !changed && add:
+		return fmt.Sprintf("%s was already on the %s list.", p, list)
+	case !changed:
+		return fmt.Sprintf("%s was not on the %s list.", p, list)
+	case add:
+		return fmt.Sprintf("Added %s to the %s list.", p, list)
+	default:
+		return fmt.Sprintf("Removed %s from the %s list.", p, list)
+	}
 }

@@ -10,6 +10,7 @@
 package component
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -318,8 +319,9 @@ func (c *Component) keepalive(ctx context.Context, w *writer, bc *bufConn) {
 				pinged = false
 			case !pinged:
 				pinged = true
-				d := c.domain.String()
-				if err := w.Write([]byte("<iq type='get' from='" + d + "' to='" + d + "' id='" + c.eng.NewID() + "'><ping xmlns='" + stanza.NSPing + "'/></iq>")); err != nil {
+				var b bytes.Buffer
+				stanza.Ping(&b, c.domain.String(), c.domain.String(), c.eng.NewID())
+				if err := w.Write(b.Bytes()); err != nil {
 					return
 				}
 			case quiet >= 2*c.opts.Keepalive:

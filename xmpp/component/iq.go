@@ -2,10 +2,6 @@ package component
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-
-	"mellium.im/xmpp/jid"
 
 	"rostergate/engine"
 	"rostergate/roster"
@@ -47,7 +43,7 @@ func (c *Component) handleIQ(out *bytes.Buffer, el *stanza.Element) {
 	if el.Type == "result" || el.Type == "error" {
 		return
 	}
-	to, canReply, err := c.iqAddressee(el)
+	to, canReply, err := el.Address(c.domain.Domainpart())
 	if err != nil {
 		c.log.Warn("iq dropped", "reason", err)
 		if canReply {
@@ -56,6 +52,7 @@ func (c *Component) handleIQ(out *bytes.Buffer, el *stanza.Element) {
 		}
 		return
 	}
+	el.To = to.To // the reply comes from the normalised address
 	if el.Type != "get" && el.Type != "set" {
 		stanza.IQError(out, el, "modify", "bad-request")
 		return
@@ -64,9 +61,9 @@ func (c *Component) handleIQ(out *bytes.Buffer, el *stanza.Element) {
 		stanza.IQError(out, el, "modify", "bad-request")
 		return
 	}
-	ent, known := c.eng.Entity(to.local)
-	isDomain := to.local == "" && to.resource == ""
-	if !isDomain && (!known || (to.resource != "" && to.resource != c.eng.Resource())) {
+	ent, known := c.eng.Entity(to.Entity)
+	isDomain := to.Entity == "" && to.Resource == ""
+	if !isDomain && (!known || (to.Resource != "" && to.Resource != c.eng.Resource())) {
 		// No such entity, or no such resource of it (RFC 6120 §10.5.3.1, §10.5.4).
 		stanza.IQError(out, el, "cancel", "service-unavailable")
 		return
@@ -182,31 +179,4 @@ func (c *Component) iqDiscoItems(out *bytes.Buffer, el *stanza.Element, to iqTo)
 	}
 	s.WriteString("</query>")
 	stanza.IQResult(out, el, s.String())
-}
-
-// iqAddressee is an IQ's parsed addressee.
-type iqAddressee struct{ local, resource string }
-
-// iqAddressee parses an IQ's from and to, normalising el.To for the reply.
-// It returns an error naming what is wrong, and whether an error can be
-// addressed to the sender (from is usable).
-func (c *Component) iqAddressee(el *stanza.Element) (iqAddressee, bool, error) {
-	if el.From == "" {
-		return iqAddressee{}, false, errors.New("no from")
-	}
-	if _, err := jid.Parse(el.From); err != nil {
-		return iqAddressee{}, false, fmt.Errorf("bad from %q: %w", el.From, err)
-	}
-	if el.To == "" {
-		return iqAddressee{}, true, errors.New("no to")
-	}
-	to, err := jid.Parse(el.To)
-	if err != nil {
-		return iqAddressee{}, true, fmt.Errorf("bad to %q: %w", el.To, err)
-	}
-	if to.Domainpart() != c.domain.Domainpart() {
-		return iqAddressee{}, true, fmt.Errorf("to %q is not at %s", el.To, c.domain)
-	}
-	el.To = to.String()
-	return iqAddressee{local: to.Localpart(), resource: to.Resourcepart()}, true, nil
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 
+	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
 )
 
@@ -48,6 +49,41 @@ type Element struct {
 	Payload *Payload // first child of an IQ
 	Raw     []byte   // an IQ's children as received
 	Body    string   // a message's body
+}
+
+// Address is a stanza's parsed addressing, as sent to a JID at the
+// component's domain: the sender's bare JID and the local JID addressed.
+type Address struct {
+	Contact  string // the sender's normalised bare JID
+	Entity   string // the normalised localpart addressed ("" = the domain itself)
+	Resource string // the resource addressed, if any
+	To       string // the normalised full "to", for replies
+}
+
+// Address parses el's from and to; to must be at domain (a domainpart).
+// It returns an error naming what is wrong, and whether a reply can be
+// addressed (from is usable: RFC 6120 §8.3 errors go back to it).
+func (el *Element) Address(domain string) (Address, bool, error) {
+	if el.From == "" {
+		return Address{}, false, errors.New("no from")
+	}
+	from, err := jid.Parse(el.From)
+	if err != nil {
+		return Address{}, false, fmt.Errorf("bad from %q: %w", el.From, err)
+	}
+	a := Address{Contact: from.Bare().String()}
+	if el.To == "" {
+		return a, true, errors.New("no to")
+	}
+	to, err := jid.Parse(el.To)
+	if err != nil {
+		return a, true, fmt.Errorf("bad to %q: %w", el.To, err)
+	}
+	if to.Domainpart() != domain {
+		return a, true, fmt.Errorf("to %q is not at %s", el.To, domain)
+	}
+	a.Entity, a.Resource, a.To = to.Localpart(), to.Resourcepart(), to.String()
+	return a, true, nil
 }
 
 // Retained is about how many bytes el keeps while it waits to be handled.
@@ -243,6 +279,17 @@ func IQErrorXML(b *bytes.Buffer, el *Element, errorXML string) {
 	b.WriteString("'>")
 	b.WriteString(errorXML)
 	b.WriteString("</iq>")
+}
+
+// Ping appends a XEP-0199 ping from from to to.
+func Ping(b *bytes.Buffer, from, to, id string) {
+	b.WriteString("<iq type='get' from='")
+	Esc(b, from)
+	b.WriteString("' to='")
+	Esc(b, to)
+	b.WriteString("' id='")
+	Esc(b, id)
+	b.WriteString("'><ping xmlns='" + NSPing + "'/></iq>")
 }
 
 // Message appends a message stanza with a body to b.
