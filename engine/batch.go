@@ -398,7 +398,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		}
 	}
 	for _, q := range b.queued {
-		e.tellAdmins(b, QueuedNotice(e.domain.String(), *q, e.entityJID(q.Entity)), "")
+		e.tellAdmins(b, QueuedNotice(e.domain, *q, e.entityJID(q.Entity)), "")
 	}
 	if b.out.Len() == 0 {
 		return nil

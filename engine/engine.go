@@ -115,7 +115,7 @@ var ErrNotConnected = errors.New("engine: not connected to the server")
 type Engine struct {
 	store    Store
 	log      *slog.Logger
-	domain   jid.JID
+	domain   string // the component's domain, normalised (a domainpart)
 	resource string
 	live     atomic.Pointer[live] // settings in force
 
@@ -168,7 +168,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	e := &Engine{
 		store:         opts.Store,
 		log:           opts.Logger,
-		domain:        d,
+		domain:        d.String(),
 		resource:      opts.Resource,
 		idPrefix:      "rg-" + hex.EncodeToString(rnd[:]) + "-",
 		pendingDomain: map[string]int{},
@@ -187,7 +187,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 }
 
 // Domain returns the component domain.
-func (e *Engine) Domain() string { return e.domain.String() }
+func (e *Engine) Domain() string { return e.domain }
 
 // Resource returns the resource the entities are available at.
 func (e *Engine) Resource() string { return e.resource }
@@ -203,7 +203,7 @@ func (e *Engine) newID() string { return e.NewID() }
 
 // entityJID returns the bare JID of the entity with localpart local.
 func (e *Engine) entityJID(local string) string {
-	return roster.EntityJID(e.domain.String(), local)
+	return roster.EntityJID(e.domain, local)
 }
 
 // Attach makes w the live stream: the held requests are counted again, and

@@ -14,7 +14,7 @@ import (
 // at the domain) would be decided now, by the policy and lists in force
 // (limits aside).
 func (e *Engine) Explain(contact, entity string) (roster.Explanation, error) {
-	return explain(e.live.Load(), e.domain.String(), contact, entity)
+	return explain(e.live.Load(), e.domain, contact, entity)
 }
 
 // Explain says how a request from contact to entity would be decided by s

@@ -18,7 +18,7 @@ import (
 // parsed once.
 func (e *Engine) address(x *in) (stanza.Address, bool, error) {
 	if !x.parsed {
-		x.addr, x.canReply, x.addrErr = x.el.Address(e.domain.Domainpart())
+		x.addr, x.canReply, x.addrErr = x.el.Address(e.domain)
 		x.parsed = true
 	}
 	return x.addr, x.canReply, x.addrErr
@@ -97,7 +97,7 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 		e.log.Warn("presence dropped", "type", el.Type, "reason", err)
 		if canReply {
 			// from is usable: tell the sender what is wrong (RFC 6120 §8.3.3.8).
-			stanza.PresenceError(&b.out, e.domain.String(), el, "modify", "jid-malformed")
+			stanza.PresenceError(&b.out, e.domain, el, "modify", "jid-malformed")
 		}
 		return
 	}
@@ -249,7 +249,7 @@ func (e *Engine) Act(ctx context.Context, actor roster.Actor, entity, contact st
 	}
 	contact = cj.Bare().String()
 	if entity != "" {
-		ej, err := jid.New(entity, e.domain.Domainpart(), "")
+		ej, err := jid.New(entity, e.domain, "")
 		if err != nil {
 			return fmt.Errorf("engine: entity %q is not a valid localpart: %w", entity, err)
 		}

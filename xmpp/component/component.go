@@ -58,7 +58,8 @@ type Component struct {
 	log    *slog.Logger
 	eng    *engine.Engine
 	svc    *gate.Service
-	domain jid.JID
+	domain string // the component's domain, normalised
+	jid    jid.JID
 	admin  *adminui.Handler
 	iqs    map[iqKey]iqHandler // the IQ routing table
 
@@ -120,7 +121,8 @@ func New(opts Options) (*Component, error) {
 		log:       opts.Logger,
 		eng:       opts.Engine,
 		svc:       opts.Service,
-		domain:    d,
+		domain:    d.String(),
+		jid:       d,
 		admin:     adminui.New(opts.Service, time.Now),
 		connected: make(chan struct{}),
 		now:       time.Now,
@@ -206,7 +208,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	defer conn.Close()
 	bc := newBufConn(conn)
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	_, err = component.NewSession(hctx, c.domain, []byte(c.opts.Secret), bc)
+	_, err = component.NewSession(hctx, c.jid, []byte(c.opts.Secret), bc)
 	cancel()
 	if err != nil {
 		if se, ok := asStreamError(err); ok {
@@ -215,13 +217,13 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 		return false, fmt.Errorf("component: handshake as %s with %s: %w", c.domain, c.opts.Server, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	c.log.Info("connected", "domain", c.domain.String(), "server", c.opts.Server)
+	c.log.Info("connected", "domain", c.domain, "server", c.opts.Server)
 
 	bc.startStream()
 	w := newWriter(conn, 30*time.Second)
 	w.recv = bc.received
 	pr := &prefixReader{prefix: []byte(stanza.StreamHeader), r: bc, max: c.opts.MaxStanzaBytes}
-	src := source{xml.NewDecoder(pr), pr}
+	src := source{xml.NewDecoder(pr), pr, pr.budget}
 
 	adminQ := make(chan *stanza.Element, adminQueue)
 	c.mu.Lock()
@@ -266,17 +268,18 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	if err := <-readErr; errors.Is(err, stanza.ErrStreamClosed) {
 		c.eng.Acknowledge(context.Background())
 	}
-	c.log.Info("disconnected", "domain", c.domain.String())
+	c.log.Info("disconnected", "domain", c.domain)
 	return true, nil
 }
 
 // source is the stream's stanzas, parsed with pr's bounds.
 type source struct {
-	d  *xml.Decoder
-	pr *prefixReader
+	d      *xml.Decoder
+	pr     *prefixReader
+	budget func() // pr.budget, bound once: not a closure per stanza
 }
 
-func (s source) Next() (*stanza.Element, error) { return stanza.Next(s.d, s.pr.budget) }
+func (s source) Next() (*stanza.Element, error) { return stanza.Next(s.d, s.budget) }
 func (s source) Offset() int64                  { return s.pr.Offset() }
 
 // asStreamError finds a stream error in err, whether it came from our
@@ -320,7 +323,7 @@ func (c *Component) keepalive(ctx context.Context, w *writer, bc *bufConn) {
 			case !pinged:
 				pinged = true
 				var b bytes.Buffer
-				stanza.Ping(&b, c.domain.String(), c.domain.String(), c.eng.NewID())
+				stanza.Ping(&b, c.domain, c.domain, c.eng.NewID())
 				if err := w.Write(b.Bytes()); err != nil {
 					return
 				}

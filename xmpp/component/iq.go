@@ -43,11 +43,11 @@ func (c *Component) handleIQ(out *bytes.Buffer, el *stanza.Element) {
 	if el.Type == "result" || el.Type == "error" {
 		return
 	}
-	to, canReply, err := el.Address(c.domain.Domainpart())
+	to, canReply, err := el.Address(c.domain)
 	if err != nil {
 		c.log.Warn("iq dropped", "reason", err)
 		if canReply {
-			el.To = c.domain.String()
+			el.To = c.domain
 			stanza.IQError(out, el, "modify", "jid-malformed")
 		}
 		return
@@ -171,7 +171,7 @@ func (c *Component) iqDiscoItems(out *bytes.Buffer, el *stanza.Element, to iqTo)
 				continue
 			}
 			s.WriteString("<item jid='")
-			stanza.Esc(&s, roster.EntityJID(c.domain.String(), e.Local))
+			stanza.Esc(&s, roster.EntityJID(c.domain, e.Local))
 			s.WriteString("' name='")
 			stanza.Esc(&s, e.Name)
 			s.WriteString("'/>")

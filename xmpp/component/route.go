@@ -35,7 +35,7 @@ func (c *Component) handleMessage(out *bytes.Buffer, el *stanza.Element) {
 		return // errors are never answered; chat states and the like need nothing
 	}
 	to, err := jid.Parse(el.To)
-	if err != nil || to.Localpart() != "" || to.Domainpart() != c.domain.Domainpart() {
+	if err != nil || to.Localpart() != "" || to.Domainpart() != c.domain {
 		c.log.Debug("message ignored", "from", el.From, "to", el.To, "type", el.Type)
 		return
 	}
@@ -103,7 +103,7 @@ func (c *Component) runAdmin(ctx context.Context, el *stanza.Element) {
 		}
 	} else {
 		reply := c.admin.Chat(ctx, actor, el.Body)
-		stanza.Message(&b, c.domain.String(), el.From, c.eng.NewID(), "chat", reply)
+		stanza.Message(&b, c.domain, el.From, c.eng.NewID(), "chat", reply)
 	}
 	if err := c.eng.Send(b.Bytes()); err != nil {
 		c.log.Warn("admin reply not sent", "to", el.From, "err", err)
