@@ -7,59 +7,18 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"rostergate/engine/enginetest"
 	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store"
 	"rostergate/store/sqlite"
 	"rostergate/xmpp/stanza"
 )
-
-// testWire is a Wire that keeps what is written; received is what it says
-// the server has sent so far.
-type testWire struct {
-	mu       sync.Mutex
-	out      bytes.Buffer
-	received atomic.Int64
-	err      error
-}
-
-func (w *testWire) Write(p []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		return w.err
-	}
-	w.out.Write(p)
-	return nil
-}
-
-func (w *testWire) Abort(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = err
-	}
-}
-
-func (w *testWire) Failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *testWire) Received() int64 { return w.received.Load() }
-
-func (w *testWire) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.out.String()
-}
 
 // testSource yields its stanzas, each at its offset, then (once gate, if
 // any, is closed) ends the stream at end.
@@ -110,8 +69,8 @@ func reviewAll(t *testing.T) *policy.Policy {
 }
 
 // newTestEngine returns an Engine over a fresh SQLite store, attached to a
-// testWire.
-func newTestEngine(t *testing.T, s Settings) (*Engine, *sqlite.DB, *testWire) {
+// enginetest.Wire.
+func newTestEngine(t *testing.T, s Settings) (*Engine, *sqlite.DB, *enginetest.Wire) {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rg.db"))
 	if err != nil {
@@ -128,7 +87,7 @@ func newTestEngine(t *testing.T, s Settings) (*Engine, *sqlite.DB, *testWire) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &testWire{}
+	w := &enginetest.Wire{}
 	if err := e.Attach(context.Background(), w); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +221,7 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			e, db, w := newTestEngine(t, Settings{})
-			w.received.Store(tc.receivedAt)
+			w.SetReceived(tc.receivedAt)
 			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt, endErr: tc.endErr}
 			done := make(chan error, 1)
 			go func() { done <- e.Serve(ctx, src, noIQ{t}) }()
@@ -279,7 +238,7 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 				t.Fatal("Serve ended without the stream's error")
 			}
 			// The next stream: what is kept is replayed, first.
-			w2 := &testWire{}
+			w2 := &enginetest.Wire{}
 			if err := e.Attach(ctx, w2); err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +247,7 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 				t.Errorf("replayed on the next stream: %t, want %t (%q)", replayed, tc.kept, w2.String())
 			}
 			// Once the new stream shows itself alive, the outbox empties.
-			w2.received.Store(10)
+			w2.SetReceived(10)
 			if err := e.Handle(ctx, []*stanza.Element{subscribe("bob@good.example")}, noIQ{t}); err != nil {
 				t.Fatal(err)
 			}
@@ -353,7 +312,7 @@ func TestAcknowledgeOnlyAnAnswerToOurClose(t *testing.T) {
 			e, db, w := newTestEngine(t, Settings{})
 			// The subscribe spans 0..10; bytes up to 20 have arrived by the
 			// time the reply is written.
-			w.received.Store(20)
+			w.SetReceived(20)
 			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt}
 			done := make(chan error, 1)
 			go func() { done <- e.Serve(ctx, src, noIQ{t}) }()

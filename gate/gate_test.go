@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"rostergate/engine"
+	"rostergate/engine/enginetest"
 	"rostergate/gate"
 	"rostergate/policy"
 	"rostergate/roster"
@@ -22,69 +21,6 @@ import (
 )
 
 const domain = "bots.localhost"
-
-// fakeWire is an engine.Wire that records what is written. The server never
-// sends anything: Received is 0.
-type fakeWire struct {
-	mu  sync.Mutex
-	out bytes.Buffer
-	err error
-}
-
-func (w *fakeWire) Write(p []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		return w.err
-	}
-	w.out.Write(p)
-	return nil
-}
-
-func (w *fakeWire) Abort(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = err
-	}
-}
-
-func (w *fakeWire) Failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *fakeWire) Received() int64 { return 0 }
-
-func (w *fakeWire) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.out.String()
-}
-
-// Reset forgets what was written so far.
-func (w *fakeWire) Reset() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.out.Reset()
-}
-
-var presenceRE = regexp.MustCompile(`<presence from='([^']*)' to='([^']*)' id='[^']*'(?: type='([^']*)')?`)
-
-// Presences returns the presences written so far as "from>to type" (type
-// "available" when there is none), in order.
-func (w *fakeWire) Presences() []string {
-	var out []string
-	for _, m := range presenceRE.FindAllStringSubmatch(w.String(), -1) {
-		typ := m[3]
-		if typ == "" {
-			typ = "available"
-		}
-		out = append(out, m[1]+">"+m[2]+" "+typ)
-	}
-	return out
-}
 
 // noIQ is an engine.Handler for tests that send no IQ or message.
 type noIQ struct{ t *testing.T }
@@ -142,7 +78,7 @@ func openDB(t *testing.T, path string) *sqlite.DB {
 type instance struct {
 	db   *sqlite.DB
 	eng  *engine.Engine
-	wire *fakeWire
+	wire *enginetest.Wire
 	svc  *gate.Service
 }
 
@@ -156,7 +92,7 @@ func newInstance(t *testing.T, path string, s engine.Settings) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &fakeWire{}
+	w := &enginetest.Wire{}
 	if err := eng.Attach(ctx, w); err != nil {
 		t.Fatal(err)
 	}

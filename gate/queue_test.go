@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"rostergate/engine/enginetest"
 	"rostergate/gate"
 	"rostergate/roster"
 	"rostergate/store"
@@ -1003,7 +1004,7 @@ func TestHousekeepExpiry(t *testing.T) {
 		}
 		// The stream drops and comes back; the first look is not held back
 		// by the one just before on the old stream.
-		if err := in.eng.Attach(ctx, &fakeWire{}); err != nil {
+		if err := in.eng.Attach(ctx, &enginetest.Wire{}); err != nil {
 			t.Fatal(err)
 		}
 		in.svc.Housekeep(ctx, created.Add(time.Hour+time.Second))

@@ -27,9 +27,10 @@ var allowed = map[string][]string{
 	"store/sqlite":    {"roster", "store"},
 	"store/storetest": {"roster", "store"},
 
-	"engine": {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza"},
-	"gate":   {"engine", "roster", "store", "subscription", "policy"},
-	"config": {"engine", "policy", "limits"},
+	"engine":            {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza"},
+	"engine/enginetest": {},
+	"gate":              {"engine", "roster", "store", "subscription", "policy"},
+	"config":            {"engine", "policy", "limits"},
 
 	"xmpp/adminui":   {"roster", "store", "xmpp/stanza"},
 	"xmpp/component": {"engine", "gate", "roster", "xmpp/stanza", "xmpp/adminui"},
