@@ -17,14 +17,13 @@ import (
 	"rostergate/engine"
 	"rostergate/roster"
 	"rostergate/store"
-	"rostergate/store/sqlite"
 	"rostergate/subscription"
 )
 
 // flakyStore fails or holds Commit on demand, and tells when a Commit
 // starts.
 type flakyStore struct {
-	*sqlite.DB
+	store.Store
 	fail    atomic.Bool
 	gate    atomic.Pointer[chan struct{}] // while set, a Commit waits until it is closed
 	entered chan struct{}                 // a Commit has started (signalled without blocking)
@@ -45,7 +44,7 @@ func (s *flakyStore) Commit(ctx context.Context, b store.Batch) (int64, error) {
 	if s.fail.Load() {
 		return 0, errors.New("disk I/O error (injected)")
 	}
-	return s.DB.Commit(ctx, b)
+	return s.Store.Commit(ctx, b)
 }
 
 // hold makes every Commit from now on wait until release is called. The
@@ -77,7 +76,7 @@ func (s *flakyStore) commitStarted(t *testing.T) {
 
 func flaky(fs **flakyStore) func(*testOpts) {
 	return func(o *testOpts) {
-		*fs = &flakyStore{DB: o.Store.(*sqlite.DB), entered: make(chan struct{}, 1)}
+		*fs = &flakyStore{Store: o.Store, entered: make(chan struct{}, 1)}
 		o.Store = *fs
 	}
 }
