@@ -225,14 +225,7 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt, endErr: tc.endErr}
 			done := make(chan error, 1)
 			go func() { done <- e.Serve(ctx, src, noIQ{t}) }()
-			deadline := time.After(10 * time.Second)
-			for !strings.Contains(w.String(), "type='subscribed'") {
-				select {
-				case <-deadline:
-					t.Fatal("no reply within 10 s")
-				case <-time.After(time.Millisecond):
-				}
-			}
+			waitWritten(t, w, "type='subscribed'")
 			close(src.gate)
 			if err := <-done; err == nil {
 				t.Fatal("Serve ended without the stream's error")
@@ -316,14 +309,7 @@ func TestAcknowledgeOnlyAnAnswerToOurClose(t *testing.T) {
 			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt}
 			done := make(chan error, 1)
 			go func() { done <- e.Serve(ctx, src, noIQ{t}) }()
-			deadline := time.After(10 * time.Second)
-			for !strings.Contains(w.String(), "type='subscribed'") {
-				select {
-				case <-deadline:
-					t.Fatal("no reply within 10 s")
-				case <-time.After(time.Millisecond):
-				}
-			}
+			waitWritten(t, w, "type='subscribed'")
 			e.Close(ctx, w, []byte("</stream:stream>"))
 			close(src.gate)
 			if err := <-done; !errors.Is(err, stanza.ErrStreamClosed) {
@@ -338,5 +324,19 @@ func TestAcknowledgeOnlyAnAnswerToOurClose(t *testing.T) {
 				t.Errorf("outbox kept the reply: %t, want %t", kept, tc.kept)
 			}
 		})
+	}
+}
+
+// waitWritten waits until what w was written holds sub: the engine writes
+// from the batch in flight, which gives no other sign. Bounded: 10 s.
+func waitWritten(t *testing.T, w *enginetest.Wire, sub string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(w.String(), sub) {
+		select {
+		case <-deadline:
+			t.Fatalf("%q not written within 10 s", sub)
+		case <-time.After(time.Millisecond):
+		}
 	}
 }
