@@ -198,9 +198,6 @@ func (e *Engine) NewID() string {
 	return e.idPrefix + strconv.FormatUint(e.idSeq.Add(1), 36)
 }
 
-// newID is NewID, shorter where stanzas are built.
-func (e *Engine) newID() string { return e.NewID() }
-
 // entityJID returns the bare JID of the entity with localpart local.
 func (e *Engine) entityJID(local string) string {
 	return roster.EntityJID(e.domain, local)
@@ -369,7 +366,7 @@ func (e *Engine) broadcastPage(ctx context.Context, w Wire, b *bytes.Buffer, f s
 			pc.stanzas++
 		}
 		if probe && (it.Sub == roster.SubTo || it.Sub == roster.SubBoth) {
-			stanza.Presence(b, e.entityJID(it.Entity), it.Contact, e.newID(), "probe", "", "")
+			stanza.Presence(b, e.entityJID(it.Entity), it.Contact, e.NewID(), "probe", "", "")
 			pc.stanzas++
 		}
 		return nil
@@ -386,18 +383,18 @@ func (e *Engine) broadcastPage(ctx context.Context, w Wire, b *bytes.Buffer, f s
 func (e *Engine) currentPresence(b *bytes.Buffer, entity, contact, probedResource string) {
 	from := e.entityJID(entity) + "/" + e.resource
 	if probedResource != "" && probedResource != e.resource {
-		stanza.Presence(b, e.entityJID(entity)+"/"+probedResource, contact, e.newID(), "unavailable", "", "")
+		stanza.Presence(b, e.entityJID(entity)+"/"+probedResource, contact, e.NewID(), "unavailable", "", "")
 		return
 	}
 	if e.offline.Load() {
-		stanza.Presence(b, from, contact, e.newID(), "unavailable", "", "")
+		stanza.Presence(b, from, contact, e.NewID(), "unavailable", "", "")
 		return
 	}
 	l := e.live.Load()
 	ent, known := l.entities[entity]
 	if !known && !l.UnknownOnline {
-		stanza.Presence(b, from, contact, e.newID(), "unavailable", "", "")
+		stanza.Presence(b, from, contact, e.NewID(), "unavailable", "", "")
 		return
 	}
-	stanza.Presence(b, from, contact, e.newID(), "", ent.Show, ent.Status)
+	stanza.Presence(b, from, contact, e.NewID(), "", ent.Show, ent.Status)
 }

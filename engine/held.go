@@ -95,7 +95,7 @@ func (e *Engine) DecideHeld(ctx context.Context, ids []int64, approve bool, acto
 func (e *Engine) tellAdmins(b *batch, body, except string) {
 	for _, a := range e.live.Load().adminList() {
 		if a != except {
-			stanza.Message(&b.out, e.domain, a, e.newID(), "chat", body)
+			stanza.Message(&b.out, e.domain, a, e.NewID(), "chat", body)
 		}
 	}
 }

@@ -118,7 +118,7 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 		ev.Action, ev.Rule = string(d.Action), d.Reason
 		if d.Message != "" && d.Action != policy.Drop {
 			// The rule's message follows the stanzas the decision sends.
-			defer stanza.Message(&b.out, e.entityJID(a.Entity), a.Contact, e.newID(), "chat", d.Message)
+			defer stanza.Message(&b.out, e.entityJID(a.Entity), a.Contact, e.NewID(), "chat", d.Message)
 		}
 		switch d.Action {
 		case policy.Accept:
@@ -221,9 +221,9 @@ func (e *Engine) encode(b *batch, entity, contact string, send []subscription.Se
 		case subscription.SendPresence:
 			e.currentPresence(&b.out, entity, contact, resource)
 		case subscription.SendUnavailable:
-			stanza.Presence(&b.out, from+"/"+e.resource, contact, e.newID(), "unavailable", "", "")
+			stanza.Presence(&b.out, from+"/"+e.resource, contact, e.NewID(), "unavailable", "", "")
 		default:
-			stanza.Presence(&b.out, from, contact, e.newID(), s.String(), "", "")
+			stanza.Presence(&b.out, from, contact, e.NewID(), s.String(), "", "")
 		}
 	}
 }

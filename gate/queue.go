@@ -272,16 +272,9 @@ func (s *Service) Do(ctx context.Context, a store.Action) string {
 			res = ActResult{Error: err.Error()}
 			break
 		}
-		kinds := make([]subscription.Kind, len(req.Kinds))
-		for i, k := range req.Kinds {
-			kind, ok := subscription.ParseKind(k)
-			if !ok || kind == subscription.Probe {
-				res = ActResult{Error: fmt.Sprintf("gate: %q is not an outbound act", k)}
-				break
-			}
-			kinds[i] = kind
-		}
-		if res != nil {
+		kinds, err := outboundKinds(req.Kinds)
+		if err != nil {
+			res = ActResult{Error: err.Error()}
 			break
 		}
 		r := ActResult{}
@@ -310,4 +303,18 @@ func strictJSON(s string, v any) error {
 		return fmt.Errorf("gate: request %q: more than one JSON value", s)
 	}
 	return nil
+}
+
+// outboundKinds parses the kinds of an ActRequest: each must be a
+// subscription presence an entity sends (not a probe).
+func outboundKinds(names []string) ([]subscription.Kind, error) {
+	kinds := make([]subscription.Kind, len(names))
+	for i, k := range names {
+		kind, ok := subscription.ParseKind(k)
+		if !ok || kind == subscription.Probe {
+			return nil, fmt.Errorf("gate: %q is not an outbound act", k)
+		}
+		kinds[i] = kind
+	}
+	return kinds, nil
 }

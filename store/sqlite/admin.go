@@ -77,12 +77,6 @@ func (db *DB) EditList(ctx context.Context, list, pattern string, add bool, ev *
 	return n > 0, nil
 }
 
-// AuditOnly appends one event to the audit log on its own.
-func (db *DB) AuditOnly(ctx context.Context, ev *roster.Event) error {
-	_, err := db.Commit(ctx, store.Batch{Changes: []store.Change{{Audit: ev}}})
-	return err
-}
-
 func insertAudit(ctx context.Context, tx *sql.Tx, e *roster.Event, now time.Time) error {
 	at := e.At
 	if at.IsZero() {
