@@ -176,7 +176,8 @@ type Result struct {
 	// item as it was before the event.
 	Decide bool
 	// Note names an event the RFC answers without a state change, or an
-	// interop case, for the log: "duplicate", "decline", "pre-approved".
+	// interop case, for the log: "duplicate", "decline", "pre-approved",
+	// "resend" (an outbound request routed again with no state change).
 	Note string
 }
 
@@ -184,7 +185,7 @@ type Result struct {
 func (r Result) Changed(before Item) bool { return r.Item != before }
 
 // Inbound applies a presence of type k that the contact sent to the entity
-// (RFC 6121 A.2.1, A.2.2, A.3.1, A.3.2 and §4.3.2 for probes).
+// (RFC 6121 Appendix A.3, Tables 6 to 9, and §4.3.2 for probes).
 func Inbound(it Item, k Kind) Result {
 	s := it.State
 	r := Result{Item: it}
@@ -210,27 +211,34 @@ func Inbound(it Item, k Kind) Result {
 			r.Note = "duplicate"
 		}
 	case Unsubscribe:
+		// Table 7: where the state changes, "Server SHOULD auto-reply with
+		// "unsubscribed"" (Openfire keeps its user's item at
+		// ask="unsubscribe" until it comes); where it does not, nothing.
 		switch s {
 		case NoneOut:
-			// Not in the RFC: Spark declines the entity's request with
-			// unsubscribe rather than unsubscribed.
-			set(None)
+			// No state change (Table 7). A Spark user declines the entity's
+			// request with unsubscribe: that cancels the user's own
+			// subscription, of which there is none, and leaves the
+			// entity's request pending; a later subscribed completes it.
 			r.Note = "decline"
 		case NoneIn:
 			set(None)
+			r.Send = []Send{SendUnsubscribed}
 		case NoneOutIn:
 			set(NoneOut)
+			r.Send = []Send{SendUnsubscribed}
 		case ToIn:
 			set(To)
+			r.Send = []Send{SendUnsubscribed}
 		case From:
 			set(None)
-			r.Send = []Send{SendUnavailable}
+			r.Send = []Send{SendUnavailable, SendUnsubscribed}
 		case FromOut:
 			set(NoneOut)
-			r.Send = []Send{SendUnavailable}
+			r.Send = []Send{SendUnavailable, SendUnsubscribed}
 		case Both:
 			set(To)
-			r.Send = []Send{SendUnavailable}
+			r.Send = []Send{SendUnavailable, SendUnsubscribed}
 		}
 	case Subscribed:
 		switch s {
@@ -265,7 +273,10 @@ func Inbound(it Item, k Kind) Result {
 
 // Outbound applies a subscription presence of type k that the entity sends to
 // the contact: the entity's own decisions, an admin's approval or rejection,
-// or a policy's subscribe-back (RFC 6121 A.2.1, A.3.1 from the user's side).
+// or a policy's subscribe-back (RFC 6121 Appendix A.2, Tables 2 to 5).
+// Outbound subscribe and unsubscribe are always sent (the tables' ROUTE is
+// MUST in every row); subscribed and unsubscribed only where they change
+// the state.
 // Probe is not an outbound action and changes nothing.
 func Outbound(it Item, k Kind) Result {
 	s := it.State
@@ -277,8 +288,10 @@ func Outbound(it Item, k Kind) Result {
 		case None, NoneIn, From:
 			set(pendOut(s))
 			r.Send = []Send{SendSubscribe}
-		case NoneOut, NoneOutIn, FromOut:
-			// Resending is allowed: the contact may have missed it.
+		case NoneOut, NoneOutIn, FromOut, To, ToIn, Both:
+			// Table 2: routed (MUST) with no state change. The contact may
+			// have missed the request, or lost its side of the
+			// subscription; asking again lets it answer again.
 			r.Send = []Send{SendSubscribe}
 			r.Note = "resend"
 		}
@@ -294,6 +307,11 @@ func Outbound(it Item, k Kind) Result {
 		}
 	case Unsubscribe:
 		switch s {
+		case None, NoneIn, From:
+			// Table 3: routed (MUST) with no state change, so that a
+			// contact that still thinks it is subscribed hears otherwise.
+			r.Send = []Send{SendUnsubscribe}
+			r.Note = "resend"
 		case NoneOut, To:
 			set(None)
 			r.Send = []Send{SendUnsubscribe}
