@@ -174,7 +174,7 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Path:      path,
 		Component: Component{Resource: "rostergate", Keepalive: Duration{60 * time.Second}},
 		Storage:   Storage{Path: "rostergate.db"},
-		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Reject)},
+		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Drop)},
 		Limits:    Limits{Action: string(policy.Drop), MaxStanzaBytes: 64 << 10},
 	}
 	md, err := toml.Decode(string(b), c)

@@ -133,7 +133,7 @@ func TestDefaults(t *testing.T) {
 	if c.Storage.Path != "rostergate.db" || c.Component.Keepalive.Duration != time.Minute {
 		t.Errorf("defaults: %+v", c)
 	}
-	if c.Compiled().Default() != "review" || c.Compiled().UnknownEntity() != "reject" {
+	if c.Compiled().Default() != "review" || c.Compiled().UnknownEntity() != "drop" {
 		t.Errorf("policy defaults: %v %v", c.Compiled().Default(), c.Compiled().UnknownEntity())
 	}
 	if c.Admin.JIDs != nil || c.Policy.ReviewTTL.Duration != 0 {

@@ -308,8 +308,9 @@ func (e *Engine) replay(ctx context.Context, w Wire) error {
 }
 
 // Resync sends current presence to every contact that holds a subscription
-// to an entity, and probes every contact an entity is subscribed to: what
-// was missed while the stream was down.
+// to an entity, probes every contact an entity is subscribed to, and sends
+// again every subscription request of an entity still unanswered: what was
+// missed while the stream was down.
 func (e *Engine) Resync(ctx context.Context, w Wire) error {
 	n, err := e.broadcast(ctx, w, nil, true)
 	if err != nil {
@@ -331,16 +332,18 @@ func (e *Engine) GoOffline(ctx context.Context, w Wire) (int, error) {
 const broadcastPage = 1000
 
 // broadcast walks the items (of every entity, with a Sub in subs, or all) in
-// pages and writes the entity's current presence to each contact with From,
-// and with probe a probe to each contact with To. Each page is read and
+// pages and writes the entity's current presence to each contact with From
+// (or its resource's unavailable presence, when going offline), and for a
+// resync a probe to each contact with To and the subscribe again to each
+// contact with a request pending out. Each page is read and
 // written under the state lock, so a page never reports a state that a
 // concurrent stanza has already changed. It returns the stanzas written.
-func (e *Engine) broadcast(ctx context.Context, w Wire, subs []string, probe bool) (int, error) {
+func (e *Engine) broadcast(ctx context.Context, w Wire, subs []string, resync bool) (int, error) {
 	var b bytes.Buffer
 	n := 0
 	var after *roster.Key
 	for {
-		rows, err := e.broadcastPage(ctx, w, &b, store.Filter{AllEntities: true, Subs: subs, After: after, Limit: broadcastPage}, probe, &after)
+		rows, err := e.broadcastPage(ctx, w, &b, store.Filter{AllEntities: true, Subs: subs, After: after, Limit: broadcastPage}, resync, &after)
 		n += rows.stanzas
 		if err != nil {
 			return n, fmt.Errorf("engine: broadcast: %w", err)
@@ -353,7 +356,7 @@ func (e *Engine) broadcast(ctx context.Context, w Wire, subs []string, probe boo
 
 type pageCount struct{ items, stanzas int }
 
-func (e *Engine) broadcastPage(ctx context.Context, w Wire, b *bytes.Buffer, f store.Filter, probe bool, after **roster.Key) (pageCount, error) {
+func (e *Engine) broadcastPage(ctx context.Context, w Wire, b *bytes.Buffer, f store.Filter, resync bool, after **roster.Key) (pageCount, error) {
 	e.lock()
 	defer e.mu.Unlock()
 	var pc pageCount
@@ -362,11 +365,29 @@ func (e *Engine) broadcastPage(ctx context.Context, w Wire, b *bytes.Buffer, f s
 		pc.items++
 		*after = &roster.Key{Entity: it.Entity, Contact: it.Contact}
 		if it.Sub == roster.SubFrom || it.Sub == roster.SubBoth {
-			e.currentPresence(b, it.Entity, it.Contact, "")
+			if e.offline.Load() {
+				// The entity's resource goes away (RFC 6121 §4.5.2).
+				stanza.Presence(b, e.entityJID(it.Entity)+"/"+e.resource, it.Contact, e.NewID(), "unavailable", "", "")
+			} else {
+				e.currentPresence(b, it.Entity, it.Contact, nil)
+			}
 			pc.stanzas++
 		}
-		if probe && (it.Sub == roster.SubTo || it.Sub == roster.SubBoth) {
+		if !resync {
+			return nil
+		}
+		if it.Sub == roster.SubTo || it.Sub == roster.SubBoth {
 			stanza.Presence(b, e.entityJID(it.Entity), it.Contact, e.NewID(), "probe", "", "")
+			pc.stanzas++
+		}
+		if it.PendingOut {
+			// RFC 6121 §3.1.2: "If a remote contact does not approve or
+			// deny the subscription request within some configurable
+			// amount of time, the user's server SHOULD resend the
+			// subscription request to the contact [...] (e.g., whenever a
+			// new resource becomes available for the user [...])": every
+			// (re)connect.
+			stanza.Presence(b, e.entityJID(it.Entity), it.Contact, e.NewID(), "subscribe", "", "")
 			pc.stanzas++
 		}
 		return nil
@@ -377,24 +398,29 @@ func (e *Engine) broadcastPage(ctx context.Context, w Wire, b *bytes.Buffer, f s
 	return pc, w.Write(b.Bytes())
 }
 
-// currentPresence appends the entity's current presence to contact: its
-// configured show and status from its resource, or unavailable when
-// shutting down. A probe of another resource gets that resource unavailable.
-func (e *Engine) currentPresence(b *bytes.Buffer, entity, contact, probedResource string) {
-	from := e.entityJID(entity) + "/" + e.resource
-	if probedResource != "" && probedResource != e.resource {
-		stanza.Presence(b, e.entityJID(entity)+"/"+probedResource, contact, e.NewID(), "unavailable", "", "")
-		return
-	}
-	if e.offline.Load() {
-		stanza.Presence(b, from, contact, e.NewID(), "unavailable", "", "")
-		return
-	}
+// currentPresence appends the entity's current presence to contact (RFC
+// 6121 §4.3.2): its configured show and status from its resource while it
+// is available; unavailable from its bare JID while it has no available
+// resource (rostergate is going offline, or the entity is no longer
+// configured). A probe of the entity's full JID gets only whether that
+// resource is available, without show or status; a probe's unavailable
+// reply mirrors its id (§4.3.2.1).
+func (e *Engine) currentPresence(b *bytes.Buffer, entity, contact string, pr *probe) {
+	bare := e.entityJID(entity)
 	l := e.live.Load()
-	ent, known := l.entities[entity]
-	if !known && !l.UnknownOnline {
-		stanza.Presence(b, from, contact, e.NewID(), "unavailable", "", "")
-		return
+	id := e.NewID
+	if pr != nil {
+		id = func() string { return mirror(pr.id, e) }
 	}
-	stanza.Presence(b, from, contact, e.NewID(), "", ent.Show, ent.Status)
+	switch {
+	case !e.available(l, entity):
+		stanza.Presence(b, bare, contact, id(), "unavailable", "", "")
+	case pr != nil && pr.resource != "" && pr.resource != e.resource:
+		stanza.Presence(b, bare+"/"+pr.resource, contact, id(), "unavailable", "", "")
+	case pr != nil && pr.resource != "":
+		stanza.Presence(b, bare+"/"+e.resource, contact, e.NewID(), "", "", "")
+	default:
+		ent := l.entities[entity]
+		stanza.Presence(b, bare+"/"+e.resource, contact, e.NewID(), "", ent.Show, ent.Status)
+	}
 }

@@ -71,7 +71,7 @@ func (e *Engine) DecideHeld(ctx context.Context, ids []int64, approve bool, acto
 			ev.Kind, ev.Action = "reject", string(policy.Reject)
 			r = subscription.Reject(cur)
 		}
-		e.record(b, before, r.Item, r.Send, ev, nil, "")
+		e.record(b, before, r.Item, r.Send, ev, nil, nil)
 		e.log.Info("held request decided", "id", id, "entity", e.entityJID(req.Entity), "contact", req.Contact,
 			"action", ev.Action, "actor", actor.JID, "interface", actor.Via)
 		out[i].Request = req
@@ -213,10 +213,11 @@ func (e *Engine) Expire(ctx context.Context, now time.Time) {
 
 // accept is the contact's request granted: subscribed and the entity's
 // presence (RFC 6121 §3.1.5) and, when the rule or the held request says
-// so, the entity asking back for the contact's presence (§3.1.1).
+// so, the entity asking back for the contact's presence (§3.1.1), unless it
+// has it or has asked for it already.
 func accept(cur subscription.Item, subscribeBack bool) subscription.Result {
 	r := subscription.Accept(cur)
-	if subscribeBack {
+	if subscribeBack && !r.Item.State.HasTo() && !r.Item.State.PendingOut() {
 		back := subscription.Outbound(r.Item, subscription.Subscribe)
 		r.Item, r.Send = back.Item, append(r.Send, back.Send...)
 	}

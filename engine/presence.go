@@ -85,10 +85,14 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 	el := x.el
 	kind, ok := subscription.ParseKind(el.Type)
 	if !ok {
-		// Available and unavailable presence from contacts needs no answer;
-		// an error is never answered, so that no loop can start.
-		if el.Type == "error" {
+		switch el.Type {
+		case "", "unavailable":
+			// Contacts' presence needs no answer.
+		case "error":
+			// Never answered, so that no loop can start (RFC 6120 §8.3.1).
 			e.log.Debug("presence error received", "from", el.From, "to", el.To)
+		default:
+			e.unknownType(b, x)
 		}
 		return
 	}
@@ -100,6 +104,25 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 			stanza.PresenceError(&b.out, e.domain, el, "modify", "jid-malformed")
 		}
 		return
+	}
+	var pr *probe
+	switch kind {
+	case subscription.Probe:
+		// Only a probe of a full JID is about one resource (RFC 6121
+		// §4.3.2); its unsubscribed or unavailable reply mirrors its id
+		// (§4.3.2.1).
+		pr = &probe{resource: a.Resource, id: el.ID}
+	case subscription.Subscribed, subscription.Unsubscribe, subscription.Unsubscribed:
+		// RFC 6121 §8.5.3.2.2: "If no available resource or connected
+		// resource exactly matches the full JID, [...] For a presence
+		// stanza of type "subscribed", "unsubscribe", or "unsubscribed",
+		// the server MUST ignore the stanza." A subscribe to a full JID is
+		// handled as sent to the bare JID.
+		if a.Resource != "" && (a.Resource != e.resource || !e.available(e.live.Load(), a.Entity)) {
+			e.log.Debug("ignored: addressed to a resource the entity does not have (RFC 6121 §8.5.3.2.2)",
+				"type", el.Type, "to", a.To, "from", el.From)
+			return
+		}
 	}
 	before, err := e.lookup(ctx, b, a.Entity, a.Contact)
 	if err != nil {
@@ -129,7 +152,7 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 		case policy.Review:
 			e.record(b, before, r.Item, nil, ev, &roster.Request{
 				Entity: a.Entity, Contact: a.Contact, Rule: d.Reason, SubscribeBack: d.SubscribeBack, Created: b.now,
-			}, "")
+			}, nil)
 			return
 		default: // drop: nothing stored, nothing sent
 			return
@@ -148,18 +171,49 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 	} else if ev.Action == "" {
 		ev.Action = "state"
 	}
-	// Only a probe of a full JID is about one resource (RFC 6121 §4.3.2);
-	// any other stanza to a full JID is handled as sent to the bare JID.
-	probed := ""
-	if kind == subscription.Probe {
-		probed = a.Resource
+	e.record(b, before, r.Item, r.Send, ev, nil, pr)
+}
+
+// unknownType answers a presence whose type RFC 6121 does not define:
+// "If a presence stanza received by a server has a 'type' attribute whose
+// value is not one of the defined values, the server MUST respond with a
+// <bad-request/> stanza error" (§4.7.1). Nothing changes.
+func (e *Engine) unknownType(b *batch, x *in) {
+	el := x.el
+	a, canReply, err := e.address(x)
+	if !canReply {
+		e.log.Warn("presence of an unknown type dropped", "type", el.Type, "reason", err)
+		return
 	}
-	e.record(b, before, r.Item, r.Send, ev, nil, probed)
+	from := e.domain
+	if err == nil {
+		from = a.To
+	}
+	e.log.Info("presence of an unknown type refused", "type", el.Type, "from", el.From, "to", el.To)
+	stanza.PresenceError(&b.out, from, el, "modify", "bad-request")
+}
+
+// probe is the probe a presence answers.
+type probe struct {
+	resource string // the resource probed, if the probe was sent to a full JID
+	id       string // the probe's id, mirrored by an unsubscribed or unavailable reply
+}
+
+// available reports whether entity has an available resource: rostergate
+// is not going offline, and it is a configured entity, or unknown_entity
+// makes every JID at the domain available.
+func (e *Engine) available(l *live, entity string) bool {
+	if e.offline.Load() {
+		return false
+	}
+	_, known := l.entities[entity]
+	return known || l.UnknownOnline
 }
 
 // record adds the new state of an item to the batch, with its audit event
-// and the stanzas that report it. before is the item as stored.
-func (e *Engine) record(b *batch, before roster.Item, after subscription.Item, send []subscription.Send, ev *roster.Event, queue *roster.Request, resource string) {
+// and the stanzas that report it. before is the item as stored; pr is the
+// probe answered, if any.
+func (e *Engine) record(b *batch, before roster.Item, after subscription.Item, send []subscription.Send, ev *roster.Event, queue *roster.Request, pr *probe) {
 	k := itemKey{before.Entity, before.Contact}
 	it := before
 	it.Sub = after.State.Sub()
@@ -207,25 +261,37 @@ func (e *Engine) record(b *batch, before roster.Item, after subscription.Item, s
 		}
 	}
 	start := b.out.Len()
-	e.encode(b, it.Entity, it.Contact, send, resource)
+	e.encode(b, it.Entity, it.Contact, send, pr)
 	if changed || ev != nil {
 		b.durable.Write(b.out.Bytes()[start:])
 	}
 }
 
-// encode appends the stanzas the machine asked for, each with a fresh id.
-func (e *Engine) encode(b *batch, entity, contact string, send []subscription.Send, resource string) {
+// encode appends the stanzas the machine asked for, each with a fresh id
+// but for a probe's unsubscribed reply, which mirrors the probe's
+// (RFC 6121 §4.3.2.1).
+func (e *Engine) encode(b *batch, entity, contact string, send []subscription.Send, pr *probe) {
 	from := e.entityJID(entity)
 	for _, s := range send {
-		switch s {
-		case subscription.SendPresence:
-			e.currentPresence(&b.out, entity, contact, resource)
-		case subscription.SendUnavailable:
+		switch {
+		case s == subscription.SendPresence:
+			e.currentPresence(&b.out, entity, contact, pr)
+		case s == subscription.SendUnavailable:
 			stanza.Presence(&b.out, from+"/"+e.resource, contact, e.NewID(), "unavailable", "", "")
+		case s == subscription.SendUnsubscribed && pr != nil:
+			stanza.Presence(&b.out, from, contact, mirror(pr.id, e), "unsubscribed", "", "")
 		default:
 			stanza.Presence(&b.out, from, contact, e.NewID(), s.String(), "", "")
 		}
 	}
+}
+
+// mirror returns a probe's id for its reply, or a fresh one if it had none.
+func mirror(id string, e *Engine) string {
+	if id != "" {
+		return id
+	}
+	return e.NewID()
 }
 
 // Act makes the entity send subscription presences of the kinds given
@@ -272,7 +338,7 @@ func (e *Engine) Act(ctx context.Context, actor roster.Actor, entity, contact st
 		}
 		r := subscription.Outbound(cur, k)
 		ev := &roster.Event{Kind: "send " + k.String(), Action: "state", Actor: actor.JID, Interface: actor.Via, Detail: r.Note}
-		e.record(b, before, r.Item, r.Send, ev, nil, "")
+		e.record(b, before, r.Item, r.Send, ev, nil, nil)
 		e.log.Info("outbound", "entity", e.entityJID(entity), "contact", contact, "kind", k.String(),
 			"from", cur.State.String(), "to", r.Item.State.String(), "actor", actor.JID, "interface", actor.Via)
 	}

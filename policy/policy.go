@@ -106,7 +106,7 @@ func (r Rule) String() string {
 // Config is the uncompiled policy, as read from configuration.
 type Config struct {
 	Default       Action // applies when no rule matches; "" means Review
-	UnknownEntity Action // applies to requests for JIDs at the domain that are not configured entities; "" means Reject. Rules are not consulted for unknown entities.
+	UnknownEntity Action // applies to requests for JIDs at the domain that are not configured entities; "" means Drop: such a JID is an account that does not exist, whose subscription stanzas RFC 6121 §8.5.1 says to ignore. Rules are not consulted for unknown entities.
 	Rules         []Rule
 	// LocalDomains are the domains whose users are local (normalised; they
 	// are lower-cased again here). A rule with LocalContact set needs at
@@ -136,7 +136,7 @@ type compiledRule struct {
 // Compile validates c and returns the compiled policy. Errors name the
 // offending rule by its 1-based index.
 func Compile(c Config) (*Policy, error) {
-	p := &Policy{def: Review, unknown: Reject, rules: make([]compiledRule, 0, len(c.Rules)), local: map[string]bool{}}
+	p := &Policy{def: Review, unknown: Drop, rules: make([]compiledRule, 0, len(c.Rules)), local: map[string]bool{}}
 	if c.Default != "" {
 		a, err := parseAction(string(c.Default))
 		if err != nil {

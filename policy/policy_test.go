@@ -213,7 +213,7 @@ func TestCompileDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Default() != policy.Review || p.UnknownEntity() != policy.Reject || len(p.Rules()) != 0 {
+	if p.Default() != policy.Review || p.UnknownEntity() != policy.Drop || len(p.Rules()) != 0 {
 		t.Fatalf("empty config: default %q, unknown_entity %q, %d rules", p.Default(), p.UnknownEntity(), len(p.Rules()))
 	}
 	p, err = policy.Compile(policy.Config{Default: policy.Drop, UnknownEntity: policy.Review})
@@ -365,7 +365,11 @@ func TestDecideDefaults(t *testing.T) {
 		want policy.Decision
 	}{
 		{"implicit review default", policy.Request{Contact: "a@b", Entity: "sales", KnownEntity: true}, policy.Decision{Action: policy.Review, Reason: "default"}},
-		{"implicit reject for unknown entity", policy.Request{Contact: "a@b", Entity: "helpdesk"}, policy.Decision{Action: policy.Reject, Reason: "unknown_entity"}},
+		// RFC 6121 §8.5.1: "If the user account identified by the 'to'
+		// attribute does not exist, [...] For a presence stanza of type
+		// "subscribe", "subscribed", "unsubscribe", or "unsubscribed", the
+		// server MUST silently ignore the stanza."
+		{"implicit drop for unknown entity", policy.Request{Contact: "a@b", Entity: "helpdesk"}, policy.Decision{Action: policy.Drop, Reason: "unknown_entity"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -378,8 +382,9 @@ func TestDecideDefaults(t *testing.T) {
 
 func TestDecideNewMatchers(t *testing.T) {
 	p, err := policy.Compile(policy.Config{
-		Default:      policy.Reject,
-		LocalDomains: []string{"LocalHost", "example.com"},
+		Default:       policy.Reject,
+		UnknownEntity: policy.Reject,
+		LocalDomains:  []string{"LocalHost", "example.com"},
 		Rules: []policy.Rule{
 			{Regex: `^bot-[0-9]+@`, Action: policy.Drop},                                                             // 1
 			{Regex: `^[a-z]+@localhost$`, LocalContact: ptr(true), Action: policy.Accept, Message: "Welcome aboard"}, // 2
@@ -792,5 +797,5 @@ func Example() {
 	// alice@localhost -> helpdesk: accept (subscribe_back=true, rule 2)
 	// eve@spam.example -> helpdesk: drop (subscribe_back=false, rule 1)
 	// bob@elsewhere.org -> helpdesk: review (subscribe_back=false, default)
-	// alice@localhost -> nobody: reject (subscribe_back=false, unknown_entity)
+	// alice@localhost -> nobody: drop (subscribe_back=false, unknown_entity)
 }

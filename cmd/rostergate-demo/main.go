@@ -60,7 +60,7 @@ jids = ["admin@localhost"]
 
 [policy]
 default = "review"
-unknown_entity = "reject"
+unknown_entity = "drop"   # JIDs that are no entity do not exist: requests ignored
 
 [[policy.rule]]
 contact = "mallory@localhost"

@@ -16,6 +16,7 @@ import (
 	"rostergate/config"
 	"rostergate/gate"
 	"rostergate/internal/instance"
+	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store/sqlite"
 )
@@ -203,8 +204,24 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	for i, r := range p.Rules() {
 		fmt.Fprintf(stdout, "  rule %d: %s\n", i+1, r)
 	}
-	fmt.Fprintf(stdout, "  default: %s\n  unknown_entity: %s\n", p.Default(), p.UnknownEntity())
+	fmt.Fprintf(stdout, "  default: %s\n  unknown_entity: %s (%s)\n", p.Default(), p.UnknownEntity(), unknownEntityText(p.UnknownEntity(), c.Domain))
 	return nil
+}
+
+// unknownEntityText says what unknown_entity does to a JID at domain that
+// is no [[entity]].
+func unknownEntityText(a policy.Action, domain string) string {
+	const none = "JIDs at %s that are no [[entity]] do not exist (RFC 6121 §8.5.1): "
+	switch a {
+	case policy.Drop:
+		return fmt.Sprintf(none+"their subscription requests are ignored, a probe gets unsubscribed", domain)
+	case policy.Reject:
+		return fmt.Sprintf(none+"their subscription requests get unsubscribed, and so does a probe", domain)
+	case policy.Review:
+		return fmt.Sprintf("requests for any JID at %s that is no [[entity]] are held for review; those JIDs show online", domain)
+	default:
+		return fmt.Sprintf("requests for any JID at %s that is no [[entity]] are accepted; those JIDs show online", domain)
+	}
 }
 
 func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {

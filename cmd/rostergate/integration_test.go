@@ -447,7 +447,7 @@ func TestExplain(t *testing.T) {
 		}
 	}
 	out, _, err = runCmd(t, "explain", "-config", "../../component.toml", "-from", "eve@elsewhere.example", "-to", "nobody@bots.localhost")
-	if err != nil || !strings.Contains(out, "reject") || !strings.Contains(out, "unknown_entity") {
+	if err != nil || !strings.Contains(out, "drop") || !strings.Contains(out, "unknown_entity") {
 		t.Errorf("explain unknown entity: %v\n%s", err, out)
 	}
 	if _, stderr, err := runCmd(t, "explain", "-config", "../../component.toml", "-from", "a@b"); err == nil || !strings.Contains(stderr, "-from and -to are required") {

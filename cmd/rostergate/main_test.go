@@ -76,7 +76,8 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"OK", "helpdesk@bots.localhost", "rule 1: contact=\"*@localhost\" -> accept, subscribe_back", "default: review", "secret     set (from secret)"} {
+	for _, want := range []string{"OK", "helpdesk@bots.localhost", "rule 1: contact=\"*@localhost\" -> accept, subscribe_back", "default: review", "secret     set (from secret)",
+		"unknown_entity: drop (JIDs at bots.localhost that are no [[entity]] do not exist (RFC 6121 §8.5.1): their subscription requests are ignored, a probe gets unsubscribed)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}

@@ -67,7 +67,8 @@ const (
 // the same clients subscribing to as many other local users whose clients
 // answer subscribed (Prosody handling the flow natively). One round trip is
 // a subscribe and the subscribed that answers it, followed by an unsubscribe
-// so that the next round starts from scratch. Each flow is preceded by a
+// so that the next round starts from scratch (on the rostergate side, each
+// round asks an entity of its own: see RunProsody's targets). Each flow is preceded by a
 // short warm-up that is not counted.
 //
 // It returns an error wrapping xmpptest.ErrNotInstalled if Prosody is not
@@ -150,12 +151,15 @@ func RunProsody(ctx context.Context, cfg ProsodyConfig) (res ProsodyResult, err 
 	}
 	reqs := clients[:m]
 
-	rgTargets := make([]string, m)
-	nativeTargets := make([]string, m)
-	for i := range m {
-		rgTargets[i] = strings.ToLower(fmt.Sprintf("e%d@%s", i, srv.ComponentDomain))
-		nativeTargets[i] = clients[m+i].bare
+	// rostergate answers an unsubscribe with unsubscribed (RFC 6121 Table
+	// 7). Were the next round's subscribe to the same entity sent before
+	// that answer reached the requester's server, the answer would cancel
+	// it there (Table 9: "None + Pending Out" → "None"): each round asks an
+	// entity of its own. Prosody's users do not answer so.
+	rgTargets := func(i, round int) string {
+		return strings.ToLower(fmt.Sprintf("e%d.r%d@%s", i, round, srv.ComponentDomain))
 	}
+	nativeTargets := func(i, _ int) string { return clients[m+i].bare }
 
 	rg, err := prosodyMeasure(ctx, srv, "rostergate", reqs, rgTargets, cfg.Rounds)
 	if err != nil {
@@ -551,8 +555,9 @@ type prosodyFlow struct {
 
 // prosodyMeasure runs a warm-up and then the measured rounds of one flow:
 // requester i subscribes to targets[i], rounds times.
-func prosodyMeasure(ctx context.Context, srv *xmpptest.Server, name string, reqs []*prosodyClient, targets []string, rounds int) (prosodyFlow, error) {
-	if _, _, err := prosodyRun(ctx, srv, name+" warm-up", reqs, targets, prosodyWarmup); err != nil {
+func prosodyMeasure(ctx context.Context, srv *xmpptest.Server, name string, reqs []*prosodyClient, targets func(i, round int) string, rounds int) (prosodyFlow, error) {
+	warm := func(i, round int) string { return targets(i, rounds+round) }
+	if _, _, err := prosodyRun(ctx, srv, name+" warm-up", reqs, warm, prosodyWarmup); err != nil {
 		return prosodyFlow{}, err
 	}
 	wall, lat, err := prosodyRun(ctx, srv, name, reqs, targets, rounds)
@@ -569,8 +574,9 @@ func prosodyMeasure(ctx context.Context, srv *xmpptest.Server, name string, reqs
 
 // prosodyRun has every requester run rounds round trips to its target, all
 // at once. It returns the wall time from the first subscribe sent to the
-// last subscribed received, and every round trip's latency.
-func prosodyRun(ctx context.Context, srv *xmpptest.Server, name string, reqs []*prosodyClient, targets []string, rounds int) (time.Duration, []time.Duration, error) {
+// last subscribed received, and every round trip's latency. targets(i,
+// round) is whom requester i asks in a round.
+func prosodyRun(ctx context.Context, srv *xmpptest.Server, name string, reqs []*prosodyClient, targets func(i, round int) string, rounds int) (time.Duration, []time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lats := make([][]time.Duration, len(reqs))
@@ -582,8 +588,8 @@ func prosodyRun(ctx context.Context, srv *xmpptest.Server, name string, reqs []*
 		wg.Go(func() {
 			<-start
 			lats[i] = make([]time.Duration, 0, rounds)
-			for range rounds {
-				lat, end, err := c.roundTrip(ctx, targets[i])
+			for round := range rounds {
+				lat, end, err := c.roundTrip(ctx, targets(i, round))
 				if err != nil {
 					errs[i] = err
 					cancel()

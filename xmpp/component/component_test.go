@@ -300,8 +300,10 @@ func TestProbes(t *testing.T) {
 	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+avail)
 	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost' type='probe'/>")
 	c.expect(t, avail)
+	// A probe of the full JID learns only that the resource is available
+	// (RFC 6121 §4.3.2).
 	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost/rostergate' type='probe'/>")
-	c.expect(t, avail)
+	c.expect(t, "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'/>")
 	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost/other' type='probe'/>")
 	c.expect(t, "<presence from='helpdesk@bots.localhost/other' to='alice@good.example' id='ID' type='unavailable'/>")
 
@@ -314,12 +316,13 @@ func TestProbes(t *testing.T) {
 	if err != nil || !it.Approved {
 		t.Fatalf("pre-approval after a probe: %+v, %v", it, err)
 	}
-	// An entity removed from the config still has subscribers: they see it offline.
+	// An entity removed from the config still has subscribers: they see it
+	// offline, from its bare JID, for it has no resource (RFC 6121 §4.3.2).
 	if err := h.db.Apply(context.Background(), []store.Change{{Item: roster.Item{Entity: "old", Contact: "bob@x.example", Sub: "from"}}}); err != nil {
 		t.Fatal(err)
 	}
 	c.send(t, "<presence from='bob@x.example/pc' to='old@bots.localhost' type='probe'/>")
-	c.expect(t, "<presence from='old@bots.localhost/rostergate' to='bob@x.example' id='ID' type='unavailable'/>")
+	c.expect(t, "<presence from='old@bots.localhost' to='bob@x.example' id='ID' type='unavailable'/>")
 
 	// The pre-approved contact's request is accepted without the policy (which would review it).
 	c.send(t, "<presence from='dave@other.example' to='helpdesk@bots.localhost' type='subscribe'/>")

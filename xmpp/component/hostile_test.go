@@ -24,7 +24,7 @@ func TestOversizedStanza(t *testing.T) {
 	c2 := h.srv.next(t)
 	// A stanza under the limit is fine, and so is a long run of them.
 	for range 50 {
-		c2.send(t, "<presence from='a@b' to='helpdesk@bots.localhost' type='available'><status>"+strings.Repeat("y", 900)+"</status></presence>")
+		c2.send(t, "<presence from='a@b' to='helpdesk@bots.localhost'><status>"+strings.Repeat("y", 900)+"</status></presence>")
 	}
 	c2.send(t, ping)
 	c2.expect(t, pong)
