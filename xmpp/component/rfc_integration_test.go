@@ -136,7 +136,9 @@ func TestIntegrationEntityRevokes(t *testing.T) {
 // scenario 1, the entity having asked first): nothing changes on the
 // entity's side, and the user's later subscribed still completes the
 // request.
-func TestIntegrationDeclineThenAccept(t *testing.T) { xmpptest.EachServer(t, testIntegrationDeclineThenAccept) }
+func TestIntegrationDeclineThenAccept(t *testing.T) {
+	xmpptest.EachServer(t, testIntegrationDeclineThenAccept)
+}
 
 func testIntegrationDeclineThenAccept(t *testing.T, srv *xmpptest.Server) {
 	g := newSetup(t, srv, accept(false)).start()
