@@ -256,6 +256,11 @@ func TestReconnectResync(t *testing.T) {
 	c.send(t, ping)
 	c.expect(t, "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/>"+pong)
 
+	// A stanza sent after the replies were read proves them delivered;
+	// without it they may count as unconfirmed and be replayed first.
+	c.send(t, ping)
+	c.expect(t, pong)
+
 	resync := "<presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='probe'/>"
 	c.send(t, "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
 	c2 := h.srv.next(t)
