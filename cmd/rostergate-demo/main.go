@@ -1,7 +1,8 @@
 // Command rostergate-demo shows rostergate working end to end: it starts a
-// throwaway Prosody on loopback, runs `rostergate run` against it with a demo
-// policy, logs demo users in with a real XMPP client, and prints the
-// subscription flows each user sees and the rosters both sides end with.
+// throwaway Prosody on loopback (or, with -server, ejabberd or Openfire),
+// runs `rostergate run` against it with a demo policy, logs demo users in
+// with a real XMPP client, and prints the subscription flows each user sees
+// and the rosters both sides end with.
 //
 // Run it with `make demo`.
 package main
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,8 +31,17 @@ func main() {
 	defer stop()
 	bin := flag.String("rostergate", "./rostergate", "the rostergate `binary` to run")
 	keep := flag.Bool("keep", false, "keep the temporary directory (configs, logs, database)")
+	server := flag.String("server", xmpptest.KindProsody, "the `server` to attach to: prosody, ejabberd, or openfire (needs $OPENFIRE_HOME)")
 	flag.Parse()
-	if err := run(ctx, *bin, *keep, os.Stdout); err != nil {
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "rostergate-demo: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	if !slices.Contains(xmpptest.Kinds, *server) {
+		fmt.Fprintf(os.Stderr, "rostergate-demo: -server %q: want one of %s\n", *server, strings.Join(xmpptest.Kinds, ", "))
+		os.Exit(2)
+	}
+	if err := run(ctx, *bin, *server, *keep, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "rostergate-demo:", err)
 		os.Exit(1)
 	}
@@ -78,6 +89,8 @@ entity = "alerts"
 action = "accept"
 `
 
+var serverName = map[string]string{xmpptest.KindProsody: "Prosody", xmpptest.KindEjabberd: "ejabberd", xmpptest.KindOpenfire: "Openfire"}
+
 type demo struct {
 	out    io.Writer
 	srv    *xmpptest.Server
@@ -85,7 +98,7 @@ type demo struct {
 	lastID string // the request id in the last notice an admin got
 }
 
-func run(ctx context.Context, bin string, keep bool, out io.Writer) error {
+func run(ctx context.Context, bin, server string, keep bool, out io.Writer) error {
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("%w (build it first: make build)", err)
 	}
@@ -100,17 +113,16 @@ func run(ctx context.Context, bin string, keep bool, out io.Writer) error {
 		defer os.RemoveAll(dir)
 	}
 
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	srv, err := xmpptest.StartProsody(sctx, xmpptest.ProsodyConfig{Dir: filepath.Join(dir, "prosody")})
+	// Bounded by the test harness's start timeout, as the tests are.
+	srv, err := xmpptest.Start(ctx, server, xmpptest.Config{Dir: filepath.Join(dir, server)})
 	if errors.Is(err, xmpptest.ErrNotInstalled) {
-		return fmt.Errorf("%w: install it with `make deps` (Debian package prosody)", err)
+		return fmt.Errorf("%w: install it with `make deps` (Debian package %s)", err, server)
 	}
 	if err != nil {
 		return err
 	}
 	defer srv.Stop()
-	fmt.Fprintf(out, "Prosody is up: clients on %s, components on %s (domain %s)\n", srv.C2SAddr, srv.ComponentAddr, srv.Domain)
+	fmt.Fprintf(out, "%s is up: clients on %s, components on %s (domain %s)\n", serverName[server], srv.C2SAddr, srv.ComponentAddr, srv.Domain)
 
 	cfg := filepath.Join(dir, "component.toml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, demoConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret), 0o600); err != nil {

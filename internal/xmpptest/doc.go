@@ -1,8 +1,12 @@
 // Package xmpptest starts real XMPP servers on loopback for rostergate's
 // integration tests and demo, and logs real clients in.
 //
-// Two servers are supported, Prosody and ejabberd (Server.Kind), behind one
-// API. The core (Start, StartProsody, StartEjabberd, Server.Register,
+// Three servers are supported, Prosody, ejabberd and Openfire
+// (Server.Kind), behind one API. Prosody and ejabberd come from Debian's
+// packages; Openfire from the installation $OPENFIRE_HOME points at (a
+// release, or a build's distribution directory), which is never written
+// to: each server gets a home of its own in its directory. The core
+// (Start, StartProsody, StartEjabberd, StartOpenfire, Server.Register,
 // Server.Stop, Server.Restart, Dial, Client methods) takes a context and
 // returns errors, so it can be used from a non-test program such as a demo.
 // Prosody, Ejabberd, ServerWith, EachServer and Server.NewUser are thin

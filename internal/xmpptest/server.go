@@ -22,7 +22,12 @@ import (
 const (
 	KindProsody  = "prosody"
 	KindEjabberd = "ejabberd"
+	KindOpenfire = "openfire"
 )
+
+// Kinds are the kinds of server this package starts, in the order
+// EachServer runs them.
+var Kinds = []string{KindProsody, KindEjabberd, KindOpenfire}
 
 // Default values used for empty Config fields.
 const (
@@ -97,7 +102,7 @@ type ProsodyConfig = Config
 // Server is a running (or stopped) XMPP server started by Start,
 // StartProsody or StartEjabberd.
 type Server struct {
-	Kind string // KindProsody or KindEjabberd
+	Kind string // KindProsody, KindEjabberd or KindOpenfire
 
 	Domain          string // client domain, e.g. "localhost"
 	ComponentDomain string // component domain, e.g. "bots.localhost"
@@ -148,14 +153,16 @@ type process struct {
 	waitErr error         // valid after done is closed
 }
 
-// Start starts a server of the given kind (KindProsody or KindEjabberd);
-// see StartProsody and StartEjabberd.
+// Start starts a server of the given kind (KindProsody, KindEjabberd or
+// KindOpenfire); see StartProsody, StartEjabberd and StartOpenfire.
 func Start(ctx context.Context, kind string, cfg Config) (*Server, error) {
 	switch kind {
 	case KindProsody:
 		return StartProsody(ctx, cfg)
 	case KindEjabberd:
 		return StartEjabberd(ctx, cfg)
+	case KindOpenfire:
+		return StartOpenfire(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("xmpptest: unknown server kind %q", kind)
 	}
@@ -655,14 +662,15 @@ func (s *Server) kill(p *process) error {
 	}
 }
 
-// killedBy reports whether err is the exit of a process killed by sig.
+// killedBy reports whether err is the exit of a process killed by sig, or
+// that exited with status 128+sig after handling it, as the JVM does.
 func killedBy(err error, sig syscall.Signal) bool {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		return false
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == sig
+	return ok && (ws.Signaled() && ws.Signal() == sig || ws.Exited() && ws.ExitStatus() == 128+int(sig))
 }
 
 // Restart stops the server and starts it again with the same

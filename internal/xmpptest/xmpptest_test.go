@@ -343,7 +343,7 @@ func testListensOnLoopbackOnly(t *testing.T, s *Server) {
 }
 
 func TestStartRequiresDir(t *testing.T) {
-	for _, kind := range []string{KindProsody, KindEjabberd, "openfire"} {
+	for _, kind := range append(Kinds, "nope") {
 		_, err := Start(t.Context(), kind, ProsodyConfig{})
 		if err == nil || !strings.HasPrefix(err.Error(), "xmpptest: ") {
 			t.Errorf("%s: err = %v", kind, err)
@@ -361,6 +361,29 @@ func TestStartNotInstalled(t *testing.T) {
 		if !errors.Is(err, ErrNotInstalled) {
 			t.Errorf("%s: err = %v, want ErrNotInstalled", kind, err)
 		}
+	}
+}
+
+// Without $OPENFIRE_HOME, Openfire cannot be started, and a test on it is
+// skipped with the reason, even in CI: no registry ships Openfire.
+func TestOpenfireWithoutHome(t *testing.T) {
+	t.Setenv(OpenfireHomeEnv, "")
+	t.Setenv("CI", "true")
+	_, err := Start(t.Context(), KindOpenfire, Config{Dir: t.TempDir()})
+	if !errors.Is(err, ErrNoOpenfire) || !strings.Contains(err.Error(), "OPENFIRE_HOME") {
+		t.Fatalf("err = %v, want ErrNoOpenfire naming $OPENFIRE_HOME", err)
+	}
+	ran := false
+	t.Run("openfire", func(t *testing.T) {
+		ServerWith(t, KindOpenfire, Config{})
+		ran = true
+	})
+	if ran {
+		t.Error("a test on Openfire went on without $OPENFIRE_HOME")
+	}
+	t.Setenv(OpenfireHomeEnv, t.TempDir())
+	if _, err := Start(t.Context(), KindOpenfire, Config{Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "is not an Openfire installation") {
+		t.Errorf("an empty $OPENFIRE_HOME: %v", err)
 	}
 }
 
