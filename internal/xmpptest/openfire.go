@@ -163,7 +163,7 @@ func (o *openfire) config() string {
       <socket><ssl><active>false</active></ssl></socket>
     </xmpp>
     <database><mode>embedded</mode></database>
-    <admin><email>admin@` + xmlEscape(s.Domain) + `</email><password>admin-not-used</password></admin>
+    <admin><email>admin@` + xmlEscape(s.Domain) + `</email><password>` + openfireAdminPassword + `</password></admin>
   </autosetup>
   <xmpp>
     <socket><plain><active>true</active><port>` + strconv.Itoa(s.ports[0]) + `</port></plain></socket>
@@ -207,7 +207,8 @@ func (*openfire) shutDown(int) bool { return false }
 
 // register creates the account by in-band registration (XEP-0077) on the
 // client port. An account that exists already is fine if the password
-// logs in.
+// logs in; Openfire's own "admin" account, which every Openfire has, gets
+// the password by an in-band password change (XEP-0077 §3.3).
 func (o *openfire) register(ctx context.Context, user, password string) error {
 	s := o.s
 	err := inBandRegister(ctx, s.C2SAddr, s.Domain, user, password)
@@ -215,11 +216,29 @@ func (o *openfire) register(ctx context.Context, user, password string) error {
 		return err
 	}
 	c, derr := Dial(ctx, s.C2SAddr, s.JID(user), password)
-	if derr != nil {
+	if derr == nil {
+		return c.Close()
+	}
+	if user != openfireAdmin {
 		return fmt.Errorf("xmpptest: openfire: %s exists, with another password: %w", s.JID(user), derr)
 	}
-	return c.Close()
+	c, err = Dial(ctx, s.C2SAddr, s.JID(user), openfireAdminPassword)
+	if err != nil {
+		return fmt.Errorf("xmpptest: openfire: log in as %s to set its password: %w", s.JID(user), err)
+	}
+	defer c.Close()
+	if _, err := c.IQ(ctx, "<iq type='set'><query xmlns='jabber:iq:register'><username>"+xmlEscape(user)+
+		"</username><password>"+xmlEscape(password)+"</password></query></iq>"); err != nil {
+		return fmt.Errorf("xmpptest: openfire: set the password of %s: %w", s.JID(user), err)
+	}
+	return nil
 }
+
+// Openfire always has an account "admin"; autosetup sets its password.
+const (
+	openfireAdmin         = "admin"
+	openfireAdminPassword = "autosetup-admin"
+)
 
 var errConflict = errors.New("xmpptest: the account exists")
 

@@ -192,34 +192,53 @@ func testRestartKeepsUsersAndRosters(t *testing.T, s *Server) {
 // failed: enoname"; it depends on the resolver, so it is not checked).
 func TestComponentNotConnectedBounces(t *testing.T) { EachServer(t, testComponentNotConnectedBounces) }
 
+// Openfire sends the subscribe nowhere and says nothing (its bounce, to
+// the user's bare JID, fails in its own router: "Cannot route packet of
+// type IQ or Presence to bare JID"); an IQ bounces with
+// service-unavailable.
 func testComponentNotConnectedBounces(t *testing.T, s *Server) {
 	ctx := ctxFor(t)
-	want := map[string]struct{ cond, typ, text string }{
-		KindProsody:  {"remote-server-timeout", "wait", "Component unavailable"},
-		KindEjabberd: {"remote-server-not-found", "cancel", ""},
+	type bounce struct{ cond, typ, text string }
+	want, known := map[string]struct{ presence, iq bounce }{
+		KindProsody:  {bounce{"remote-server-timeout", "wait", "Component unavailable"}, bounce{"remote-server-timeout", "wait", ""}},
+		KindEjabberd: {bounce{"remote-server-not-found", "cancel", ""}, bounce{"remote-server-not-found", "cancel", ""}},
+		KindOpenfire: {bounce{}, bounce{"service-unavailable", "cancel", ""}},
 	}[s.Kind]
+	if !known {
+		t.Fatalf("how %s bounces is not known", s.Kind)
+	}
 	alice := s.NewUser(t, "alice")
 	to := "helpdesk@" + s.ComponentDomain
 
 	if err := alice.SendPresence(to, "subscribe"); err != nil {
 		t.Fatal(err)
 	}
-	p, err := alice.WaitPresence(ctx, isType(to, "error"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Error != want.cond || p.ErrorType != want.typ || (want.text != "" && p.ErrorText != want.text) {
-		t.Errorf("bounce: %+v, want %+v", p, want)
+	if want.presence.cond != "" {
+		p, err := alice.WaitPresence(ctx, isType(to, "error"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Error != want.presence.cond || p.ErrorType != want.presence.typ || (want.presence.text != "" && p.ErrorText != want.presence.text) {
+			t.Errorf("bounce: %+v, want %+v", p, want.presence)
+		}
 	}
 	// The server keeps the outbound request pending in the roster anyway.
 	if _, err := alice.WaitRosterItem(ctx, to, subscription("none", "subscribe")); err != nil {
 		t.Fatal(err)
 	}
 
-	_, err = alice.IQ(ctx, "<iq type='get' to='"+s.ComponentDomain+"'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+	_, err := alice.IQ(ctx, "<iq type='get' to='"+s.ComponentDomain+"'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
 	var se *StanzaError
-	if !errors.As(err, &se) || se.Condition != want.cond || se.Type != want.typ {
+	if !errors.As(err, &se) || se.Condition != want.iq.cond || se.Type != want.iq.typ {
 		t.Errorf("disco#info to a disconnected component: %v", err)
+	}
+	if want.presence.cond == "" {
+		// The IQ's answer came after anything the subscribe brought.
+		for _, p := range alice.Presences() {
+			if p.From == to {
+				t.Errorf("the subscribe was answered: %s", p)
+			}
+		}
 	}
 }
 
@@ -307,7 +326,7 @@ func TestListensOnLoopbackOnly(t *testing.T) { EachServer(t, testListensOnLoopba
 // testListensOnLoopbackOnly: Prosody listens for clients and components;
 // ejabberd also for Erlang distribution (ejabberdctl), and nothing else.
 func testListensOnLoopbackOnly(t *testing.T, s *Server) {
-	want := map[string]int{KindProsody: 2, KindEjabberd: 3}[s.Kind]
+	want := map[string]int{KindProsody: 2, KindEjabberd: 3, KindOpenfire: 2}[s.Kind]
 	s.mu.Lock()
 	pid := s.proc.cmd.Process.Pid
 	s.mu.Unlock()
@@ -399,7 +418,10 @@ func testStopIsIdempotent(t *testing.T, s *Server) {
 	if s.Running() {
 		t.Error("running after Stop")
 	}
-	said := map[string]string{KindProsody: "Shutdown complete", KindEjabberd: "is stopped in the node"}[s.Kind]
+	said := map[string]string{KindProsody: "Shutdown complete", KindEjabberd: "is stopped in the node", KindOpenfire: "Shutting down plugins"}[s.Kind]
+	if said == "" {
+		t.Fatalf("what %s logs when it stops is not known", s.Kind)
+	}
 	if tail := s.LogTail(20); !strings.Contains(tail, said) {
 		t.Errorf("log tail after stop:\n%s", tail)
 	}
@@ -534,8 +556,16 @@ var (
 
 // dialComponent opens a component stream for domain and completes the
 // handshake with secret. It returns the server's first answer to the
-// handshake (<handshake/> or a stream error) as raw XML.
+// handshake (<handshake/> or a stream error) as raw XML; or, when the
+// server's header has no stream id (Openfire's refusal), "no id:" and what
+// follows the header ("" for the end of the stream).
 func dialComponent(t *testing.T, s *Server, domain, secret string) (*rawComponent, string) {
+	t.Helper()
+	return dialComponentWith(t, s, domain, secret, "")
+}
+
+// dialComponentWith is dialComponent with attrs added to the stream header.
+func dialComponentWith(t *testing.T, s *Server, domain, secret, attrs string) (*rawComponent, string) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", s.ComponentAddr, timeout)
 	if err != nil {
@@ -543,7 +573,7 @@ func dialComponent(t *testing.T, s *Server, domain, secret string) (*rawComponen
 	}
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(conn, "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='%s'>", domain); err != nil {
+	if _, err := fmt.Fprintf(conn, "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='%s'%s>", domain, attrs); err != nil {
 		t.Fatal(err)
 	}
 	// The header, up to its closing '>'.
@@ -564,11 +594,29 @@ func dialComponent(t *testing.T, s *Server, domain, secret string) (*rawComponen
 		_ = splitStanzas(io.MultiReader(strings.NewReader("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"), conn),
 			func(raw []byte) { c.elems <- string(raw) })
 	}()
+	if c.streamID == "" {
+		return c, "no id:" + c.next(t)
+	}
 	sum := sha1.Sum([]byte(c.streamID + secret))
 	if _, err := fmt.Fprintf(conn, "<handshake>%s</handshake>", hex.EncodeToString(sum[:])); err != nil {
 		t.Fatal(err)
 	}
 	return c, c.next(t)
+}
+
+// nextStanza is next, past the IQs Openfire sends a component that has
+// just connected (disco#info and software version, from its
+// "component." service).
+func (c *rawComponent) nextStanza(t *testing.T, s *Server) string {
+	t.Helper()
+	for i := 0; i < 10; i++ {
+		el := c.next(t)
+		if !strings.HasPrefix(el, "<iq") || !strings.Contains(el, "component."+s.Domain) {
+			return el
+		}
+	}
+	t.Fatal("only IQs from the server's component service")
+	return ""
 }
 
 // next returns the next element the server sent, or "" at the end of the
@@ -595,13 +643,15 @@ func testComponentStreams(t *testing.T, s *Server) {
 	if _, got := dialComponent(t, s, s.ComponentDomain, "wrong"); !strings.Contains(got, "<not-authorized") {
 		t.Errorf("wrong secret: %s", got)
 	}
+	// Openfire sends a header without a stream id, then closes the
+	// connection: no stream error.
 	_, got := dialComponent(t, s, "nope."+s.Domain, s.ComponentSecret)
-	if want := map[string]string{KindProsody: "<host-unknown", KindEjabberd: "<not-authorized"}[s.Kind]; !strings.Contains(got, want) {
+	if want := map[string]string{KindProsody: "<host-unknown", KindEjabberd: "<not-authorized", KindOpenfire: "no id:"}[s.Kind]; got != want && (want == "no id:" || !strings.Contains(got, want)) {
 		t.Errorf("unknown domain: %s, want %s", got, want)
 	}
 
 	comp, got := dialComponent(t, s, s.ComponentDomain, s.ComponentSecret)
-	if got != "<handshake/>" {
+	if want := map[string]string{KindOpenfire: "<handshake></handshake>"}[s.Kind]; got != "<handshake/>" && got != want {
 		t.Fatalf("handshake answered %s", got)
 	}
 	t.Logf("%s stream id %q", s.Kind, comp.streamID)
@@ -613,6 +663,10 @@ func testComponentStreams(t *testing.T, s *Server) {
 	case KindProsody:
 		if !strings.Contains(got, "<conflict") {
 			t.Errorf("second connection: %s, want conflict", got)
+		}
+	case KindOpenfire:
+		if got != "no id:" {
+			t.Errorf("second connection: %s, want a header without an id, then the end", got)
 		}
 	case KindEjabberd:
 		if got != "<handshake/>" {
@@ -640,7 +694,8 @@ func testComponentStreams(t *testing.T, s *Server) {
 	if err := alice.SendRaw("<presence to='helpdesk@" + s.ComponentDomain + "' type='subscribe' id='sub1' xml:lang='de'/>"); err != nil {
 		t.Fatal(err)
 	}
-	got = comp.next(t)
+	// Openfire quotes attributes with ".
+	got = strings.ReplaceAll(comp.nextStanza(t, s), `"`, "'")
 	for _, want := range []string{"from='" + alice.Bare + "'", "id='sub1'", "xml:lang='de'", "type='subscribe'"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("subscribe as the component got it lacks %s: %s", want, got)
@@ -665,7 +720,70 @@ func testComponentStreams(t *testing.T, s *Server) {
 		if got := comp.next(t); !strings.Contains(got, "<improper-addressing") {
 			t.Errorf("message without from: %s, want improper-addressing", got)
 		}
+	case KindOpenfire:
+		// The connection ends, with no stream error.
+		if got := comp.next(t); got != "" {
+			t.Errorf("message without from: %s, want the end of the stream", got)
+		}
 	}
+}
+
+// Openfire takes several connections for one component domain when each
+// stream header carries its allowMultiple attribute, and hands them the
+// domain's stanzas in turn (InternalComponentManager rotates them).
+func TestOpenfireAllowMultiple(t *testing.T) {
+	EachServer(t, func(t *testing.T, s *Server) {
+		if s.Kind != KindOpenfire {
+			t.Skip("allowMultiple is Openfire's")
+		}
+		alice := s.NewUser(t, "alice")
+		var comps []*rawComponent
+		for i := range 2 {
+			c, got := dialComponentWith(t, s, s.ComponentDomain, s.ComponentSecret, " allowMultiple='true'")
+			if got != "<handshake></handshake>" {
+				t.Fatalf("connection %d with allowMultiple: %s", i+1, got)
+			}
+			comps = append(comps, c)
+		}
+		const n = 6
+		for i := range n {
+			if err := alice.SendPresence(fmt.Sprintf("e%d@%s", i, s.ComponentDomain), "subscribe"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := make([]int, len(comps))
+		deadline := time.After(timeout)
+		// Each round takes an element (every one is bounded: the IQs
+		// Openfire sends each connection, then n presences).
+		for total, rounds := 0, 0; total < n; rounds++ {
+			if rounds > 10*n {
+				t.Fatalf("no %d presences among %d elements: %v", n, rounds, got)
+			}
+			select {
+			case el, ok := <-comps[0].elems:
+				if !ok {
+					t.Fatal("connection 1 ended")
+				}
+				if strings.HasPrefix(el, "<presence") {
+					got[0]++
+					total++
+				}
+			case el, ok := <-comps[1].elems:
+				if !ok {
+					t.Fatal("connection 2 ended")
+				}
+				if strings.HasPrefix(el, "<presence") {
+					got[1]++
+					total++
+				}
+			case <-deadline:
+				t.Fatalf("%d of %d presences within %v: %v", total, n, timeout, got)
+			}
+		}
+		if got[0] != n/2 || got[1] != n/2 {
+			t.Errorf("subscribes per connection: %v, want %d each (in turn)", got, n/2)
+		}
+	})
 }
 
 func TestStartTimeout(t *testing.T) {

@@ -147,9 +147,42 @@ func (c *Component) signalConnected() {
 	c.connected = make(chan struct{})
 }
 
+// ErrRefusedWithoutID is the server refusing the component the way Openfire
+// does: its stream header has no id, and it closes the connection without a
+// stream error.
+var ErrRefusedWithoutID = errors.New("the server opened its stream without an id and closed the connection: " +
+	"Openfire does this for a domain it does not accept (xmpp.component.permission = whitelist and no such " +
+	"component under Server Settings → External Components) and for a second connection for a domain already connected")
+
+// headerWithoutID reports whether head, the first bytes a server sent,
+// hold a whole stream header without an id attribute.
+func headerWithoutID(head []byte) bool {
+	d := xml.NewDecoder(bytes.NewReader(head))
+	for {
+		tok, err := d.RawToken()
+		if err != nil {
+			return false
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			if se.Name.Local != "stream" {
+				return false
+			}
+			for _, a := range se.Attr {
+				if a.Name.Local == "id" && a.Name.Space == "" {
+					return false
+				}
+			}
+			return true
+		}
+	}
+}
+
 // IsAuthError reports whether err is the server refusing the component's
 // credentials or domain: a configuration error that retrying will not mend.
 func IsAuthError(err error) bool {
+	if errors.Is(err, ErrRefusedWithoutID) {
+		return true
+	}
 	se, ok := asStreamError(err)
 	if !ok {
 		return false
@@ -213,6 +246,9 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	if err != nil {
 		if se, ok := asStreamError(err); ok {
 			return false, fmt.Errorf("component: handshake as %s with %s refused: %w", c.domain, c.opts.Server, se)
+		}
+		if headerWithoutID(bc.serverHead()) {
+			return false, fmt.Errorf("component: handshake as %s with %s refused: %w (%v)", c.domain, c.opts.Server, ErrRefusedWithoutID, err)
 		}
 		return false, fmt.Errorf("component: handshake as %s with %s: %w", c.domain, c.opts.Server, err)
 	}

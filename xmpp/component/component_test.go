@@ -63,6 +63,40 @@ func TestHostUnknown(t *testing.T) {
 	}
 }
 
+// Openfire refuses a domain it does not accept, or a second connection for
+// a connected one, with a stream header that has no id, then closes the
+// connection: no stream error. On the first connection that stops Run, with
+// the causes named; a header with an id that is then closed is only a
+// broken connection, retried.
+func TestRefusedWithoutID(t *testing.T) {
+	srv := newFakeServer(t, "s3cret")
+	srv.onOpen = func(c net.Conn) {
+		c.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><stream:stream xmlns:stream="http://etherx.jabber.org/streams" xmlns="jabber:component:accept" from="bots.localhost">`))
+		c.Close()
+	}
+	h := start(t, "s3cret", func(o *testOpts) { o.Server = srv.addr() })
+	err := h.wait(t)
+	if !IsAuthError(err) || !errors.Is(err, ErrRefusedWithoutID) {
+		t.Fatalf("Run = %v, want ErrRefusedWithoutID", err)
+	}
+	for _, want := range []string{"bots.localhost", "without an id", "whitelist", "second connection"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	for head, want := range map[string]bool{
+		`<stream:stream xmlns:stream="http://etherx.jabber.org/streams" from="b">`:                    true,
+		`<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='x'>`: false,
+		`<stream:stream xmlns:stream="http://etherx.jabber.org/streams" from="b"`:                     false, // not whole
+		``: false,
+		`<stream:stream xmlns:stream="http://etherx.jabber.org/streams" xml:id="x">`: true,
+	} {
+		if got := headerWithoutID([]byte(head)); got != want {
+			t.Errorf("headerWithoutID(%q) = %t, want %t", head, got, want)
+		}
+	}
+}
+
 func TestSubscribeFlows(t *testing.T) {
 	tests := []struct {
 		name, in, want string

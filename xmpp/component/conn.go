@@ -21,25 +21,39 @@ type bufConn struct {
 	lastRead atomic.Int64 // unix nanoseconds of the last byte received
 	pulled   atomic.Int64 // bytes received from the server, buffered or not
 	base     int64        // pulled when the stream after the handshake began, less what was buffered then
+	head     *[]byte      // the first bytes the server sent (up to headLimit), for handshake errors
 }
 
+// headLimit bounds what bufConn keeps of the server's first bytes: enough
+// for its stream header.
+const headLimit = 2048
+
 func newBufConn(c net.Conn) *bufConn {
-	bc := &bufConn{Conn: c}
-	bc.r = bufio.NewReaderSize(countingReader{c, &bc.pulled}, 32<<10)
+	bc := &bufConn{Conn: c, head: new([]byte)}
+	bc.r = bufio.NewReaderSize(countingReader{c, &bc.pulled, bc.head}, 32<<10)
 	return bc
 }
 
-// countingReader counts the bytes read through it.
+// countingReader counts the bytes read through it, and keeps the first
+// headLimit of them.
 type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
+	r    io.Reader
+	n    *atomic.Int64
+	head *[]byte
 }
 
 func (c countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
+	if room := headLimit - len(*c.head); room > 0 && n > 0 {
+		*c.head = append(*c.head, p[:min(n, room)]...)
+	}
 	return n, err
 }
+
+// serverHead returns the first bytes the server sent. Only for after the
+// handshake failed: the reader may not run meanwhile.
+func (c *bufConn) serverHead() []byte { return *c.head }
 
 // startStream marks where the stream after the handshake begins: offsets
 // (received, and prefixReader's) count from there. Called before the

@@ -256,6 +256,13 @@ func accept(back bool) policy.Config {
 	return policy.Config{Default: policy.Reject, Rules: []policy.Rule{{Contact: "*@localhost", Action: policy.Accept, SubscribeBack: back}}}
 }
 
+// hidesPendingIn reports whether srv leaves out of a user's roster an item
+// whose only content is the contact's pending request (None + Pending In):
+// ejabberd and Openfire do, Prosody shows it.
+func hidesPendingIn(srv *xmpptest.Server) bool {
+	return srv.Kind == xmpptest.KindEjabberd || srv.Kind == xmpptest.KindOpenfire
+}
+
 func mustWaitPresence(t *testing.T, c *xmpptest.Client, match func(xmpptest.Presence) bool) xmpptest.Presence {
 	t.Helper()
 	p, err := c.WaitPresence(ctx(t), match)
@@ -349,16 +356,17 @@ func TestIntegrationBothWays(t *testing.T) {
 		roster  string // the user's item afterwards
 		state   subscription.State
 		present bool // whether the user still gets the entity's presence
-		// ejabberd shows no item for a contact whose only bond is the
-		// entity's pending request (subscription none, ask in), and pushes
-		// no change: there the user's item disappears.
-		goneOnEjabberd bool
+		// ejabberd and Openfire show no item for a contact whose only
+		// bond is the entity's pending request (subscription none, ask
+		// in), and push no change: there the user's item disappears
+		// (hidesPendingIn).
+		hidden bool
 	}{
 		{name: "user accepts", answer: "subscribed", roster: "both", state: subscription.Both, present: true},
 		{name: "user declines with unsubscribed", answer: "unsubscribed", roster: "to", state: subscription.From, present: true},
 		// Spark declines with unsubscribe: the user's server applies it to the
 		// user's own subscription too, so both sides drop From (see the table).
-		{name: "user declines with unsubscribe (Spark)", answer: "unsubscribe", roster: "none", state: subscription.NoneOut, goneOnEjabberd: true},
+		{name: "user declines with unsubscribe (Spark)", answer: "unsubscribe", roster: "none", state: subscription.NoneOut, hidden: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -375,7 +383,7 @@ func TestIntegrationBothWays(t *testing.T) {
 				if err := alice.SendPresence(helpdesk, tc.answer); err != nil {
 					t.Fatal(err)
 				}
-				gone := tc.goneOnEjabberd && srv.Kind == xmpptest.KindEjabberd
+				gone := tc.hidden && hidesPendingIn(srv)
 				if !gone {
 					mustRoster(t, alice, helpdesk, rosterIs(tc.roster, ""))
 				}
@@ -389,7 +397,7 @@ func TestIntegrationBothWays(t *testing.T) {
 						t.Fatal(err)
 					}
 					if it, ok := r[helpdesk]; ok {
-						t.Errorf("ejabberd shows %+v", it)
+						t.Errorf("%s shows %+v", srv.Kind, it)
 					}
 				}
 				wantState(t, g, "alice@localhost", tc.state)
@@ -549,14 +557,19 @@ func testIntegrationServerRestart(t *testing.T, srv *xmpptest.Server) {
 // A wrong secret or a domain the server does not know stops rostergate at
 // once with the stream error by name. For a domain it does not know,
 // Prosody says host-unknown when the stream opens; ejabberd takes the
-// handshake and says not-authorized.
+// handshake and says not-authorized; Openfire (whitelist) sends a header
+// without an id and closes the connection.
 func TestIntegrationRefused(t *testing.T) { xmpptest.EachServer(t, testIntegrationRefused) }
 
 func testIntegrationRefused(t *testing.T, srv *xmpptest.Server) {
 	s := newSetup(t, srv, accept(false))
 	db := mustOpen(t, s.dbPath)
 	p := mustCompile(t, s.pol)
-	unknownDomain := map[string]string{xmpptest.KindProsody: "host-unknown", xmpptest.KindEjabberd: "not-authorized"}[srv.Kind]
+	unknownDomain := map[string]string{xmpptest.KindProsody: "host-unknown", xmpptest.KindEjabberd: "not-authorized",
+		xmpptest.KindOpenfire: "without an id"}[srv.Kind]
+	if unknownDomain == "" {
+		t.Fatalf("how %s refuses an unknown domain is not known yet", srv.Kind)
+	}
 	tests := []struct{ name, domain, secret, want string }{
 		{"wrong secret", s.srv.ComponentDomain, "not-the-secret", "not-authorized"},
 		{"unknown domain", "nope.localhost", s.srv.ComponentSecret, unknownDomain},
@@ -584,7 +597,8 @@ func testIntegrationRefused(t *testing.T, srv *xmpptest.Server) {
 // conflict, and it keeps retrying (a conflict can be a dead stream Prosody
 // has not noticed yet) until the first is gone; ejabberd accepts it at once
 // and shares the domain's traffic between the two, so each database decides
-// part of the requests. Run exactly one rostergate per domain.
+// part of the requests; Openfire refuses it (a header without an id) and it
+// stops. Run exactly one rostergate per domain.
 func TestIntegrationSecondInstance(t *testing.T) {
 	xmpptest.EachServer(t, testIntegrationSecondInstance)
 }
@@ -660,6 +674,23 @@ func testIntegrationSecondInstance(t *testing.T, srv *xmpptest.Server) {
 			t.Fatal("the second rostergate did not connect within 10 s")
 		}
 		checkShared(t, srv, split, first.db, db)
+	case xmpptest.KindOpenfire:
+		// Openfire refuses the second stream: a header without an id, then
+		// the end of the connection. On a first connection that stops it.
+		select {
+		case err := <-done:
+			done <- nil // Run has returned: nothing more to report
+			if !errors.Is(err, component.ErrRefusedWithoutID) {
+				t.Fatalf("the second rostergate stopped with %v, want ErrRefusedWithoutID", err)
+			}
+			t.Log(err)
+		case <-up:
+			t.Fatal("Openfire accepted a second stream for the domain")
+		case <-time.After(wait):
+			t.Fatal("the second rostergate still runs after 10 s")
+		}
+	default:
+		t.Fatalf("what %s does with a second connection is not known yet", srv.Kind)
 	}
 }
 
