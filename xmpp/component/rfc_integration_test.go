@@ -263,3 +263,79 @@ func testIntegrationPendingOutResent(t *testing.T, srv *xmpptest.Server) {
 	}
 	wantState(t, g, "carol@localhost", subscription.NoneOut)
 }
+
+// sparkX is what Spark puts in every presence it sends: its avatar, twice
+// (seed transcripts).
+const sparkX = `<x xmlns="vcard-temp:x:update"><photo>ba8c94a333af7a23d9e44c41b2aa22dd2224dadc</photo></x>` +
+	`<x xmlns="jabber:x:avatar"><hash>ba8c94a333af7a23d9e44c41b2aa22dd2224dadc</hash></x>`
+
+// sparkPresence sends a presence as Spark does (seed transcripts): an id of
+// its own, the bare JID, the two avatar elements.
+func sparkPresence(t *testing.T, c *xmpptest.Client, id, to, typ string) {
+	t.Helper()
+	if err := c.SendRaw(`<presence id="` + id + `" to="` + to + `" type="` + typ + `">` + sparkX + `</presence>`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The three seed scenarios, played with Spark's own stanzas (a roster set
+// with a group, then presences with avatar elements) against rostergate:
+// what the user's roster shows at the end of each, on each server.
+//  1. The entity rejects: the user's item is none, with no ask.
+//  2. The entity accepts and asks back; the user declines with unsubscribe
+//     (Spark's way): the user's own subscription ends too, rostergate
+//     answers unsubscribed (which clears Openfire's ask="unsubscribe"), and
+//     the entity's request stays pending (Table 7).
+//  3. The entity accepts and asks back; the user accepts: both.
+func TestIntegrationSeedSpark(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy policy.Config
+		answer string // the user's answer to the entity's subscribe; "" = none comes
+		roster string // the user's item at the end; "" = not shown (hidesPendingIn) or none
+		state  subscription.State
+	}{
+		{"1 rejected", policy.Config{Default: policy.Reject}, "", "none", subscription.None},
+		{"2 declined with unsubscribe", accept(true), "unsubscribe", "none", subscription.NoneOut},
+		{"3 both", accept(true), "subscribed", "both", subscription.Both},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			xmpptest.EachServer(t, func(t *testing.T, srv *xmpptest.Server) {
+				g := newSetup(t, srv, tc.policy).start()
+				alice := srv.NewUser(t, "zxl1")
+				if _, err := alice.IQ(ctx(t), `<iq type="set"><query xmlns="jabber:iq:roster"><item jid="`+helpdesk+`" name="helpdesk"><group>Friends</group></item></query></iq>`); err != nil {
+					t.Fatal(err)
+				}
+				sparkPresence(t, alice, "zR0f2-30", helpdesk, "subscribe")
+				if tc.answer == "" {
+					mustWaitPresence(t, alice, presenceFrom(helpdesk, "unsubscribed"))
+				} else {
+					mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribe"))
+					sparkPresence(t, alice, "RIdep-27", helpdesk, tc.answer)
+				}
+				settle(t, alice)
+				wantState(t, g, "zxl1@localhost", tc.state)
+				r, err := alice.Roster(ctx(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				it, shown := r[helpdesk]
+				switch {
+				case tc.state == subscription.NoneOut && hidesPendingIn(srv):
+					if shown {
+						t.Errorf("%s shows %+v, an item whose only content is the entity's request", srv.Kind, it)
+					}
+				case !shown:
+					t.Errorf("%s shows no item for %s", srv.Kind, helpdesk)
+				case it.Subscription != tc.roster || it.Ask != "" || len(it.Groups) != 1 || it.Groups[0] != "Friends":
+					t.Errorf("%s shows %+v, want subscription %s, no ask, group Friends", srv.Kind, it, tc.roster)
+				}
+				for _, s := range alice.Stanzas() {
+					if strings.Contains(s, "jabber:iq:roster") && strings.Contains(s, helpdesk) {
+						t.Logf("%s push: %s", srv.Kind, s)
+					}
+				}
+			})
+		})
+	}
+}
