@@ -240,6 +240,18 @@ func testComponentNotConnectedBounces(t *testing.T, s *Server) {
 			}
 		}
 	}
+	// Nothing was kept for the component: once it connects, the first
+	// stanza it gets (past Openfire's own queries) is one sent after.
+	comp, got := dialComponent(t, s, s.ComponentDomain, s.ComponentSecret)
+	if got != "<handshake/>" && got != "<handshake></handshake>" {
+		t.Fatalf("handshake answered %s", got)
+	}
+	if err := alice.SendRaw("<message to='" + to + "' id='after' type='chat'><body>hi</body></message>"); err != nil {
+		t.Fatal(err)
+	}
+	if first := strings.ReplaceAll(comp.nextStanza(t, s), `"`, "'"); !strings.Contains(first, "id='after'") {
+		t.Errorf("the component's first stanza: %s, want the message sent after it connected", first)
+	}
 }
 
 func TestIQ(t *testing.T) { EachServer(t, testIQ) }
