@@ -373,7 +373,9 @@ func (e *Engine) broadcastPage(ctx context.Context, w Wire, b *bytes.Buffer, f s
 			}
 			pc.stanzas++
 		}
-		if !resync {
+		if !resync || !e.available(e.live.Load(), it.Entity) {
+			// An entity with no available resource (no longer configured)
+			// has no session to ask for presence on behalf of.
 			return nil
 		}
 		if it.Sub == roster.SubTo || it.Sub == roster.SubBoth {

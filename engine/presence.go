@@ -57,7 +57,11 @@ func (e *Engine) decide(b *batch, a stanza.Address) policy.Decision {
 	l := e.live.Load()
 	_, known := l.entities[a.Entity]
 	d := policy.Decision{}
-	if over := e.overRate(l, a.Contact, b.now); over != "" {
+	if !known && l.policy.UnknownEntity() == policy.Drop {
+		// A JID that does not exist (RFC 6121 §8.5.1): ignored before any
+		// limit could answer it.
+		d = l.policy.Decide(policy.Request{Contact: a.Contact, Entity: a.Entity})
+	} else if over := e.overRate(l, a.Contact, b.now); over != "" {
 		d = e.overLimit(l, a, over)
 	} else {
 		d = l.policy.Decide(policy.Request{Contact: a.Contact, Entity: a.Entity, KnownEntity: known})
@@ -174,10 +178,10 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 	e.record(b, before, r.Item, r.Send, ev, nil, pr)
 }
 
-// unknownType answers a presence whose type RFC 6121 does not define:
-// "If a presence stanza received by a server has a 'type' attribute whose
-// value is not one of the defined values, the server MUST respond with a
-// <bad-request/> stanza error" (§4.7.1). Nothing changes.
+// unknownType answers a presence whose type RFC 6121 does not define: "If
+// the value of the 'type' attribute is not one of the foregoing values, the
+// recipient or an intermediate router SHOULD return a stanza error of
+// <bad-request/>" (§4.7.1). Nothing changes.
 func (e *Engine) unknownType(b *batch, x *in) {
 	el := x.el
 	a, canReply, err := e.address(x)
@@ -277,7 +281,11 @@ func (e *Engine) encode(b *batch, entity, contact string, send []subscription.Se
 		case s == subscription.SendPresence:
 			e.currentPresence(&b.out, entity, contact, pr)
 		case s == subscription.SendUnavailable:
-			stanza.Presence(&b.out, from+"/"+e.resource, contact, e.NewID(), "unavailable", "", "")
+			// "from each of the contact's available resources" (RFC 6121
+			// §3.2.2, §3.3.3): none while the entity has none.
+			if e.available(e.live.Load(), entity) {
+				stanza.Presence(&b.out, from+"/"+e.resource, contact, e.NewID(), "unavailable", "", "")
+			}
 		case s == subscription.SendUnsubscribed && pr != nil:
 			stanza.Presence(&b.out, from, contact, mirror(pr.id, e), "unsubscribed", "", "")
 		default:
@@ -309,6 +317,36 @@ func (e *Engine) Act(ctx context.Context, actor roster.Actor, entity, contact st
 			return fmt.Errorf("engine: %s is not an outbound act", k)
 		}
 	}
+	return e.act(ctx, actor, entity, contact, func(subscription.Item) ([]subscription.Kind, error) { return kinds, nil })
+}
+
+// Remove takes contact off the entity's roster as RFC 6121 §2.5.2 has a
+// user's server do: "If the user has a presence subscription to the
+// contact, then the user's server MUST send a presence stanza of type
+// "unsubscribe" [...] If the contact has a presence subscription to the
+// user, then the user's server MUST send a presence stanza of type
+// "unsubscribed"". A request pending either way is withdrawn or declined
+// the same way, and a pre-approval cancelled. An entity that holds nothing
+// for contact gets an error matching store.ErrNotFound, and nothing is sent.
+func (e *Engine) Remove(ctx context.Context, actor roster.Actor, entity, contact string) error {
+	return e.act(ctx, actor, entity, contact, func(cur subscription.Item) ([]subscription.Kind, error) {
+		var kinds []subscription.Kind
+		if cur.State.HasTo() || cur.State.PendingOut() {
+			kinds = append(kinds, subscription.Unsubscribe)
+		}
+		if cur.State.HasFrom() || cur.State.PendingIn() || cur.Approved {
+			kinds = append(kinds, subscription.Unsubscribed)
+		}
+		if len(kinds) == 0 {
+			return nil, fmt.Errorf("engine: %s is not on the roster of %s: %w", contact, e.entityJID(entity), store.ErrNotFound)
+		}
+		return kinds, nil
+	})
+}
+
+// act sends the kinds choose picks from the item's state before the first,
+// each through the state machine, and commits them in one batch.
+func (e *Engine) act(ctx context.Context, actor roster.Actor, entity, contact string, choose func(subscription.Item) ([]subscription.Kind, error)) error {
 	cj, err := jid.Parse(contact)
 	if err != nil {
 		return fmt.Errorf("engine: contact %q: %w", contact, err)
@@ -327,6 +365,18 @@ func (e *Engine) Act(ctx context.Context, actor roster.Actor, entity, contact st
 		return ErrNotConnected
 	}
 	b := newBatch()
+	first, err := e.lookup(ctx, b, entity, contact)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	firstItem, err := machineItem(first)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	kinds, err := choose(firstItem)
+	if err != nil {
+		return err
+	}
 	for _, k := range kinds {
 		before, err := e.lookup(ctx, b, entity, contact)
 		if err != nil {

@@ -233,7 +233,15 @@ func (s *Service) Cancel(ctx context.Context, actor roster.Actor, entity, contac
 // Remove removes contact from the entity's roster: unsubscribe, then
 // unsubscribed (§2.5.2).
 func (s *Service) Remove(ctx context.Context, actor roster.Actor, entity, contact string) error {
-	return s.act(ctx, actor, entity, contact, subscription.Unsubscribe, subscription.Unsubscribed)
+	local, err := roster.ParseEntity(s.domain, entity)
+	if err != nil {
+		return err
+	}
+	if s.eng != nil {
+		return s.eng.Remove(ctx, actor, local, contact)
+	}
+	var res ActResult
+	return s.queue(ctx, actor, ActRequest{Entity: local, Contact: contact, Remove: true}, &res)
 }
 
 func (s *Service) act(ctx context.Context, actor roster.Actor, entity, contact string, kinds ...subscription.Kind) error {

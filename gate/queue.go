@@ -82,7 +82,10 @@ type ListResult struct {
 type ActRequest struct {
 	Entity  string   `json:"entity"` // localpart
 	Contact string   `json:"contact"`
-	Kinds   []string `json:"kinds"` // subscribe, subscribed, unsubscribe, unsubscribed
+	Kinds   []string `json:"kinds,omitempty"` // subscribe, subscribed, unsubscribe, unsubscribed
+	// Remove takes the contact off the roster instead (RFC 6121 §2.5.2):
+	// the kinds are chosen from the state when the act is carried out.
+	Remove bool `json:"remove,omitempty"`
 }
 
 // ActResult is what came of an ActRequest.
@@ -272,12 +275,21 @@ func (s *Service) Do(ctx context.Context, a store.Action) string {
 			res = ActResult{Error: err.Error()}
 			break
 		}
+		r := ActResult{}
+		if req.Remove {
+			if len(req.Kinds) > 0 {
+				r.Error = "gate: a removal names no kinds"
+			} else if err := s.Remove(ctx, actor, req.Entity, req.Contact); err != nil {
+				r.Error = err.Error()
+			}
+			res = r
+			break
+		}
 		kinds, err := outboundKinds(req.Kinds)
 		if err != nil {
 			res = ActResult{Error: err.Error()}
 			break
 		}
-		r := ActResult{}
 		if err := s.act(ctx, actor, req.Entity, req.Contact, kinds...); err != nil {
 			r.Error = err.Error()
 		}

@@ -208,7 +208,7 @@ func TestQueueNotRunning(t *testing.T) {
 			act:      func(s *gate.Service, _ []int64) error { return s.Remove(ctx, cli, "HelpDesk", carol) },
 			wantKind: gate.KindAct,
 			wantReq: func([]int64) any {
-				return gate.ActRequest{Entity: "helpdesk", Contact: carol, Kinds: []string{"unsubscribe", "unsubscribed"}}
+				return gate.ActRequest{Entity: "helpdesk", Contact: carol, Remove: true}
 			},
 			after: wantCarol(""),
 		},

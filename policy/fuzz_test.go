@@ -107,8 +107,9 @@ func FuzzLists(f *testing.F) {
 			t.Fatal("WithLists changed the receiver")
 		}
 
-		// A literal pattern made from the contact matches it: denied for
-		// any entity, allowed for a known one.
+		// A literal pattern made from the contact matches it: denied and
+		// allowed for a known entity; an unknown one does not exist
+		// (unknown_entity = "drop"), whatever the lists say.
 		n, ok := norm[contact]
 		if !ok || strings.TrimSpace(contact) != contact || strings.ContainsAny(n, `*?[\`) {
 			return
@@ -117,8 +118,9 @@ func FuzzLists(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := qd.Decide(req); d.Action != policy.Reject || d.Reason != "deny list "+strconv.Quote(n) {
-			t.Fatalf("contact %q on the deny list as %q: %+v", contact, n, d)
+		if d := qd.Decide(req); known && (d.Action != policy.Reject || d.Reason != "deny list "+strconv.Quote(n)) ||
+			!known && (d.Action != policy.Drop || d.Reason != "unknown_entity") {
+			t.Fatalf("contact %q on the deny list as %q (known=%t): %+v", contact, n, known, d)
 		}
 		qa, err := base.WithLists([]string{contact}, nil)
 		if err != nil {

@@ -290,6 +290,11 @@ func (p *Policy) Decide(r Request) Decision {
 	contact := strings.ToLower(r.Contact)
 	entity := strings.ToLower(r.Entity)
 	domain := contact[strings.LastIndexByte(contact, '@')+1:]
+	if !r.KnownEntity && p.unknown == Drop {
+		// Such a JID does not exist (RFC 6121 §8.5.1): not even the deny
+		// list answers for it.
+		return Decision{Action: Drop, Reason: "unknown_entity"}
+	}
 	if pat, ok := firstMatch(p.deny, contact, domain); ok {
 		return Decision{Action: Reject, Reason: "deny list " + strconv.Quote(pat)}
 	}

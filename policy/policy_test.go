@@ -514,7 +514,9 @@ func TestWithLists(t *testing.T) {
 		{"no list match: rules", policy.Request{Contact: "alice@localhost", Entity: "helpdesk", KnownEntity: true},
 			policy.Decision{Action: policy.Accept, SubscribeBack: true, Rule: 1, Reason: "rule 1", Message: "Hi"}},
 		{"no list match: default", policy.Request{Contact: "carol@jabber.org", Entity: "helpdesk", KnownEntity: true}, policy.Decision{Action: policy.Review, Reason: "default"}},
-		{"deny list before unknown entity", policy.Request{Contact: "mallory@localhost", Entity: "nobody"}, deny("mallory@localhost")},
+		// unknown_entity = "drop": the JID does not exist (RFC 6121
+		// §8.5.1), and even a denied contact is not answered for it.
+		{"unknown entity (drop) before the deny list", policy.Request{Contact: "mallory@localhost", Entity: "nobody"}, policy.Decision{Action: policy.Drop, Reason: "unknown_entity"}},
 		{"unknown entity before the allow list", policy.Request{Contact: "a@b.friends.example", Entity: "nobody"}, policy.Decision{Action: policy.Drop, Reason: "unknown_entity"}},
 	}
 	for _, tc := range tests {

@@ -79,7 +79,7 @@ const (
 	t9       = `Table 9 (inbound "unsubscribed"): "if there is a pending outbound request for access to the contact's presence information or if the user currently is subscribed to the contact's presence information, then the user's server MUST change the subscription state"`
 	t9none   = `Table 9: "Otherwise, the user's server MUST NOT change the subscription state"`
 	probeNo  = `§4.3.2 rule 1: "If the contact account does not exist or the user's bare JID is in the contact's roster with a subscription state other than "From", "From + Pending Out", or "Both" [...] then the contact's server SHOULD return a presence stanza of type "unsubscribed" in response to the presence probe"`
-	probeYes = `§4.3.2 rules 2 and 3: "if the contact has no available resources, then the server SHOULD reply to the presence probe by sending to the user a presence stanza of type "unavailable"" / "if the contact has at least one available resource, then the server MUST reply [...] the full XML of the last presence stanza"`
+	probeYes = `§4.3.2 rules 3 and 4: "if the contact has no available resources, then the server SHOULD reply to the presence probe by sending to the user a presence stanza of type "unavailable"" / "if the contact has at least one available resource, then the server MUST reply [...] the full XML of the last presence stanza"`
 	t2       = `Table 2 (outbound "subscribe"): ROUTE? MUST in every row; "A state change to "pending out" includes setting the 'ask' flag"`
 	t3       = `Table 3 (outbound "unsubscribe"): ROUTE? MUST in every row`
 	t4       = `Table 4 (outbound "subscribed")`

@@ -15,10 +15,12 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"mellium.im/xmpp/component"
@@ -154,6 +156,23 @@ var ErrRefusedWithoutID = errors.New("the server opened its stream without an id
 	"Openfire does this for a domain it does not accept (xmpp.component.permission = whitelist and no such " +
 	"component under Server Settings → External Components) and for a second connection for a domain already connected")
 
+// closedByPeer reports whether err is the server ending the connection
+// (rather than, say, a timeout).
+func closedByPeer(err error) bool {
+	// encoding/xml reports the end of the input inside the open stream
+	// element as a syntax error.
+	var se *xml.SyntaxError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.As(err, &se) && se.Msg == "unexpected EOF"
+}
+
+// refusedAttempts is how many connections in a row, before the first one
+// succeeds, a server may refuse without an id before Run gives up: the
+// refusal also answers a second connection for the domain, which may be
+// an old one the server has not dropped yet (a quick restart).
+const refusedAttempts = 4
+
 // headerWithoutID reports whether head, the first bytes a server sent,
 // hold a whole stream header without an id attribute.
 func headerWithoutID(head []byte) bool {
@@ -197,10 +216,13 @@ func IsAuthError(err error) bool {
 // Run connects and serves until ctx is cancelled, reconnecting with
 // exponential backoff and jitter when the stream drops. It returns nil after a
 // clean shutdown, and an error when the server refuses the very first
-// handshake (a wrong secret or an unknown domain).
+// handshake (a wrong secret or an unknown domain), or refuses it without an
+// id refusedAttempts times in a row (Openfire's answer to an unknown domain,
+// and to a second connection).
 func (c *Component) Run(ctx context.Context) error {
 	backoff := c.opts.MinBackoff
 	everUp := false
+	refused := 0
 	for {
 		start := c.now()
 		up, err := c.session(ctx)
@@ -208,7 +230,10 @@ func (c *Component) Run(ctx context.Context) error {
 			return nil
 		}
 		everUp = everUp || up
-		if !everUp && IsAuthError(err) {
+		if errors.Is(err, ErrRefusedWithoutID) {
+			refused++
+		}
+		if !everUp && IsAuthError(err) && (!errors.Is(err, ErrRefusedWithoutID) || refused >= refusedAttempts) {
 			return err
 		}
 		// Only a stream that stayed up a while resets the backoff: a server
@@ -247,7 +272,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 		if se, ok := asStreamError(err); ok {
 			return false, fmt.Errorf("component: handshake as %s with %s refused: %w", c.domain, c.opts.Server, se)
 		}
-		if headerWithoutID(bc.serverHead()) {
+		if closedByPeer(err) && headerWithoutID(bc.serverHead()) {
 			return false, fmt.Errorf("component: handshake as %s with %s refused: %w (%v)", c.domain, c.opts.Server, ErrRefusedWithoutID, err)
 		}
 		return false, fmt.Errorf("component: handshake as %s with %s: %w", c.domain, c.opts.Server, err)

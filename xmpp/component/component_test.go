@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,12 +66,15 @@ func TestHostUnknown(t *testing.T) {
 
 // Openfire refuses a domain it does not accept, or a second connection for
 // a connected one, with a stream header that has no id, then closes the
-// connection: no stream error. On the first connection that stops Run, with
-// the causes named; a header with an id that is then closed is only a
-// broken connection, retried.
+// connection: no stream error. Before the first connection succeeds Run
+// tries refusedAttempts times (the second connection may be an old one the
+// server has not dropped yet), then stops with the causes named. A header
+// with an id that is then closed is only a broken connection, retried.
 func TestRefusedWithoutID(t *testing.T) {
 	srv := newFakeServer(t, "s3cret")
+	var opens atomic.Int32
 	srv.onOpen = func(c net.Conn) {
+		opens.Add(1)
 		c.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><stream:stream xmlns:stream="http://etherx.jabber.org/streams" xmlns="jabber:component:accept" from="bots.localhost">`))
 		c.Close()
 	}
@@ -79,10 +83,34 @@ func TestRefusedWithoutID(t *testing.T) {
 	if !IsAuthError(err) || !errors.Is(err, ErrRefusedWithoutID) {
 		t.Fatalf("Run = %v, want ErrRefusedWithoutID", err)
 	}
+	if n := opens.Load(); n != refusedAttempts {
+		t.Errorf("gave up after %d connections, want %d", n, refusedAttempts)
+	}
 	for _, want := range []string{"bots.localhost", "without an id", "whitelist", "second connection"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+	// A header with an id, then the end: retried, however often.
+	srv2 := newFakeServer(t, "s3cret")
+	var opens2 atomic.Int32
+	enough := make(chan struct{})
+	srv2.onOpen = func(c net.Conn) {
+		if opens2.Add(1) == 2*refusedAttempts {
+			close(enough)
+		}
+		c.Write([]byte(`<?xml version="1.0"?><stream:stream xmlns:stream="http://etherx.jabber.org/streams" xmlns="jabber:component:accept" id="x1" from="bots.localhost">`))
+		c.Close()
+	}
+	h2 := start(t, "s3cret", func(o *testOpts) { o.Server = srv2.addr() })
+	select {
+	case <-enough:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d connections within 10 s, want %d", opens2.Load(), 2*refusedAttempts)
+	}
+	h2.stop()
+	if err := h2.wait(t); err != nil {
+		t.Errorf("Run after a stream closed %d times = %v, want nil", 2*refusedAttempts, err)
 	}
 	for head, want := range map[string]bool{
 		`<stream:stream xmlns:stream="http://etherx.jabber.org/streams" from="b">`:                    true,
