@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -77,7 +79,7 @@ func StartOpenfire(ctx context.Context, cfg Config) (*Server, error) {
 	if !ok || sub == "" || strings.Contains(sub, ".") {
 		return nil, fmt.Errorf("xmpptest: Openfire serves components at subdomains of its domain: %q is not one of %q", s.ComponentDomain, s.Domain)
 	}
-	o := &openfire{s: s, home: home, java: java, subdomain: sub}
+	o := &openfire{s: s, home: home, java: java, subdomain: sub, adminPassword: openfireAdminPassword}
 	s.impl = o
 	s.ConfigPath = filepath.Join(s.Dir, "conf", "openfire.xml")
 	s.LogPath = filepath.Join(s.Dir, "logs", "openfire.log")
@@ -94,6 +96,9 @@ type openfire struct {
 	home      string // $OPENFIRE_HOME, read only
 	java      string
 	subdomain string // the component's subdomain, e.g. "bots"
+
+	mu            sync.Mutex // serialises password changes
+	adminPassword string     // of the account "admin", as last set
 }
 
 func (*openfire) numPorts() int { return 2 }
@@ -206,35 +211,59 @@ func (*openfire) portInUse(line string) bool {
 func (*openfire) shutDown(int) bool { return false }
 
 // register creates the account by in-band registration (XEP-0077) on the
-// client port. An account that exists already is fine if the password
-// logs in; Openfire's own "admin" account, which every Openfire has, gets
-// the password by an in-band password change (XEP-0077 §3.3).
+// client port. An account that exists already gets the password from the
+// server's admin, by the XEP-0133 command "Change User Password"; Openfire's
+// own "admin" account (every Openfire has one) by an in-band password change
+// (XEP-0077 §3.3).
 func (o *openfire) register(ctx context.Context, user, password string) error {
 	s := o.s
 	err := inBandRegister(ctx, s.C2SAddr, s.Domain, user, password)
 	if !errors.Is(err, errConflict) {
 		return err
 	}
-	c, derr := Dial(ctx, s.C2SAddr, s.JID(user), password)
-	if derr == nil {
-		return c.Close()
-	}
-	if user != openfireAdmin {
-		return fmt.Errorf("xmpptest: openfire: %s exists, with another password: %w", s.JID(user), derr)
-	}
-	c, err = Dial(ctx, s.C2SAddr, s.JID(user), openfireAdminPassword)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	admin, err := Dial(ctx, s.C2SAddr, s.JID(openfireAdmin), o.adminPassword)
 	if err != nil {
-		return fmt.Errorf("xmpptest: openfire: log in as %s to set its password: %w", s.JID(user), err)
+		return fmt.Errorf("xmpptest: openfire: log in as %s to set the password of %s: %w", s.JID(openfireAdmin), s.JID(user), err)
 	}
-	defer c.Close()
-	if _, err := c.IQ(ctx, "<iq type='set'><query xmlns='jabber:iq:register'><username>"+xmlEscape(user)+
-		"</username><password>"+xmlEscape(password)+"</password></query></iq>"); err != nil {
-		return fmt.Errorf("xmpptest: openfire: set the password of %s: %w", s.JID(user), err)
+	defer admin.Close()
+	if user == openfireAdmin {
+		if _, err := admin.IQ(ctx, "<iq type='set'><query xmlns='jabber:iq:register'><username>"+xmlEscape(user)+
+			"</username><password>"+xmlEscape(password)+"</password></query></iq>"); err != nil {
+			return fmt.Errorf("xmpptest: openfire: set the password of %s: %w", s.JID(user), err)
+		}
+		o.adminPassword = password
+		return nil
+	}
+	const node = "http://jabber.org/protocol/admin#change-user-password"
+	reply, err := admin.IQ(ctx, "<iq type='set' to='"+xmlEscape(s.Domain)+"'><command xmlns='http://jabber.org/protocol/commands' node='"+node+"' action='execute'/></iq>")
+	if err != nil {
+		return fmt.Errorf("xmpptest: openfire: change the password of %s: %w", s.JID(user), err)
+	}
+	m := sessionIDAttr.FindStringSubmatch(reply)
+	if m == nil {
+		return fmt.Errorf("xmpptest: openfire: change the password of %s: no session in %s", s.JID(user), reply)
+	}
+	reply, err = admin.IQ(ctx, "<iq type='set' to='"+xmlEscape(s.Domain)+"'><command xmlns='http://jabber.org/protocol/commands' node='"+node+"' sessionid='"+xmlEscape(m[1])+"'>"+
+		"<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/admin</value></field>"+
+		"<field var='accountjid'><value>"+xmlEscape(s.JID(user))+"</value></field><field var='password'><value>"+xmlEscape(password)+"</value></field></x></command></iq>")
+	if err != nil {
+		return fmt.Errorf("xmpptest: openfire: change the password of %s: %w", s.JID(user), err)
+	}
+	if !completedAttr.MatchString(reply) || strings.Contains(reply, "type='error'") || strings.Contains(reply, `type="error"`) {
+		return fmt.Errorf("xmpptest: openfire: change the password of %s: %s", s.JID(user), reply)
 	}
 	return nil
 }
 
-// Openfire always has an account "admin"; autosetup sets its password.
+var (
+	sessionIDAttr = regexp.MustCompile(`sessionid=['"]([^'"]+)['"]`)
+	completedAttr = regexp.MustCompile(`status=['"]completed['"]`)
+)
+
+// Openfire always has an account "admin"; autosetup sets its first
+// password.
 const (
 	openfireAdmin         = "admin"
 	openfireAdminPassword = "autosetup-admin"

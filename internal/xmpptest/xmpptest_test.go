@@ -260,17 +260,20 @@ func testIQ(t *testing.T, s *Server) {
 	ctx := ctxFor(t)
 	alice := s.NewUser(t, "alice")
 
+	// Openfire quotes attributes with ".
+	quotes := strings.NewReplacer(`"`, "'")
 	reply, err := alice.IQ(ctx, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(reply, "type='result'") {
+	if reply = quotes.Replace(reply); !strings.Contains(reply, "type='result'") {
 		t.Errorf("ping reply: %s", reply)
 	}
 	reply, err = alice.IQ(ctx, "<iq type='get' id='disco1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
 	if err != nil {
 		t.Fatal(err)
 	}
+	reply = quotes.Replace(reply)
 	// Prosody lists jabber:iq:roster among the server's features, ejabberd
 	// does not.
 	if !strings.Contains(reply, "id='disco1'") || !strings.Contains(reply, "urn:xmpp:ping") {
@@ -430,11 +433,18 @@ func testStopIsIdempotent(t *testing.T, s *Server) {
 	if s.Running() {
 		t.Error("running after Stop")
 	}
-	said := map[string]string{KindProsody: "Shutdown complete", KindEjabberd: "is stopped in the node", KindOpenfire: "Shutting down plugins"}[s.Kind]
+	// Openfire's log may lose its last lines as the JVM exits; what it
+	// prints to its output does not.
+	said := map[string]string{KindProsody: "Shutdown complete", KindEjabberd: "is stopped in the node", KindOpenfire: "Server halted"}[s.Kind]
 	if said == "" {
 		t.Fatalf("what %s logs when it stops is not known", s.Kind)
 	}
-	if tail := s.LogTail(20); !strings.Contains(tail, said) {
+	tail := s.LogTail(20)
+	if s.Kind == KindOpenfire {
+		out, _ := os.ReadFile(s.OutPath)
+		tail = string(out)
+	}
+	if !strings.Contains(tail, said) {
 		t.Errorf("log tail after stop:\n%s", tail)
 	}
 }
