@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +56,11 @@ var openfireJVMFlags = []string{
 // ErrNoOpenfire when $OPENFIRE_HOME is not set, and one wrapping
 // ErrNotInstalled when java is missing.
 func StartOpenfire(ctx context.Context, cfg Config) (*Server, error) {
+	for name := range cfg.OpenfireProperties {
+		if !propertyName.MatchString(name) {
+			return nil, fmt.Errorf("xmpptest: Openfire property %q: want dotted names of letters, digits, '-' and '_'", name)
+		}
+	}
 	home := os.Getenv(OpenfireHomeEnv)
 	if home == "" {
 		return nil, ErrNoOpenfire
@@ -79,7 +86,8 @@ func StartOpenfire(ctx context.Context, cfg Config) (*Server, error) {
 	if !ok || sub == "" || strings.Contains(sub, ".") {
 		return nil, fmt.Errorf("xmpptest: Openfire serves components at subdomains of its domain: %q is not one of %q", s.ComponentDomain, s.Domain)
 	}
-	o := &openfire{s: s, home: home, java: java, subdomain: sub, adminPassword: openfireAdminPassword}
+	o := &openfire{s: s, home: home, java: java, subdomain: sub, adminPassword: openfireAdminPassword,
+		plugins: cfg.OpenfirePlugins, props: cfg.OpenfireProperties}
 	s.impl = o
 	s.ConfigPath = filepath.Join(s.Dir, "conf", "openfire.xml")
 	s.LogPath = filepath.Join(s.Dir, "logs", "openfire.log")
@@ -99,7 +107,14 @@ type openfire struct {
 
 	mu            sync.Mutex // serialises password changes
 	adminPassword string     // of the account "admin", as last set
+
+	plugins []string          // plugin jars to load
+	props   map[string]string // system properties for the first start
 }
+
+// propertyName is what an Openfire system property set through
+// openfire.xml may be called: each part becomes an element.
+var propertyName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$`)
 
 func (*openfire) numPorts() int { return 2 }
 
@@ -140,6 +155,11 @@ func (o *openfire) configure() error {
 		sqlQuote(o.subdomain), sqlQuote(s.ComponentSecret))
 	if err := os.WriteFile(filepath.Join(s.Dir, "resources", "database", "openfire_hsqldb.sql"), schema, 0o640); err != nil {
 		return fmt.Errorf("xmpptest: openfire: write schema: %w", err)
+	}
+	for _, jar := range o.plugins {
+		if err := copyFile(jar, filepath.Join(s.Dir, "plugins", filepath.Base(jar))); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(s.ConfigPath, []byte(o.config()), 0o640); err != nil {
 		return fmt.Errorf("xmpptest: openfire: write config: %w", err)
@@ -184,8 +204,47 @@ func (o *openfire) config() string {
   <httpbind><enabled>false</enabled></httpbind>
   <update><service-enabled>false</service-enabled></update>
   <register><inband>true</inband></register>
-</jive>
+` + propertiesXML(o.props) + `</jive>
 `
+}
+
+// propertiesXML writes system properties as openfire.xml has them: each
+// dotted name a path of nested elements, names that share a prefix in one
+// tree.
+func propertiesXML(props map[string]string) string {
+	type node struct {
+		value    string
+		children map[string]*node
+	}
+	root := &node{children: map[string]*node{}}
+	for name, v := range props {
+		n := root
+		for part := range strings.SplitSeq(name, ".") {
+			c, ok := n.children[part]
+			if !ok {
+				c = &node{children: map[string]*node{}}
+				n.children[part] = c
+			}
+			n = c
+		}
+		n.value = v
+	}
+	var b strings.Builder
+	var write func(n *node, indent string)
+	write = func(n *node, indent string) {
+		for _, name := range slices.Sorted(maps.Keys(n.children)) {
+			c := n.children[name]
+			b.WriteString(indent + "<" + name + ">" + xmlEscape(c.value))
+			if len(c.children) > 0 {
+				b.WriteString("\n")
+				write(c, indent+"  ")
+				b.WriteString(indent)
+			}
+			b.WriteString("</" + name + ">\n")
+		}
+	}
+	write(root, "  ")
+	return b.String()
 }
 
 func (o *openfire) command() *exec.Cmd {

@@ -94,6 +94,12 @@ type Config struct {
 	ComponentDomain string // XEP-0114 component domain; default "bots.localhost"
 	ComponentSecret string // component shared secret; default "s3cret"
 	Dir             string // directory for config, data, pid and log files (required)
+
+	// OpenfirePlugins are plugin jars Openfire loads (Openfire only).
+	OpenfirePlugins []string
+	// OpenfireProperties are system properties Openfire's first start
+	// sets, by name (Openfire only): e.g. "plugin.subscription.type".
+	OpenfireProperties map[string]string
 }
 
 // ProsodyConfig is the name Config had when Prosody was the only server.

@@ -421,6 +421,18 @@ func TestOpenfireWithoutHome(t *testing.T) {
 	}
 }
 
+func TestOpenfirePropertiesXML(t *testing.T) {
+	got := propertiesXML(map[string]string{"plugin.subscription.type": "accept", "plugin.subscription.level": "all", "a": "<&>"})
+	want := "  <a>&lt;&amp;&gt;</a>\n  <plugin>\n    <subscription>\n      <level>all</level>\n      <type>accept</type>\n    </subscription>\n  </plugin>\n"
+	if got != want {
+		t.Errorf("propertiesXML:\n%s\nwant:\n%s", got, want)
+	}
+	t.Setenv(OpenfireHomeEnv, "/nonexistent")
+	if _, err := StartOpenfire(t.Context(), Config{Dir: t.TempDir(), OpenfireProperties: map[string]string{"bad name": "x"}}); err == nil || !strings.Contains(err.Error(), `property "bad name"`) {
+		t.Errorf("a property name with a blank: %v", err)
+	}
+}
+
 func TestStopIsIdempotent(t *testing.T) { EachServer(t, testStopIsIdempotent) }
 
 func testStopIsIdempotent(t *testing.T, s *Server) {

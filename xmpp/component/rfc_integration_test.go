@@ -1,8 +1,10 @@
 package component_test
 
 import (
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"rostergate/internal/xmpptest"
 	"rostergate/policy"
@@ -338,4 +340,70 @@ func TestIntegrationSeedSpark(t *testing.T) {
 			})
 		})
 	}
+}
+
+// SubscriptionPluginEnv names the environment variable that points at a
+// jar of Openfire's Subscription plugin, for TestIntegrationOpenfireSubscriptionPlugin.
+const SubscriptionPluginEnv = "OPENFIRE_SUBSCRIPTION_PLUGIN"
+
+// Openfire's Subscription plugin answers users' subscribe stanzas to the
+// component's JIDs itself when set to accept at level "all", or to reject
+// at any level (its "local" level spares only requests between local
+// users, and the component's domain is not the server's): rostergate never
+// sees them, its policy is bypassed and it stores nothing. Only accept at
+// level "local" leaves the component alone. The reason the setup guide
+// says to keep the plugin off the component's domain.
+func TestIntegrationOpenfireSubscriptionPlugin(t *testing.T) {
+	jar := os.Getenv(SubscriptionPluginEnv)
+	if jar == "" {
+		t.Skipf("skipping: $%s is not set (a jar of Openfire's Subscription plugin, which no registry ships)", SubscriptionPluginEnv)
+	}
+	for _, tc := range []struct {
+		typ, level string
+		policy     policy.Action // rostergate's, the opposite of the plugin's where it matters
+		answer     string        // what the user gets
+		seen       bool          // whether rostergate saw the request
+	}{
+		{"accept", "all", policy.Reject, "subscribed", false},
+		{"reject", "local", policy.Accept, "unsubscribed", false},
+		{"accept", "local", policy.Reject, "unsubscribed", true},
+	} {
+		t.Run(tc.typ+"/"+tc.level, func(t *testing.T) {
+			srv := xmpptest.ServerWith(t, xmpptest.KindOpenfire, xmpptest.Config{
+				OpenfirePlugins:    []string{jar},
+				OpenfireProperties: map[string]string{"plugin.subscription.type": tc.typ, "plugin.subscription.level": tc.level},
+			})
+			g := newSetup(t, srv, policy.Config{Default: tc.policy}).start()
+			alice := srv.NewUser(t, "alice")
+			// The plugin loads a little after the server answers.
+			if !pluginLoaded(t, srv) {
+				t.Fatal("the Subscription plugin did not load")
+			}
+			send(t, alice, helpdesk, "subscribe")
+			answer := mustWaitPresence(t, alice, func(p xmpptest.Presence) bool {
+				return p.From == helpdesk && (p.Type == "subscribed" || p.Type == "unsubscribed")
+			})
+			settle(t, alice)
+			seen := len(mustEvents(t, g.db)) > 0
+			if answer.Type != tc.answer || seen != tc.seen {
+				t.Errorf("plugin %s at level %s: the user got %s, rostergate saw the request: %t; want %s, %t",
+					tc.typ, tc.level, answer, seen, tc.answer, tc.seen)
+			}
+		})
+	}
+}
+
+// pluginLoaded waits (bounded) for Openfire to say it loaded the
+// Subscription plugin.
+func pluginLoaded(t *testing.T, srv *xmpptest.Server) bool {
+	t.Helper()
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := os.ReadFile(srv.OutPath)
+		if strings.Contains(string(out), "Successfully loaded plugin 'subscription") {
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
 }
