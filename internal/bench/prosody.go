@@ -66,9 +66,10 @@ const (
 // running in-process, with the durable store, accepting every request), then
 // the same clients subscribing to as many other local users whose clients
 // answer subscribed (Prosody handling the flow natively). One round trip is
-// a subscribe and the subscribed that answers it, followed by an unsubscribe
-// so that the next round starts from scratch (on the rostergate side, each
-// round asks an entity of its own: see RunProsody's targets). Each flow is preceded by a
+// a subscribe and the subscribed that answers it, followed by the removal of
+// the roster item (which unsubscribes) so that the next round starts from
+// scratch (on the rostergate side, each round asks an entity of its own: see
+// RunProsody's targets). Each flow is preceded by a
 // short warm-up that is not counted.
 //
 // It returns an error wrapping xmpptest.ErrNotInstalled if Prosody is not
@@ -155,7 +156,9 @@ func RunProsody(ctx context.Context, cfg ProsodyConfig) (res ProsodyResult, err 
 	// 7). Were the next round's subscribe to the same entity sent before
 	// that answer reached the requester's server, the answer would cancel
 	// it there (Table 9: "None + Pending Out" → "None"): each round asks an
-	// entity of its own. Prosody's users do not answer so.
+	// entity of its own. Prosody's users do not answer so. (roundTrip
+	// removes the item at the end of each round, so the requesters'
+	// rosters stay small: Prosody rewrites a whole roster at each change.)
 	rgTargets := func(i, round int) string {
 		return strings.ToLower(fmt.Sprintf("e%d.r%d@%s", i, round, srv.ComponentDomain))
 	}
@@ -626,8 +629,8 @@ func prosodyRun(ctx context.Context, srv *xmpptest.Server, name string, reqs []*
 	return last.Sub(t0), all, nil
 }
 
-// roundTrip subscribes to target, waits for its subscribed and then
-// unsubscribes, so that the next round starts from no subscription. It
+// roundTrip subscribes to target, waits for its subscribed and then removes
+// it from the roster, so that the next round starts from no subscription. It
 // returns the time from subscribe sent to subscribed received, and when it
 // was received.
 func (c *prosodyClient) roundTrip(ctx context.Context, target string) (time.Duration, time.Time, error) {
@@ -644,9 +647,10 @@ func (c *prosodyClient) roundTrip(ctx context.Context, target string) (time.Dura
 			if ev.typ != "subscribed" {
 				return 0, time.Time{}, fmt.Errorf("%s: %s answered %s %s", c.bare, target, ev.typ, ev.cond)
 			}
-			// Prosody handles a session's stanzas in order: the next
-			// subscribe comes after this unsubscribe.
-			if err := c.send("<presence to='" + prosodyEscape(target) + "' type='unsubscribe'/>"); err != nil {
+			// Removing the item (RFC 6121 §2.5.2) unsubscribes and keeps
+			// the roster small. Prosody handles a session's stanzas in
+			// order: the next subscribe comes after it.
+			if err := c.send("<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='" + prosodyEscape(target) + "' subscription='remove'/></query></iq>"); err != nil {
 				return 0, time.Time{}, err
 			}
 			return ev.at.Sub(t0), ev.at, nil
