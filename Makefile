@@ -38,7 +38,7 @@ lint:
 # integration tests against a real Prosody on loopback (CI=true makes a missing
 # Prosody a failure instead of a skip).
 test: deps lint
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 60m $(PKGS)
 
 # Only the fast tests (no real server).
 unit:
@@ -46,8 +46,11 @@ unit:
 
 # A throwaway Prosody on loopback, rostergate with the example policy, a demo
 # user who adds helpdesk: prints the flows and the final rosters.
+# DEMO_SERVER=ejabberd, or DEMO_SERVER=openfire with $OPENFIRE_HOME set, runs
+# it on the other servers.
+DEMO_SERVER ?= prosody
 demo: deps build
-	$(GO) run ./cmd/rostergate-demo -rostergate ./rostergate
+	$(GO) run ./cmd/rostergate-demo -rostergate ./rostergate -server $(DEMO_SERVER)
 
 # Every benchmark (docs/benchmarks.md): prints the table and the targets, and
 # writes the figures to rostergate-bench.json. Sizes are flags: BENCHFLAGS.
