@@ -17,10 +17,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 	"mellium.im/xmpp/jid"
 
+	"rostergate/engine"
 	"rostergate/limits"
 	"rostergate/policy"
 )
@@ -64,8 +66,15 @@ type Storage struct {
 type Entity struct {
 	Local  *string `toml:"local"` // localpart; "" is the component domain itself
 	Name   string  `toml:"name"`
+	Nick   string  `toml:"nick"` // its nickname, in its vCard
 	Show   string  `toml:"show"`
 	Status string  `toml:"status"`
+	// AutoReply answers a message to the entity while no bot is behind it;
+	// without it such a message gets service-unavailable.
+	AutoReply string `toml:"auto_reply"`
+	// AcceptMessages is whose messages reach the entity: "contacts" (the
+	// default: a JID with a subscription either way) or "anyone".
+	AcceptMessages string `toml:"accept_messages"`
 }
 
 // Localpart returns the entity's normalised localpart.
@@ -270,6 +279,18 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 		default:
 			return fmt.Errorf("%s: show: unknown value %q (want \"\", away, chat, dnd or xa)", key, e.Show)
 		}
+		switch e.AcceptMessages {
+		case "":
+			e.AcceptMessages = engine.AcceptContacts
+		case engine.AcceptContacts, engine.AcceptAnyone:
+		default:
+			return fmt.Errorf("%s: accept_messages: unknown value %q (want contacts or anyone)", key, e.AcceptMessages)
+		}
+		for _, f := range []struct{ name, v string }{{"name", e.Name}, {"nick", e.Nick}, {"status", e.Status}, {"auto_reply", e.AutoReply}} {
+			if err := checkText(f.v); err != nil {
+				return fmt.Errorf("%s: %s: %w", key, f.name, err)
+			}
+		}
 	}
 
 	if err := c.validateAdmin(); err != nil {
@@ -447,6 +468,27 @@ func (c *Config) loadSecret(getenv func(string) string) error {
 		comp.Secret, comp.SecretSource = s, "secret_file "+p
 	default:
 		return fmt.Errorf("[component] secret: required (or secret_file, or %s in the environment)", SecretEnv)
+	}
+	return nil
+}
+
+// maxText bounds a text the entities send (a name, a nickname, a status, an
+// automatic reply).
+const maxText = 1024
+
+// checkText refuses a text no stanza can carry: too long, not UTF-8, or
+// with control characters XML does not allow.
+func checkText(s string) error {
+	if len(s) > maxText {
+		return fmt.Errorf("%d bytes, more than %d", len(s), maxText)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("not UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF {
+			return fmt.Errorf("holds the character %U, which XML does not allow", r)
+		}
 	}
 	return nil
 }

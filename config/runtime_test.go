@@ -38,8 +38,11 @@ func TestSettings(t *testing.T) {
 [[entity]]
 local = "HelpDesk"
 name = "Help desk"
+nick = "helpdesk"
 show = "away"
 status = "Ask me anything"
+auto_reply = "No one reads this yet."
+accept_messages = "anyone"
 [[entity]]
 local = ""
 name = "The bots"
@@ -50,9 +53,10 @@ local = "plain"
 `,
 			want: engine.Settings{
 				Entities: []engine.Entity{
-					{Local: "helpdesk", Name: "Help desk", Show: "away", Status: "Ask me anything"},
-					{Local: "", Name: "The bots", Show: "dnd", Status: "Busy"},
-					{Local: "plain"},
+					{Local: "helpdesk", Name: "Help desk", Nick: "helpdesk", Show: "away", Status: "Ask me anything",
+						AutoReply: "No one reads this yet.", AcceptMessages: engine.AcceptAnyone},
+					{Local: "", Name: "The bots", Show: "dnd", Status: "Busy", AcceptMessages: engine.AcceptContacts},
+					{Local: "plain", AcceptMessages: engine.AcceptContacts},
 				},
 				Limits: engine.Limits{Action: policy.Drop},
 			},
@@ -145,7 +149,7 @@ max_pending = 7
 action = "reject"
 `,
 			want: engine.Settings{
-				Entities:      []engine.Entity{{Local: "helpdesk"}},
+				Entities:      []engine.Entity{{Local: "helpdesk", AcceptMessages: engine.AcceptContacts}},
 				UnknownOnline: true,
 				Admins:        []string{"admin@example.com"},
 				ReviewTTL:     90 * time.Minute,

@@ -140,11 +140,12 @@ type Engine struct {
 	lastStart, endAt atomic.Int64
 	// pendingTotal and pendingDomain (mu) count held requests, in all and
 	// per contact domain, for the caps; counted from the store on Attach.
-	pendingTotal  int
-	pendingDomain map[string]int
-	limitHits     map[string]int // mu: requests over a limit, by limit
-	offline       atomic.Bool    // shutting down: current presence is unavailable
-	streams       atomic.Uint64  // streams attached so far
+	pendingTotal    int
+	pendingDomain   map[string]int
+	limitHits       map[string]int // mu: requests over a limit, by limit
+	messagesDropped int            // mu: messages from non-contacts dropped
+	offline         atomic.Bool    // shutting down: current presence is unavailable
+	streams         atomic.Uint64  // streams attached so far
 }
 
 // New validates opts and returns an Engine; the allow and deny lists are

@@ -471,7 +471,9 @@ func (e *Engine) handle(ctx context.Context, b *batch, x *in, h Handler) {
 	switch x.el.Name {
 	case "presence":
 		e.handlePresence(ctx, b, x)
-	case "iq", "message":
+	case "message":
+		e.handleMessage(ctx, b, x, h)
+	case "iq":
 		h.Stanza(&b.out, x.el)
 	default:
 		e.log.Warn("unknown stanza ignored", "name", x.el.Name, "from", x.el.From)

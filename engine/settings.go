@@ -17,9 +17,22 @@ import (
 type Entity struct {
 	Local  string // normalised localpart; "" is the domain itself
 	Name   string
+	Nick   string // its nickname (vCard)
 	Show   string // "", away, chat, dnd or xa
 	Status string
+	// AutoReply answers a message while no bot is behind the entity; ""
+	// answers service-unavailable.
+	AutoReply string
+	// AcceptMessages is whose messages reach the entity: AcceptContacts
+	// ("" too) or AcceptAnyone.
+	AcceptMessages string
 }
+
+// The values of Entity.AcceptMessages.
+const (
+	AcceptContacts = "contacts" // JIDs with a subscription either way
+	AcceptAnyone   = "anyone"
+)
 
 // Settings are what a reload (SIGHUP) may change while rostergate runs.
 type Settings struct {

@@ -271,8 +271,9 @@ func (s *Service) Reload(ctx context.Context, settings engine.Settings) error {
 
 // Counters are what the running instance has counted since it started.
 type Counters struct {
-	Held      int            // held requests, as counted for the caps
-	LimitHits map[string]int // requests over a limit, by limit
+	Held            int            // held requests, as counted for the caps
+	LimitHits       map[string]int // requests over a limit, by limit
+	MessagesDropped int            // messages from non-contacts dropped (accept_messages)
 }
 
 // Counters returns the running instance's counters; zero in a command-line
@@ -281,7 +282,7 @@ func (s *Service) Counters() Counters {
 	if s.eng == nil {
 		return Counters{}
 	}
-	return Counters{Held: s.eng.Held(), LimitHits: s.eng.LimitHits()}
+	return Counters{Held: s.eng.Held(), LimitHits: s.eng.LimitHits(), MessagesDropped: s.eng.MessagesDropped()}
 }
 
 func sortedUnique(s []string) []string {

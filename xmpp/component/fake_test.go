@@ -241,7 +241,7 @@ func start(t *testing.T, secret string, tweak func(*testOpts)) *harness {
 		},
 		Domain: "bots.localhost",
 		Settings: engine.Settings{
-			Entities: []engine.Entity{{Local: "helpdesk", Name: "Help Desk", Show: "away", Status: "Ask <me>"}},
+			Entities: []engine.Entity{{Local: "helpdesk", Name: "Help Desk", Nick: "helpdesk & co", Show: "away", Status: "Ask <me>"}},
 			Policy:   testPolicy(t),
 		},
 		Store: db,

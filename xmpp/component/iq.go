@@ -32,6 +32,7 @@ func (c *Component) iqTable() map[iqKey]iqHandler {
 		{"get", stanza.NSVersion, "query"}:    c.iqVersion,
 		{"get", stanza.NSDiscoInfo, "query"}:  c.iqDiscoInfo,
 		{"get", stanza.NSDiscoItems, "query"}: c.iqDiscoItems,
+		{"get", nsVCard, "vCard"}:             c.iqVCard,
 		{"set", stanza.NSCommands, "command"}: c.iqCommand,
 		{"get", stanza.NSCommands, "command"}: c.iqCommandGet,
 	}
@@ -86,6 +87,36 @@ func (c *Component) iqCommandGet(out *bytes.Buffer, el *stanza.Element, to iqTo)
 	stanza.IQError(out, el, "modify", "bad-request")
 }
 
+// nsVCard is XEP-0054's namespace.
+const nsVCard = "vcard-temp"
+
+// iqVCard answers XEP-0054 vCard requests: an entity's name and nickname.
+// The domain itself has a vCard only when it is an entity.
+func (c *Component) iqVCard(out *bytes.Buffer, el *stanza.Element, to iqTo) {
+	ent := to.entity
+	if to.domain {
+		var ok bool
+		if ent, ok = c.eng.Entity(""); !ok {
+			stanza.IQError(out, el, "cancel", "item-not-found")
+			return
+		}
+	}
+	var s bytes.Buffer
+	s.WriteString("<vCard xmlns='" + nsVCard + "'>")
+	if ent.Name != "" {
+		s.WriteString("<FN>")
+		stanza.Esc(&s, ent.Name)
+		s.WriteString("</FN>")
+	}
+	if ent.Nick != "" {
+		s.WriteString("<NICKNAME>")
+		stanza.Esc(&s, ent.Nick)
+		s.WriteString("</NICKNAME>")
+	}
+	s.WriteString("</vCard>")
+	stanza.IQResult(out, el, s.String())
+}
+
 // iqPing answers XEP-0199 pings.
 func (c *Component) iqPing(out *bytes.Buffer, el *stanza.Element, _ iqTo) {
 	stanza.IQResult(out, el, "")
@@ -138,6 +169,7 @@ func (c *Component) iqDiscoInfo(out *bytes.Buffer, el *stanza.Element, to iqTo) 
 		s.WriteString("<identity category='client' type='bot' name='")
 		stanza.Esc(&s, to.entity.Name)
 		s.WriteString("'/>")
+		features = append(features, nsVCard)
 	}
 	for _, f := range features {
 		s.WriteString("<feature var='" + f + "'/>")
