@@ -10,7 +10,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -75,6 +77,38 @@ type Entity struct {
 	// AcceptMessages is whose messages reach the entity: "contacts" (the
 	// default: a JID with a subscription either way) or "anyone".
 	AcceptMessages string `toml:"accept_messages"`
+	// Avatar is a PNG, JPEG, GIF or WebP file (relative to the config
+	// file), read when the config is: AvatarData and AvatarType.
+	Avatar     string `toml:"avatar"`
+	AvatarData []byte `toml:"-"`
+	AvatarType string `toml:"-"`
+}
+
+// maxAvatar bounds an avatar: its vCard carries it whole, in base64.
+const maxAvatar = 64 << 10
+
+// loadAvatar reads an entity's avatar file.
+func (c *Config) loadAvatar(e *Entity) error {
+	p := c.resolve(e.Avatar)
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxAvatar+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxAvatar {
+		return fmt.Errorf("%s is larger than %d KiB", p, maxAvatar>>10)
+	}
+	switch t := http.DetectContentType(data); t {
+	case "image/png", "image/jpeg", "image/gif", "image/webp":
+		e.AvatarData, e.AvatarType = data, t
+		return nil
+	default:
+		return fmt.Errorf("%s is %s, not a PNG, JPEG, GIF or WebP image", p, t)
+	}
 }
 
 // Localpart returns the entity's normalised localpart.
@@ -285,6 +319,11 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 		case engine.AcceptContacts, engine.AcceptAnyone:
 		default:
 			return fmt.Errorf("%s: accept_messages: unknown value %q (want contacts or anyone)", key, e.AcceptMessages)
+		}
+		if e.Avatar != "" {
+			if err := c.loadAvatar(e); err != nil {
+				return fmt.Errorf("%s: avatar: %w", key, err)
+			}
 		}
 		for _, f := range []struct{ name, v string }{{"name", e.Name}, {"nick", e.Nick}, {"status", e.Status}, {"auto_reply", e.AutoReply}} {
 			if err := checkText(f.v); err != nil {

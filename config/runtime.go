@@ -27,7 +27,7 @@ func (c *Config) Settings() engine.Settings {
 	}
 	for _, e := range c.Entities {
 		s.Entities = append(s.Entities, engine.Entity{Local: e.Localpart(), Name: e.Name, Nick: e.Nick, Show: e.Show, Status: e.Status,
-			AutoReply: e.AutoReply, AcceptMessages: e.AcceptMessages})
+			AutoReply: e.AutoReply, AcceptMessages: e.AcceptMessages, Avatar: e.AvatarData, AvatarType: e.AvatarType})
 	}
 	return s
 }

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"bytes"
+	"image"
+	pngenc "image/png"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -325,4 +328,37 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// An avatar is read with the config: its bytes and MIME type reach the
+// engine's settings.
+func TestAvatar(t *testing.T) {
+	dir := t.TempDir()
+	var png bytes.Buffer
+	img := image.NewRGBA(image.Rect(0, 0, 2, 2))
+	if err := pngenc.Encode(&png, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "helpdesk.png"), png.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(path, []byte(minimal+"[[entity]]\nlocal = \"helpdesk\"\navatar = \"helpdesk.png\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents := c.Settings().Entities
+	if len(ents) != 1 || !bytes.Equal(ents[0].Avatar, png.Bytes()) || ents[0].AvatarType != "image/png" {
+		t.Errorf("avatar: %d bytes of %q, want %d of image/png", len(ents[0].Avatar), ents[0].AvatarType, png.Len())
+	}
+	big := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, maxAvatar)...)
+	if err := os.WriteFile(filepath.Join(dir, "helpdesk.png"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "larger than 64 KiB") {
+		t.Errorf("a %d-byte avatar: %v", len(big), err)
+	}
 }

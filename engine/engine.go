@@ -390,7 +390,7 @@ func (e *Engine) broadcastPage(ctx context.Context, w Wire, b *bytes.Buffer, f s
 			// subscription request to the contact [...] (e.g., whenever a
 			// new resource becomes available for the user [...])": every
 			// (re)connect.
-			stanza.Presence(b, e.entityJID(it.Entity), it.Contact, e.NewID(), "subscribe", "", "")
+			e.subscribe(b, it.Entity, it.Contact)
 			pc.stanzas++
 		}
 		return nil
@@ -424,6 +424,6 @@ func (e *Engine) currentPresence(b *bytes.Buffer, entity, contact string, pr *pr
 		stanza.Presence(b, bare+"/"+e.resource, contact, e.NewID(), "", "", "")
 	default:
 		ent := l.entities[entity]
-		stanza.Presence(b, bare+"/"+e.resource, contact, e.NewID(), "", ent.Show, ent.Status)
+		stanza.PresenceWith(b, bare+"/"+e.resource, contact, e.NewID(), "", ent.Show, ent.Status, l.face(entity))
 	}
 }

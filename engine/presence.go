@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -288,10 +289,26 @@ func (e *Engine) encode(b *batch, entity, contact string, send []subscription.Se
 			}
 		case s == subscription.SendUnsubscribed && pr != nil:
 			stanza.Presence(&b.out, from, contact, mirror(pr.id, e), "unsubscribed", "", "")
+		case s == subscription.SendSubscribe:
+			e.subscribe(&b.out, entity, contact)
 		default:
 			stanza.Presence(&b.out, from, contact, e.NewID(), s.String(), "", "")
 		}
 	}
+}
+
+// subscribe appends the entity's subscription request to contact, with its
+// nickname (XEP-0172 §4.1).
+func (e *Engine) subscribe(b *bytes.Buffer, entity, contact string) {
+	nick := ""
+	if ent, ok := e.live.Load().entities[entity]; ok && ent.Nick != "" {
+		var n bytes.Buffer
+		n.WriteString("<nick xmlns='" + stanza.NSNick + "'>")
+		stanza.Esc(&n, ent.Nick)
+		n.WriteString("</nick>")
+		nick = n.String()
+	}
+	stanza.PresenceWith(b, e.entityJID(entity), contact, e.NewID(), "subscribe", "", "", nick)
 }
 
 // mirror returns a probe's id for its reply, or a fresh one if it had none.

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"rostergate/limits"
 	"rostergate/policy"
+	"rostergate/xmpp/stanza"
 )
 
 // Entity is a configured JID at the component domain.
@@ -26,6 +29,23 @@ type Entity struct {
 	// AcceptMessages is whose messages reach the entity: AcceptContacts
 	// ("" too) or AcceptAnyone.
 	AcceptMessages string
+	// Avatar is its picture (XEP-0153), of MIME type AvatarType; nil for
+	// none.
+	Avatar     []byte
+	AvatarType string
+}
+
+// face is what an entity's available presence carries besides show and
+// status: its avatar's hash (XEP-0153) and its capabilities (XEP-0115).
+func face(ent Entity) string {
+	photo := "<photo/>"
+	if len(ent.Avatar) > 0 {
+		sum := sha1.Sum(ent.Avatar) // #nosec G401 -- XEP-0153 names SHA-1
+		photo = "<photo>" + hex.EncodeToString(sum[:]) + "</photo>"
+	}
+	return "<x xmlns='" + stanza.NSVCardUpdate + "'>" + photo + "</x>" +
+		"<c xmlns='" + stanza.NSCaps + "' hash='sha-1' node='" + stanza.CapsNode + "' ver='" +
+		stanza.CapsVer("client", "bot", ent.Name, stanza.EntityFeatures()) + "'/>"
 }
 
 // The values of Entity.AcceptMessages.
@@ -70,6 +90,8 @@ const maxBucketKeys = 100_000
 type live struct {
 	Settings
 	entities map[string]Entity
+	faces    map[string]string // face of each entity
+	anyFace  string            // face of a JID that is no entity (UnknownOnline)
 	admins   map[string]bool
 	policy   *policy.Policy // Settings.Policy with the allow and deny lists
 	contacts *limits.Buckets
@@ -90,9 +112,11 @@ func newLive(s Settings, allow, deny []string, prev *live) (*live, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: allow/deny lists: %w", err)
 	}
-	l := &live{Settings: s, entities: map[string]Entity{}, admins: map[string]bool{}, policy: p}
+	l := &live{Settings: s, entities: map[string]Entity{}, faces: map[string]string{}, admins: map[string]bool{}, policy: p,
+		anyFace: face(Entity{})}
 	for _, e := range s.Entities {
 		l.entities[e.Local] = e
+		l.faces[e.Local] = face(e)
 	}
 	for _, a := range s.Admins {
 		j, err := jid.Parse(a)
@@ -118,6 +142,14 @@ func newLive(s Settings, allow, deny []string, prev *live) (*live, error) {
 // ContactRate and DomainRate are the rates the buckets were made for.
 func (l *live) ContactRate() limits.Rate { return l.Limits.ContactRate }
 func (l *live) DomainRate() limits.Rate  { return l.Limits.DomainRate }
+
+// face returns the face of entity's available presence.
+func (l *live) face(entity string) string {
+	if f, ok := l.faces[entity]; ok {
+		return f
+	}
+	return l.anyFace
+}
 
 // isAdmin reports whether from (any JID, any resource, any case) is an admin.
 func (l *live) isAdmin(from string) bool {

@@ -134,13 +134,13 @@ func TestSubscribeFlows(t *testing.T) {
 		{
 			name:  "accepted one way",
 			in:    "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='c1'/>",
-			want:  "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>",
+			want:  "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>" + helpdeskFace + "</presence>",
 			state: "from",
 		},
 		{
 			name:  "accepted with subscribe back",
 			in:    "<presence from='Bob@Both.Example/phone' to='HelpDesk@bots.localhost' type='subscribe'/>",
-			want:  "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/>",
+			want:  "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>" + helpdeskFace + "</presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'>" + helpdeskNick + "</presence>",
 			state: "from+out",
 		},
 		{
@@ -177,7 +177,7 @@ func TestSubscribeFlows(t *testing.T) {
 		{
 			name:  "subscribe to a full JID is for the bare JID",
 			in:    "<presence from='alice@good.example' to='helpdesk@bots.localhost/desk' type='subscribe'/>",
-			want:  "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>",
+			want:  "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>" + helpdeskFace + "</presence>",
 			state: "from",
 		},
 		{
@@ -248,7 +248,7 @@ func TestDuplicateSubscribe(t *testing.T) {
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.send(t, ping)
-	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"+
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>"+helpdeskFace+"</presence>"+
 		"<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+pong)
 	n := 0
 	h.db.Events(context.Background(), time.Time{}, func(roster.Event) error { n++; return nil })
@@ -297,6 +297,10 @@ func TestIQ(t *testing.T) {
 			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='9'><error type='modify'><jid-malformed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
 		{"vCard of an entity (XEP-0054)", "<iq from='a@localhost/r' to='helpdesk@bots.localhost' type='get' id='v1'><vCard xmlns='vcard-temp'/></iq>",
 			"<iq type='result' from='helpdesk@bots.localhost' to='a@localhost/r' id='v1'><vCard xmlns='vcard-temp'><FN>Help Desk</FN><NICKNAME>helpdesk &amp; co</NICKNAME></vCard></iq>"},
+		{"disco info of the caps node (XEP-0115 §6.2)", "<iq from='a@localhost/r' to='helpdesk@bots.localhost/rostergate' type='get' id='c1'><query xmlns='http://jabber.org/protocol/disco#info' node='rostergate#" + helpdeskVer + "'/></iq>",
+			"<iq type='result' from='helpdesk@bots.localhost/rostergate' to='a@localhost/r' id='c1'><query xmlns='http://jabber.org/protocol/disco#info' node='rostergate#" + helpdeskVer + "'><identity category='client' type='bot' name='Help Desk'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/><feature var='vcard-temp'/></query></iq>"},
+		{"disco info of another node", "<iq from='a@localhost/r' to='helpdesk@bots.localhost' type='get' id='c2'><query xmlns='http://jabber.org/protocol/disco#info' node='rostergate#x'/></iq>",
+			"<iq type='error' from='helpdesk@bots.localhost' to='a@localhost/r' id='c2'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
 		{"vCard of the domain, no entity", "<iq from='a@localhost/r' to='bots.localhost' type='get' id='v2'><vCard xmlns='vcard-temp'/></iq>",
 			"<iq type='error' from='bots.localhost' to='a@localhost/r' id='v2'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"},
 		{"vCard of a stranger", "<iq from='a@localhost/r' to='nobody@bots.localhost' type='get' id='v3'><vCard xmlns='vcard-temp'/></iq>",
@@ -324,14 +328,14 @@ func TestReconnectResync(t *testing.T) {
 	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
 	c.send(t, "<presence from='bob@both.example' to='helpdesk@bots.localhost' type='subscribed' id='t'/>")
 	c.send(t, ping)
-	c.expect(t, "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'/>"+pong)
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>"+helpdeskFace+"</presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='subscribe'>"+helpdeskNick+"</presence>"+pong)
 
 	// A stanza sent after the replies were read proves them delivered;
 	// without it they may count as unconfirmed and be replayed first.
 	c.send(t, ping)
 	c.expect(t, pong)
 
-	resync := "<presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='probe'/>"
+	resync := "<presence from='helpdesk@bots.localhost/rostergate' to='bob@both.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>" + helpdeskFace + "</presence><presence from='helpdesk@bots.localhost' to='bob@both.example' id='ID' type='probe'/>"
 	c.send(t, "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
 	c2 := h.srv.next(t)
 	c2.expect(t, resync)
@@ -345,7 +349,7 @@ func TestShutdownSendsUnavailable(t *testing.T) {
 	c := h.first(t)
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe' id='s'/>")
 	c.send(t, ping)
-	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"+pong)
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>"+helpdeskFace+"</presence>"+pong)
 	h.stop()
 	c.expect(t, "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID' type='unavailable'/></stream:stream>")
 	c.send(t, "</stream:stream>")
@@ -370,7 +374,7 @@ func TestKeepalive(t *testing.T) {
 func TestProbes(t *testing.T) {
 	h := start(t, "s3cret", nil)
 	c := h.first(t)
-	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"
+	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>" + helpdeskFace + "</presence>"
 	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
 	c.expect(t, "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"+avail)
 	c.send(t, "<presence from='alice@good.example/phone' to='helpdesk@bots.localhost' type='probe'/>")
@@ -401,7 +405,7 @@ func TestProbes(t *testing.T) {
 
 	// The pre-approved contact's request is accepted without the policy (which would review it).
 	c.send(t, "<presence from='dave@other.example' to='helpdesk@bots.localhost' type='subscribe'/>")
-	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='dave@other.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='dave@other.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='dave@other.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>"+helpdeskFace+"</presence>")
 }
 
 // A reply committed and written after the server closed the stream (its
@@ -425,7 +429,7 @@ func TestOutboxReplayAfterDrop(t *testing.T) {
 	waitClosed(t, ended, 10*time.Second, "the engine seeing the server's </stream:stream>")
 	release()
 	subscribed := "<presence from='helpdesk@bots.localhost' to='alice@good.example' id='ID' type='subscribed'/>"
-	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"
+	avail := "<presence from='helpdesk@bots.localhost/rostergate' to='alice@good.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>" + helpdeskFace + "</presence>"
 	// The write itself succeeds: the reply and then our </stream:stream>
 	// reach the old stream (which a real server, having closed it, may
 	// discard).
@@ -472,7 +476,7 @@ func TestApproveSubscribeBack(t *testing.T) {
 	if out[0].Err != nil || out[1].Err == nil || out[2].Err == nil {
 		t.Errorf("outcomes: %+v", out)
 	}
-	c.expect(t, "<presence from='helpdesk@bots.localhost' to='x@back.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='x@back.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence><presence from='helpdesk@bots.localhost' to='x@back.example' id='ID' type='subscribe'/>")
+	c.expect(t, "<presence from='helpdesk@bots.localhost' to='x@back.example' id='ID' type='subscribed'/><presence from='helpdesk@bots.localhost/rostergate' to='x@back.example' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>"+helpdeskFace+"</presence><presence from='helpdesk@bots.localhost' to='x@back.example' id='ID' type='subscribe'>"+helpdeskNick+"</presence>")
 	if reqs, _ := h.db.Requests(context.Background()); len(reqs) != 0 {
 		t.Errorf("still held: %+v", reqs)
 	}

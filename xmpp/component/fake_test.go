@@ -21,6 +21,7 @@ import (
 	"rostergate/policy"
 	"rostergate/store"
 	"rostergate/store/sqlite"
+	"rostergate/xmpp/stanza"
 )
 
 // fakeServer is an in-process XEP-0114 server on loopback: it checks the
@@ -126,6 +127,16 @@ func (s *fakeServer) next(t *testing.T) *fakeConn {
 }
 
 var idRE = regexp.MustCompile(`id='rg-[0-9a-f]+-[0-9a-z]+'`)
+
+// helpdeskFace is what helpdesk's available presence carries after show
+// and status (XEP-0153, XEP-0115), and helpdeskNick what its subscribe
+// carries (XEP-0172), with the test settings below.
+var (
+	helpdeskVer  = stanza.CapsVer("client", "bot", "Help Desk", stanza.EntityFeatures())
+	helpdeskFace = "<x xmlns='vcard-temp:x:update'><photo/></x><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='rostergate' ver='" +
+		helpdeskVer + "'/>"
+	helpdeskNick = "<nick xmlns='http://jabber.org/protocol/nick'>helpdesk &amp; co</nick>"
+)
 
 // partialIDRE is a fresh id still being read, at the end of what was read.
 var partialIDRE = regexp.MustCompile(`id='(?:r|rg|rg-[0-9a-f-]*[0-9a-z]*)$`)

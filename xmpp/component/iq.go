@@ -2,6 +2,7 @@ package component
 
 import (
 	"bytes"
+	"encoding/base64"
 
 	"rostergate/engine"
 	"rostergate/roster"
@@ -32,7 +33,7 @@ func (c *Component) iqTable() map[iqKey]iqHandler {
 		{"get", stanza.NSVersion, "query"}:    c.iqVersion,
 		{"get", stanza.NSDiscoInfo, "query"}:  c.iqDiscoInfo,
 		{"get", stanza.NSDiscoItems, "query"}: c.iqDiscoItems,
-		{"get", nsVCard, "vCard"}:             c.iqVCard,
+		{"get", stanza.NSVCard, "vCard"}:      c.iqVCard,
 		{"set", stanza.NSCommands, "command"}: c.iqCommand,
 		{"get", stanza.NSCommands, "command"}: c.iqCommandGet,
 	}
@@ -87,10 +88,8 @@ func (c *Component) iqCommandGet(out *bytes.Buffer, el *stanza.Element, to iqTo)
 	stanza.IQError(out, el, "modify", "bad-request")
 }
 
-// nsVCard is XEP-0054's namespace.
-const nsVCard = "vcard-temp"
-
-// iqVCard answers XEP-0054 vCard requests: an entity's name and nickname.
+// iqVCard answers XEP-0054 vCard requests: an entity's name, nickname and
+// avatar.
 // The domain itself has a vCard only when it is an entity.
 func (c *Component) iqVCard(out *bytes.Buffer, el *stanza.Element, to iqTo) {
 	ent := to.entity
@@ -102,7 +101,7 @@ func (c *Component) iqVCard(out *bytes.Buffer, el *stanza.Element, to iqTo) {
 		}
 	}
 	var s bytes.Buffer
-	s.WriteString("<vCard xmlns='" + nsVCard + "'>")
+	s.WriteString("<vCard xmlns='" + stanza.NSVCard + "'>")
 	if ent.Name != "" {
 		s.WriteString("<FN>")
 		stanza.Esc(&s, ent.Name)
@@ -112,6 +111,13 @@ func (c *Component) iqVCard(out *bytes.Buffer, el *stanza.Element, to iqTo) {
 		s.WriteString("<NICKNAME>")
 		stanza.Esc(&s, ent.Nick)
 		s.WriteString("</NICKNAME>")
+	}
+	if len(ent.Avatar) > 0 {
+		s.WriteString("<PHOTO><TYPE>")
+		stanza.Esc(&s, ent.AvatarType)
+		s.WriteString("</TYPE><BINVAL>")
+		s.WriteString(base64.StdEncoding.EncodeToString(ent.Avatar))
+		s.WriteString("</BINVAL></PHOTO>")
 	}
 	s.WriteString("</vCard>")
 	stanza.IQResult(out, el, s.String())
@@ -150,7 +156,9 @@ func (c *Component) iqCommand(out *bytes.Buffer, el *stanza.Element, to iqTo) {
 // ad-hoc commands, each entity a bot; a command's node is shown to admins
 // only (XEP-0050 §2.3).
 func (c *Component) iqDiscoInfo(out *bytes.Buffer, el *stanza.Element, to iqTo) {
-	if el.Payload.Node != "" {
+	node := el.Payload.Node
+	capsNode := !to.domain && node == stanza.CapsNode+"#"+stanza.CapsVer("client", "bot", to.entity.Name, stanza.EntityFeatures())
+	if node != "" && !capsNode {
 		payload, ok := c.admin.DiscoInfo(el.Payload.Node)
 		if !to.domain || !ok || !c.eng.IsAdmin(el.From) {
 			stanza.IQError(out, el, "cancel", "item-not-found")
@@ -160,16 +168,23 @@ func (c *Component) iqDiscoInfo(out *bytes.Buffer, el *stanza.Element, to iqTo) 
 		return
 	}
 	var s bytes.Buffer
-	s.WriteString("<query xmlns='" + stanza.NSDiscoInfo + "'>")
-	features := []string{stanza.NSDiscoInfo, stanza.NSDiscoItems, stanza.NSVersion, stanza.NSPing}
+	s.WriteString("<query xmlns='" + stanza.NSDiscoInfo + "'")
+	if capsNode {
+		// Asked by the capabilities in its presence (XEP-0115 §6.2).
+		s.WriteString(" node='")
+		stanza.Esc(&s, node)
+		s.WriteString("'")
+	}
+	s.WriteString(">")
+	var features []string
 	if to.domain {
 		s.WriteString("<identity category='component' type='generic' name='rostergate'/>")
-		features = append(features, stanza.NSCommands)
+		features = []string{stanza.NSDiscoInfo, stanza.NSDiscoItems, stanza.NSVersion, stanza.NSPing, stanza.NSCommands}
 	} else {
 		s.WriteString("<identity category='client' type='bot' name='")
 		stanza.Esc(&s, to.entity.Name)
 		s.WriteString("'/>")
-		features = append(features, nsVCard)
+		features = stanza.EntityFeatures()
 	}
 	for _, f := range features {
 		s.WriteString("<feature var='" + f + "'/>")

@@ -224,7 +224,7 @@ func TestMaxPendingPerDomain(t *testing.T) {
 		return "<presence from='helpdesk@bots.localhost' to='" + contact + "' id='ID' type='unsubscribed'/>"
 	}
 	avail := func(contact string) string {
-		return "<presence from='helpdesk@bots.localhost/rostergate' to='" + contact + "' id='ID'><show>away</show><status>Ask &lt;me&gt;</status></presence>"
+		return "<presence from='helpdesk@bots.localhost/rostergate' to='" + contact + "' id='ID'><show>away</show><status>Ask &lt;me&gt;</status>" + helpdeskFace + "</presence>"
 	}
 	hits := func(want int) {
 		t.Helper()

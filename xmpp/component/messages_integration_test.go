@@ -70,6 +70,14 @@ func testIntegrationMessages(t *testing.T, srv *xmpptest.Server) {
 		t.Errorf("messages dropped: %d, want still 1", got)
 	}
 
+	// The entity's face in its presence: avatar hash (XEP-0153, none set
+	// here) and capabilities (XEP-0115), as the user's server delivers it.
+	p := mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", ""))
+	for _, want := range []string{"vcard-temp:x:update", "http://jabber.org/protocol/caps", "node=", "ver="} {
+		if !strings.Contains(p.Raw, want) {
+			t.Errorf("the entity's presence %s lacks %s", p.Raw, want)
+		}
+	}
 	reply, err := alice.IQ(ctx(t), "<iq type='get' to='"+helpdesk+"'><vCard xmlns='vcard-temp'/></iq>")
 	if err != nil {
 		t.Fatal(err)
