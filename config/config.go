@@ -320,6 +320,9 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 		default:
 			return fmt.Errorf("%s: accept_messages: unknown value %q (want contacts or anyone)", key, e.AcceptMessages)
 		}
+		if local == "" && (e.AutoReply != "" || e.AcceptMessages == engine.AcceptAnyone) {
+			return fmt.Errorf("%s: auto_reply and accept_messages do not apply to the component domain itself: its messages are admins' commands", key)
+		}
 		if e.Avatar != "" {
 			if err := c.loadAvatar(e); err != nil {
 				return fmt.Errorf("%s: avatar: %w", key, err)

@@ -51,6 +51,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -142,10 +143,11 @@ type Engine struct {
 	// per contact domain, for the caps; counted from the store on Attach.
 	pendingTotal    int
 	pendingDomain   map[string]int
-	limitHits       map[string]int // mu: requests over a limit, by limit
-	messagesDropped int            // mu: messages from non-contacts dropped
-	offline         atomic.Bool    // shutting down: current presence is unavailable
-	streams         atomic.Uint64  // streams attached so far
+	limitHits       map[string]int        // mu: requests over a limit, by limit
+	messagesDropped int                   // mu: messages from non-contacts dropped
+	autoReplied     map[itemKey]time.Time // mu: when each contact last got an entity's auto_reply
+	offline         atomic.Bool           // shutting down: current presence is unavailable
+	streams         atomic.Uint64         // streams attached so far
 }
 
 // New validates opts and returns an Engine; the allow and deny lists are
@@ -174,6 +176,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		idPrefix:      "rg-" + hex.EncodeToString(rnd[:]) + "-",
 		pendingDomain: map[string]int{},
 		limitHits:     map[string]int{},
+		autoReplied:   map[itemKey]time.Time{},
 	}
 	allow, deny, err := opts.Store.Lists(ctx)
 	if err != nil {

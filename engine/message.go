@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"strings"
+	"time"
 
 	"rostergate/xmpp/stanza"
 )
@@ -20,7 +21,7 @@ func (e *Engine) handleMessage(ctx context.Context, b *batch, x *in, h Handler) 
 	el := x.el
 	a, canReply, err := e.address(x)
 	if err != nil {
-		if el.Type != "error" && canReply {
+		if el.Type != "error" && el.Type != "headline" && canReply {
 			stanza.Error(&b.out, "message", e.domain, el, "modify", "jid-malformed")
 		}
 		e.log.Debug("message dropped", "from", el.From, "to", el.To, "reason", err)
@@ -35,7 +36,10 @@ func (e *Engine) handleMessage(ctx context.Context, b *batch, x *in, h Handler) 
 	}
 	l := e.live.Load()
 	ent, known := l.entities[a.Entity]
-	if !known && !l.UnknownOnline {
+	if !known && !l.UnknownOnline || el.Type == "groupchat" {
+		// No such account (§8.5.1), or a groupchat message, which a
+		// user's resource never takes (§8.5.2.1.1: "MUST NOT deliver
+		// [...] MUST return a stanza error").
 		stanza.Error(&b.out, "message", a.To, el, "cancel", "service-unavailable")
 		return
 	}
@@ -55,15 +59,42 @@ func (e *Engine) handleMessage(ctx context.Context, b *batch, x *in, h Handler) 
 			return
 		}
 	}
-	if el.Type == "groupchat" || ent.AutoReply == "" {
+	if ent.AutoReply == "" {
 		stanza.Error(&b.out, "message", a.To, el, "cancel", "service-unavailable")
 		return
 	}
-	typ := el.Type
-	if typ == "" {
-		typ = "normal"
+	if !e.autoReplyDue(a.Entity, a.Contact, b.now) {
+		return // answered lately: two auto-responders must not talk for ever
+	}
+	// A message of a type RFC 6121 does not define is handled as normal
+	// (§5.2.2).
+	typ := "normal"
+	if el.Type == "chat" {
+		typ = "chat"
 	}
 	stanza.Message(&b.out, e.entityJID(a.Entity)+"/"+e.resource, el.From, e.NewID(), typ, ent.AutoReply)
+}
+
+// autoReplyEvery is how often one contact gets an entity's auto_reply at
+// most, like a vacation responder's.
+const autoReplyEvery = time.Hour
+
+// maxAutoReplied bounds how many (entity, contact) pairs autoReplyDue
+// remembers; past it the memory starts over.
+const maxAutoReplied = 100_000
+
+// autoReplyDue reports whether contact may get entity's auto_reply now,
+// and if so notes it; e.mu is held.
+func (e *Engine) autoReplyDue(entity, contact string, now time.Time) bool {
+	k := itemKey{entity, contact}
+	if last, ok := e.autoReplied[k]; ok && now.Sub(last) < autoReplyEvery {
+		return false
+	}
+	if len(e.autoReplied) >= maxAutoReplied {
+		clear(e.autoReplied)
+	}
+	e.autoReplied[k] = now
+	return true
 }
 
 // MessagesDropped returns how many messages from non-contacts were dropped.

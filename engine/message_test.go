@@ -62,11 +62,35 @@ func TestMessages(t *testing.T) {
 			t.Errorf("%s: %d dropped, want %d", tc.name, got, tc.drop)
 		}
 	}
-	// The auto_reply's body, and the error's id.
+	// Within the hour the same contact gets no second auto_reply: two
+	// auto-responders must not answer each other for ever.
 	w.Reset()
 	handle(t, e, message("chat", friend+"/pc", "echo@bots.localhost", "hi"))
-	if got := written(t, w); len(got) != 1 || got[0].Body != "No one reads this yet." || got[0].Type != "chat" || got[0].ID == "m1" {
+	if w.String() != "" {
+		t.Errorf("a second auto_reply within the hour: %s", w.String())
+	}
+	// Another contact's: the body, the type kept for chat, a fresh id.
+	other := "other@good.example"
+	handle(t, e, presence("subscribe", other, "echo@bots.localhost", "s2"))
+	w.Reset()
+	handle(t, e, message("chat", other+"/pc", "echo@bots.localhost", "hi"))
+	if got := written(t, w); len(got) != 1 || got[0].Body != "No one reads this yet." || got[0].Type != "chat" || got[0].ID == "m1" || got[0].To != other+"/pc" {
 		t.Errorf("auto_reply: %+v", got)
+	}
+	// A type RFC 6121 does not define is normal (§5.2.2), and is never
+	// copied into the reply.
+	hostile := "fresh@good.example"
+	handle(t, e, presence("subscribe", hostile, "echo@bots.localhost", "s3"))
+	w.Reset()
+	handle(t, e, message("chat'><body>x</body></message><presence type='subscribed", hostile+"/pc", "echo@bots.localhost", "hi"))
+	if got := written(t, w); len(got) != 1 || got[0].Name != "message" || got[0].Type != "normal" {
+		t.Errorf("a hostile type: %+v\n%s", got, w.String())
+	}
+	// Groupchat gets an error, even from a stranger.
+	w.Reset()
+	handle(t, e, message("groupchat", stranger+"/pc", entityBare, ""))
+	if got := summary(t, w); !slices.Equal(got, []string{"message error " + entityBare + ">" + stranger + "/pc service-unavailable"}) {
+		t.Errorf("groupchat from a stranger: %q", got)
 	}
 	w.Reset()
 	handle(t, e, message("chat", friend+"/pc", entityBare, "hi"))

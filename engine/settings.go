@@ -91,7 +91,6 @@ type live struct {
 	Settings
 	entities map[string]Entity
 	faces    map[string]string // face of each entity
-	anyFace  string            // face of a JID that is no entity (UnknownOnline)
 	admins   map[string]bool
 	policy   *policy.Policy // Settings.Policy with the allow and deny lists
 	contacts *limits.Buckets
@@ -112,8 +111,7 @@ func newLive(s Settings, allow, deny []string, prev *live) (*live, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: allow/deny lists: %w", err)
 	}
-	l := &live{Settings: s, entities: map[string]Entity{}, faces: map[string]string{}, admins: map[string]bool{}, policy: p,
-		anyFace: face(Entity{})}
+	l := &live{Settings: s, entities: map[string]Entity{}, faces: map[string]string{}, admins: map[string]bool{}, policy: p}
 	for _, e := range s.Entities {
 		l.entities[e.Local] = e
 		l.faces[e.Local] = face(e)
@@ -143,13 +141,10 @@ func newLive(s Settings, allow, deny []string, prev *live) (*live, error) {
 func (l *live) ContactRate() limits.Rate { return l.Limits.ContactRate }
 func (l *live) DomainRate() limits.Rate  { return l.Limits.DomainRate }
 
-// face returns the face of entity's available presence.
-func (l *live) face(entity string) string {
-	if f, ok := l.faces[entity]; ok {
-		return f
-	}
-	return l.anyFace
-}
+// face returns the face of entity's available presence; none for a JID
+// that is no entity (available through unknown_entity), which answers no
+// vCard or capabilities query.
+func (l *live) face(entity string) string { return l.faces[entity] }
 
 // isAdmin reports whether from (any JID, any resource, any case) is an admin.
 func (l *live) isAdmin(from string) bool {

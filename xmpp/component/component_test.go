@@ -2,9 +2,12 @@ package component
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"log/slog"
 	"net"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"rostergate/store"
 	"rostergate/store/sqlite"
 	"rostergate/subscription"
+	"rostergate/xmpp/stanza"
 )
 
 const (
@@ -543,5 +547,58 @@ func TestSecretNotLogged(t *testing.T) {
 	}
 	if strings.Contains(log.String(), secret) {
 		t.Errorf("the log shows the secret:\n%s", log.String())
+	}
+}
+
+// The capabilities an entity's presence advertises hash what its disco#info
+// answers, recomputed here from the answer itself (XEP-0115 §5.4).
+func TestCapsMatchDisco(t *testing.T) {
+	h := start(t, "s3cret", nil)
+	c := h.first(t)
+	c.send(t, "<presence from='alice@good.example' to='helpdesk@bots.localhost' type='subscribe'/>")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	got, err := readUntil(c.r, "</presence>") // subscribed, then the available presence
+	if err != nil {
+		t.Fatalf("reading the answer: %v (%s)", err, got)
+	}
+	m := regexp.MustCompile(`<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='([^']+)' ver='([^']+)'/>`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("no capabilities in %s", got)
+	}
+	c.send(t, "<iq from='alice@good.example/pc' to='helpdesk@bots.localhost/rostergate' type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info' node='"+m[1]+"#"+m[2]+"'/></iq>")
+	reply, err := readUntil(c.r, "</iq>")
+	if err != nil {
+		t.Fatalf("reading the disco#info answer: %v (%s)", err, reply)
+	}
+	var q struct {
+		Query struct {
+			Node     string `xml:"node,attr"`
+			Identity []struct {
+				Category string `xml:"category,attr"`
+				Type     string `xml:"type,attr"`
+				Name     string `xml:"name,attr"`
+			} `xml:"identity"`
+			Feature []struct {
+				Var string `xml:"var,attr"`
+			} `xml:"feature"`
+		} `xml:"query"`
+	}
+	if err := xml.Unmarshal([]byte(reply), &q); err != nil {
+		t.Fatalf("%v: %s", err, reply)
+	}
+	if len(q.Query.Identity) != 1 || q.Query.Node != m[1]+"#"+m[2] {
+		t.Fatalf("disco#info answer: %s", reply)
+	}
+	var features []string
+	for _, f := range q.Query.Feature {
+		features = append(features, f.Var)
+	}
+	id := q.Query.Identity[0]
+	if ver := stanza.CapsVer(id.Category, id.Type, id.Name, features); ver != m[2] {
+		t.Errorf("presence advertises ver %s, disco#info hashes to %s", m[2], ver)
+	}
+	if !slices.Contains(features, "http://jabber.org/protocol/caps") {
+		t.Errorf("disco#info does not list the caps feature: %q", features)
 	}
 }

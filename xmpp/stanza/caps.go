@@ -23,7 +23,7 @@ const (
 // EntityFeatures are the features every entity answers (XEP-0030), sorted:
 // what its disco#info lists and its capabilities hash covers.
 func EntityFeatures() []string {
-	f := []string{NSDiscoInfo, NSDiscoItems, NSVersion, NSPing, NSVCard}
+	f := []string{NSCaps, NSDiscoInfo, NSDiscoItems, NSVersion, NSPing, NSVCard}
 	slices.Sort(f)
 	return f
 }
@@ -59,7 +59,7 @@ func PresenceWith(b *bytes.Buffer, from, to, id, typ, show, status, extra string
 	Esc(b, id)
 	if typ != "" {
 		b.WriteString("' type='")
-		b.WriteString(typ)
+		Esc(b, typ)
 	}
 	b.WriteString("'>")
 	if show != "" {

@@ -28,3 +28,13 @@ func TestPresenceWith(t *testing.T) {
 		t.Errorf("PresenceWith without extras: %s", b.String())
 	}
 }
+
+// A type is escaped like every attribute: no caller's value can end it.
+func TestTypeEscaped(t *testing.T) {
+	var b bytes.Buffer
+	Message(&b, "a@b", "c@d", "1", "x'y", "hi")
+	Presence(&b, "a@b", "c@d", "2", "x'y", "", "")
+	if bytes.Contains(b.Bytes(), []byte("x'y")) || !bytes.Contains(b.Bytes(), []byte("x&#39;y")) {
+		t.Errorf("a type with a quote: %s", b.String())
+	}
+}

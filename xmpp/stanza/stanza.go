@@ -225,7 +225,7 @@ func Presence(b *bytes.Buffer, from, to, id, typ, show, status string) {
 	Esc(b, id)
 	if typ != "" {
 		b.WriteString("' type='")
-		b.WriteString(typ)
+		Esc(b, typ)
 	}
 	if show == "" && status == "" {
 		b.WriteString("'/>")
@@ -301,7 +301,7 @@ func Message(b *bytes.Buffer, from, to, id, typ, body string) {
 	b.WriteString("' id='")
 	Esc(b, id)
 	b.WriteString("' type='")
-	b.WriteString(typ)
+	Esc(b, typ)
 	b.WriteString("'><body>")
 	Esc(b, body)
 	b.WriteString("</body></message>")
@@ -324,7 +324,7 @@ func Error(b *bytes.Buffer, name, from string, el *Element, typ, condition strin
 		Esc(b, el.ID)
 	}
 	b.WriteString("'><error type='")
-	b.WriteString(typ)
+	Esc(b, typ)
 	b.WriteString("'><")
 	b.WriteString(condition)
 	b.WriteString(" xmlns='" + NSStanzas + "'/></error></" + name + ">")
