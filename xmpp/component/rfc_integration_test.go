@@ -39,34 +39,48 @@ func actOn(t *testing.T, g *gate, contact string, kinds ...subscription.Kind) {
 	}
 }
 
+// endings are the states a subscription to the entity ends from, in
+// TestIntegrationContactUnsubscribes and TestIntegrationEntityRevokes: what
+// rostergate holds after, and the user's item.
+var endings = []struct {
+	name   string
+	from   subscription.State
+	to     subscription.State
+	roster string
+}{
+	{"from", subscription.From, subscription.None, "none"},
+	{"from+out", subscription.FromOut, subscription.NoneOut, "none"},
+	{"both", subscription.Both, subscription.To, "from"},
+}
+
+// subscribedAlice starts rostergate on srv and brings alice's item to from
+// (From, From + Pending Out or Both) the way a user does: she subscribes,
+// the policy accepts (and asks back, but for From), she accepts for Both.
+func subscribedAlice(t *testing.T, srv *xmpptest.Server, from subscription.State) (*gate, *xmpptest.Client) {
+	t.Helper()
+	g := newSetup(t, srv, accept(from != subscription.From)).start()
+	alice := srv.NewUser(t, "alice")
+	send(t, alice, helpdesk, "subscribe")
+	mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", ""))
+	if from == subscription.Both {
+		mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribe"))
+		send(t, alice, helpdesk, "subscribed")
+		mustRoster(t, alice, helpdesk, rosterIs("both", ""))
+	}
+	settle(t, alice)
+	wantState(t, g, "alice@localhost", from)
+	return g, alice
+}
+
 // A user ends their subscription to the entity (Table 7) from From, From +
 // Pending Out and Both: the entity's resource goes unavailable for them, the
 // state changes, and the user's item loses "to".
 func TestIntegrationContactUnsubscribes(t *testing.T) {
 	const rfc = `A.3.2: "if the stanza results in a subscription state change from the user's perspective then the user's server MUST change the state, MUST deliver the presence stanza from the contact to the user, and SHOULD auto-reply by sending a presence stanza of type "unsubscribed" to the contact on behalf of the user."`
-	for _, tc := range []struct {
-		name   string
-		from   subscription.State
-		to     subscription.State
-		roster string // the user's item after the unsubscribe
-	}{
-		{"from", subscription.From, subscription.None, "none"},
-		{"from+out", subscription.FromOut, subscription.NoneOut, "none"},
-		{"both", subscription.Both, subscription.To, "from"},
-	} {
+	for _, tc := range endings {
 		t.Run(tc.name, func(t *testing.T) {
 			xmpptest.EachServer(t, func(t *testing.T, srv *xmpptest.Server) {
-				g := newSetup(t, srv, accept(tc.from != subscription.From)).start()
-				alice := srv.NewUser(t, "alice")
-				send(t, alice, helpdesk, "subscribe")
-				mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", ""))
-				if tc.from == subscription.Both {
-					mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribe"))
-					send(t, alice, helpdesk, "subscribed")
-					mustRoster(t, alice, helpdesk, rosterIs("both", ""))
-				}
-				settle(t, alice)
-				wantState(t, g, "alice@localhost", tc.from)
+				g, alice := subscribedAlice(t, srv, tc.from)
 				send(t, alice, helpdesk, "unsubscribe")
 				mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", "unavailable"))
 				settle(t, alice)
@@ -89,29 +103,10 @@ func TestIntegrationContactUnsubscribes(t *testing.T) {
 // loses "to".
 func TestIntegrationEntityRevokes(t *testing.T) {
 	const rfc = `§3.2.2: "While the user is still subscribed to the contact's presence (i.e., before the contact's server routes or delivers the presence stanza of type "unsubscribed" to the user), the contact's server MUST send a presence stanza of type "unavailable" from all of the contact's online resources to the user."`
-	for _, tc := range []struct {
-		name   string
-		from   subscription.State
-		to     subscription.State
-		roster string
-	}{
-		{"from", subscription.From, subscription.None, "none"},
-		{"from+out", subscription.FromOut, subscription.NoneOut, "none"},
-		{"both", subscription.Both, subscription.To, "from"},
-	} {
+	for _, tc := range endings {
 		t.Run(tc.name, func(t *testing.T) {
 			xmpptest.EachServer(t, func(t *testing.T, srv *xmpptest.Server) {
-				g := newSetup(t, srv, accept(tc.from != subscription.From)).start()
-				alice := srv.NewUser(t, "alice")
-				send(t, alice, helpdesk, "subscribe")
-				mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", ""))
-				if tc.from == subscription.Both {
-					mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribe"))
-					send(t, alice, helpdesk, "subscribed")
-					mustRoster(t, alice, helpdesk, rosterIs("both", ""))
-				}
-				settle(t, alice)
-				wantState(t, g, "alice@localhost", tc.from)
+				g, alice := subscribedAlice(t, srv, tc.from)
 				actOn(t, g, "alice@localhost", subscription.Unsubscribed)
 				mustWaitPresence(t, alice, presenceFrom(helpdesk+"/rostergate", "unavailable"))
 				mustWaitPresence(t, alice, presenceFrom(helpdesk, "unsubscribed"))

@@ -1,7 +1,6 @@
 package stanza
 
 import (
-	"bytes"
 	"crypto/sha1" // #nosec G505 -- XEP-0115 and XEP-0153 name SHA-1
 	"encoding/base64"
 	"slices"
@@ -42,36 +41,4 @@ func CapsVer(category, typ, name string, features []string) string {
 	}
 	sum := sha1.Sum([]byte(s.String())) // #nosec G401 -- the XEP's hash
 	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
-// PresenceWith is Presence with extra child elements (raw XML) after show
-// and status.
-func PresenceWith(b *bytes.Buffer, from, to, id, typ, show, status, extra string) {
-	if extra == "" {
-		Presence(b, from, to, id, typ, show, status)
-		return
-	}
-	b.WriteString("<presence from='")
-	Esc(b, from)
-	b.WriteString("' to='")
-	Esc(b, to)
-	b.WriteString("' id='")
-	Esc(b, id)
-	if typ != "" {
-		b.WriteString("' type='")
-		Esc(b, typ)
-	}
-	b.WriteString("'>")
-	if show != "" {
-		b.WriteString("<show>")
-		Esc(b, show)
-		b.WriteString("</show>")
-	}
-	if status != "" {
-		b.WriteString("<status>")
-		Esc(b, status)
-		b.WriteString("</status>")
-	}
-	b.WriteString(extra)
-	b.WriteString("</presence>")
 }

@@ -217,6 +217,12 @@ func Esc(b *bytes.Buffer, s string) {
 
 // Presence appends a presence stanza to b.
 func Presence(b *bytes.Buffer, from, to, id, typ, show, status string) {
+	PresenceWith(b, from, to, id, typ, show, status, "")
+}
+
+// PresenceWith is Presence with extra child elements (raw XML) after show
+// and status.
+func PresenceWith(b *bytes.Buffer, from, to, id, typ, show, status, extra string) {
 	b.WriteString("<presence from='")
 	Esc(b, from)
 	b.WriteString("' to='")
@@ -227,7 +233,7 @@ func Presence(b *bytes.Buffer, from, to, id, typ, show, status string) {
 		b.WriteString("' type='")
 		Esc(b, typ)
 	}
-	if show == "" && status == "" {
+	if show == "" && status == "" && extra == "" {
 		b.WriteString("'/>")
 		return
 	}
@@ -242,6 +248,7 @@ func Presence(b *bytes.Buffer, from, to, id, typ, show, status string) {
 		Esc(b, status)
 		b.WriteString("</status>")
 	}
+	b.WriteString(extra)
 	b.WriteString("</presence>")
 }
 
