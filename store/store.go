@@ -63,6 +63,34 @@ type Batch struct {
 	Send string
 	// Delivered deletes the outbox rows with ids up to this one.
 	Delivered int64
+	// BotEvents are appended to the entities' event logs, in order, in the
+	// same transaction; Commit sets their ids.
+	BotEvents []BotEvent
+}
+
+// BotEvent is one event of an entity's log: what the bot behind the entity
+// learns (a message to it, a contact's presence, a subscription change, a
+// held request). Ids increase in commit order, across entities.
+type BotEvent struct {
+	ID     int64
+	Entity string // the entity's localpart ("" is the domain itself)
+	At     time.Time
+	Type   string // message, presence, subscription or request
+	Data   string // the type's fields: a JSON object
+}
+
+// Token is an HTTP API token. Only a hash of its secret is stored.
+type Token struct {
+	ID       int64
+	Entities []string // the localparts it may act for
+	Created  time.Time
+	LastUsed time.Time // zero if never used
+	Revoked  time.Time // zero unless revoked
+}
+
+// Presence is what an entity's bot set as its presence (show, status).
+type Presence struct {
+	Show, Status string
 }
 
 // Outgoing is an outbox row: stanzas committed but not known to be delivered.
@@ -150,12 +178,49 @@ type Actions interface {
 	Action(ctx context.Context, id int64) (Action, error)
 }
 
+// Bots keeps what the bots behind entities use: their tokens, the entities'
+// event logs and their delivery cursors, and the presence bots set.
+type Bots interface {
+	// BotEvents returns up to limit events of entity with ids above after,
+	// oldest first, and the highest id that retention has deleted from
+	// entity's log (0 if none): events above after and up to it are lost.
+	BotEvents(ctx context.Context, entity string, after int64, limit int) (evs []BotEvent, trimmed int64, err error)
+	// LastBotEvent returns the id of entity's newest event (0 if none).
+	LastBotEvent(ctx context.Context, entity string) (int64, error)
+	// TrimBotEvents deletes events older than before, and all but the
+	// newest keep of each entity (keep 0: no cap), and returns how many.
+	TrimBotEvents(ctx context.Context, before time.Time, keep int) (int64, error)
+	// CreateToken stores a token's hash with the entities it may act for.
+	CreateToken(ctx context.Context, hash []byte, entities []string) (Token, error)
+	// TokenByHash returns the token with this hash, or an error matching
+	// ErrNotFound.
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	// Tokens returns every token, oldest first.
+	Tokens(ctx context.Context) ([]Token, error)
+	// RevokeToken revokes a token, or returns an error matching ErrNotFound.
+	RevokeToken(ctx context.Context, id int64) error
+	// TokenUsed records that token id was used for entity: a bot is behind
+	// that entity from now on.
+	TokenUsed(ctx context.Context, id int64, entity string, at time.Time) error
+	// BotEntities returns the entities some token has been used for.
+	BotEntities(ctx context.Context) ([]string, error)
+	// Cursor returns the last event id a consumer (say "webhook:helpdesk")
+	// has taken, 0 if none; SetCursor stores it.
+	Cursor(ctx context.Context, name string) (int64, error)
+	SetCursor(ctx context.Context, name string, id int64) error
+	// Presences returns the presence the bots set, by entity;
+	// SetPresence stores one.
+	Presences(ctx context.Context) (map[string]Presence, error)
+	SetPresence(ctx context.Context, entity string, p Presence) error
+}
+
 // Store is everything a running rostergate keeps.
 type Store interface {
 	Roster
 	Lists
 	Audit
 	Actions
+	Bots
 	// Hold claims the store for one running instance until release is
 	// called or the process ends; while held, another Hold fails with an
 	// error matching ErrHeld. The command line uses it to learn whether an

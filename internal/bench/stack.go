@@ -76,6 +76,25 @@ func (*nopStore) FinishAction(context.Context, int64, string) error      { retur
 func (*nopStore) Action(context.Context, int64) (store.Action, error) {
 	return store.Action{}, store.ErrNotFound
 }
+func (*nopStore) BotEvents(context.Context, string, int64, int) ([]store.BotEvent, int64, error) {
+	return nil, 0, nil
+}
+func (*nopStore) LastBotEvent(context.Context, string) (int64, error)          { return 0, nil }
+func (*nopStore) TrimBotEvents(context.Context, time.Time, int) (int64, error) { return 0, nil }
+func (*nopStore) TokenByHash(context.Context, []byte) (store.Token, error) {
+	return store.Token{}, store.ErrNotFound
+}
+func (*nopStore) Tokens(context.Context) ([]store.Token, error)                { return nil, nil }
+func (*nopStore) RevokeToken(context.Context, int64) error                     { return store.ErrNotFound }
+func (*nopStore) TokenUsed(context.Context, int64, string, time.Time) error    { return nil }
+func (*nopStore) BotEntities(context.Context) ([]string, error)                { return nil, nil }
+func (*nopStore) Cursor(context.Context, string) (int64, error)                { return 0, nil }
+func (*nopStore) SetCursor(context.Context, string, int64) error               { return nil }
+func (*nopStore) Presences(context.Context) (map[string]store.Presence, error) { return nil, nil }
+func (*nopStore) SetPresence(context.Context, string, store.Presence) error    { return nil }
+func (*nopStore) CreateToken(context.Context, []byte, []string) (store.Token, error) {
+	return store.Token{}, errors.New("bench: the no-op store keeps no tokens")
+}
 func (*nopStore) Hold(context.Context) (func(), error) { return func() {}, nil }
 func (*nopStore) Check(context.Context) error          { return nil }
 func (*nopStore) Close() error                         { return nil }

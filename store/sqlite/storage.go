@@ -263,7 +263,7 @@ func (db *DB) Apply(ctx context.Context, changes []store.Change) error {
 // the items, in the batch's order.
 func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err error) {
 	changes := b.Changes
-	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 {
+	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 && len(b.BotEvents) == 0 {
 		return 0, nil
 	}
 	now := time.Now()
@@ -349,6 +349,9 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 		if lastEvent, err = res.LastInsertId(); err != nil {
 			return 0, fmt.Errorf("sqlite: apply: audit: %w", err)
 		}
+	}
+	if err := insertBotEvents(ctx, tx, b.BotEvents, now); err != nil {
+		return 0, err
 	}
 	if b.Delivered > 0 {
 		if _, err := stmt(db.deleteOutbox).ExecContext(ctx, b.Delivered); err != nil {

@@ -61,6 +61,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Actions", testActions},
 		{"Hold", testHold},
 		{"Check", testCheck},
+		{"BotEvents", testBotEvents},
+		{"Tokens", testTokens},
+		{"BotState", testBotState},
 	} {
 		t.Run(part.name, func(t *testing.T) { part.run(t, o) })
 	}

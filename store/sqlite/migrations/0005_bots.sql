@@ -1,0 +1,45 @@
+-- What the bots behind entities use (the HTTP API): each entity's event
+-- log, the highest id retention has deleted from it, the consumers'
+-- cursors (webhook delivery), the API tokens (a SHA-256 of the secret,
+-- never the secret), the entities a token has been used for (a bot is
+-- behind them), and the presence bots set.
+CREATE TABLE bot_events (
+	id     INTEGER PRIMARY KEY AUTOINCREMENT,
+	entity TEXT    NOT NULL,
+	at     INTEGER NOT NULL,
+	type   TEXT    NOT NULL CHECK (type <> ''),
+	data   TEXT    NOT NULL
+) STRICT;
+CREATE INDEX bot_events_entity ON bot_events (entity, id);
+CREATE INDEX bot_events_at ON bot_events (at);
+
+CREATE TABLE bot_event_trims (
+	entity  TEXT    PRIMARY KEY,
+	through INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE cursors (
+	name TEXT    PRIMARY KEY,
+	id   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE tokens (
+	id        INTEGER PRIMARY KEY AUTOINCREMENT,
+	hash      BLOB    NOT NULL UNIQUE CHECK (length(hash) = 32),
+	entities  TEXT    NOT NULL, -- JSON array of localparts
+	created   INTEGER NOT NULL,
+	last_used INTEGER,
+	revoked   INTEGER
+) STRICT;
+
+CREATE TABLE bot_entities (
+	entity TEXT    PRIMARY KEY,
+	since  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE entity_presence (
+	entity  TEXT PRIMARY KEY,
+	show    TEXT NOT NULL,
+	status  TEXT NOT NULL,
+	updated INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
