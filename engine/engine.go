@@ -64,6 +64,7 @@ import (
 type Store interface {
 	store.Roster
 	store.Lists
+	store.Bots
 }
 
 // Wire is the live stream, as the transport gives it to the engine.
@@ -146,6 +147,9 @@ type Engine struct {
 	limitHits       map[string]int        // mu: requests over a limit, by limit
 	messagesDropped int                   // mu: messages from non-contacts dropped
 	autoReplied     map[itemKey]time.Time // mu: when each contact last got an entity's auto_reply
+	bots            bots                  // mu: what the engine knows of the bots behind entities
+	sigMu           sync.Mutex            // guards signal
+	signal          chan struct{}         // closed and replaced when bots' events are committed
 	offline         atomic.Bool           // shutting down: current presence is unavailable
 	streams         atomic.Uint64         // streams attached so far
 }
@@ -187,6 +191,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.live.Store(l)
+	if err := e.loadBots(ctx); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -426,7 +433,7 @@ func (e *Engine) currentPresence(b *bytes.Buffer, entity, contact string, pr *pr
 	case pr != nil && pr.resource != "":
 		stanza.Presence(b, bare+"/"+e.resource, contact, e.NewID(), "", "", "")
 	default:
-		ent := l.entities[entity]
-		stanza.PresenceWith(b, bare+"/"+e.resource, contact, e.NewID(), "", ent.Show, ent.Status, l.face(entity))
+		show, status := e.entityPresence(l, entity)
+		stanza.PresenceWith(b, bare+"/"+e.resource, contact, e.NewID(), "", show, status, l.face(entity))
 	}
 }

@@ -59,18 +59,22 @@ func (e *Engine) handleMessage(ctx context.Context, b *batch, x *in, h Handler) 
 			return
 		}
 	}
+	// A message of a type RFC 6121 does not define is handled as normal
+	// (§5.2.2).
+	typ := "normal"
+	if el.Type == "chat" {
+		typ = "chat"
+	}
+	if e.hasBot(l, a.Entity) {
+		e.botEvent(b, a.Entity, EventMessage, MessageEvent{From: el.From, Type: typ, Body: el.Body, Thread: el.Thread, ID: el.ID})
+		return
+	}
 	if ent.AutoReply == "" {
 		stanza.Error(&b.out, "message", a.To, el, "cancel", "service-unavailable")
 		return
 	}
 	if !e.autoReplyDue(a.Entity, a.Contact, b.now) {
 		return // answered lately: two auto-responders must not talk for ever
-	}
-	// A message of a type RFC 6121 does not define is handled as normal
-	// (§5.2.2).
-	typ := "normal"
-	if el.Type == "chat" {
-		typ = "chat"
 	}
 	stanza.Message(&b.out, e.entityJID(a.Entity)+"/"+e.resource, el.From, e.NewID(), typ, ent.AutoReply)
 }

@@ -42,6 +42,7 @@ type batch struct {
 	out     bytes.Buffer            // every stanza to send, in order
 	durable bytes.Buffer            // the stanzas that report state changes: kept in the outbox
 	queued  []*roster.Request       // held requests, announced to the admins once committed (with their ids)
+	events  []store.BotEvent        // events for the bots behind entities, committed with the batch
 	fetched map[itemKey]roster.Item // items as stored, read ahead for the batch (Sub "none" when there is none)
 	keys    []roster.Key            // the keys prefetch reads
 	now     time.Time
@@ -65,6 +66,8 @@ func (b *batch) reset() {
 	clear(b.fetched)
 	clear(b.queued)
 	b.queued = b.queued[:0]
+	clear(b.events)
+	b.events = b.events[:0]
 	b.keys = b.keys[:0]
 	for _, buf := range []*bytes.Buffer{&b.out, &b.durable} {
 		if buf.Cap() > maxKeptBuffer {
@@ -258,7 +261,7 @@ type flight struct {
 // launchLocked commits and sends b on a goroutine of its own; e.mu is held,
 // and no batch is in flight.
 func (e *Engine) launchLocked(ctx context.Context, b *batch) {
-	if len(b.changes) == 0 && b.out.Len() == 0 && len(b.queued) == 0 {
+	if len(b.changes) == 0 && b.out.Len() == 0 && len(b.queued) == 0 && len(b.events) == 0 {
 		return
 	}
 	f := &flight{b: b, done: make(chan struct{})}
@@ -316,14 +319,11 @@ func (e *Engine) prefetch(ctx context.Context, b *batch, els []in) {
 	defer func() { b.keys = keys[:0] }()
 	for i := range els {
 		x := &els[i]
-		if x.el.Name != "presence" {
-			continue
-		}
-		if _, ok := subscription.ParseKind(x.el.Type); !ok {
+		if !e.wantsItem(x) {
 			continue
 		}
 		a, _, err := e.address(x)
-		if err != nil {
+		if err != nil || x.el.Name != "presence" && a.Entity == "" {
 			continue
 		}
 		k := itemKey{a.Entity, a.Contact}
@@ -353,6 +353,27 @@ func (e *Engine) prefetch(ctx context.Context, b *batch, els []in) {
 	}
 }
 
+// wantsItem reports whether deciding x reads its roster item: a
+// subscription presence, a message with a body, or a contact's presence to
+// an entity with a bot behind it.
+func (e *Engine) wantsItem(x *in) bool {
+	el := x.el
+	switch el.Name {
+	case "message":
+		return el.Body != "" && el.Type != "error" && el.Type != "headline" && el.Type != "groupchat"
+	case "presence":
+		if _, ok := subscription.ParseKind(el.Type); ok {
+			return true
+		}
+		if el.Type != "" && el.Type != "unavailable" {
+			return false
+		}
+		a, _, err := e.address(x)
+		return err == nil && e.hasBot(e.live.Load(), a.Entity)
+	}
+	return false
+}
+
 // view returns the item as b left it, if b changed or deleted it.
 func (b *batch) view(k itemKey) (roster.Item, bool) {
 	if it, ok := b.items[k]; ok {
@@ -377,17 +398,20 @@ func (b *batch) view(k itemKey) (roster.Item, bool) {
 func (e *Engine) commit(ctx context.Context, b *batch) error {
 	var id int64
 	e.promote()
-	if len(b.changes) > 0 || b.durable.Len() > 0 {
+	if len(b.changes) > 0 || b.durable.Len() > 0 || len(b.events) > 0 {
 		if e.w == nil || e.closed {
 			return ErrNotConnected
 		}
 		var err error
-		id, err = e.store.Commit(ctx, store.Batch{Changes: b.changes, Send: b.durable.String(), Delivered: e.delivered})
+		id, err = e.store.Commit(ctx, store.Batch{Changes: b.changes, Send: b.durable.String(), Delivered: e.delivered, BotEvents: b.events})
 		if err != nil {
 			e.log.Error("storing state failed; replies withheld", "err", err, "changes", len(b.changes))
 			return fmt.Errorf("engine: commit: %w", err)
 		}
 		e.delivered = 0
+		if len(b.events) > 0 {
+			e.notifyEvents()
+		}
 	} else if e.delivered > 0 {
 		// Nothing to commit, but replies now known to be delivered: their
 		// outbox rows go now rather than with the next state change.

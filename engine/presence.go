@@ -92,7 +92,9 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 	if !ok {
 		switch el.Type {
 		case "", "unavailable":
-			// Contacts' presence needs no answer.
+			// Contacts' presence needs no answer; the bot behind an
+			// entity learns of it.
+			e.contactPresence(ctx, b, x)
 		case "error":
 			// Never answered, so that no loop can start (RFC 6120 §8.3.1).
 			e.log.Debug("presence error received", "from", el.From, "to", el.To)
@@ -260,6 +262,10 @@ func (e *Engine) record(b *batch, before roster.Item, after subscription.Item, s
 		} else {
 			b.items[k] = it
 			delete(b.gone, k)
+		}
+		e.itemEvents(b, it, changed, ev, queue, ch.Dequeue)
+		if changed {
+			e.forgetPresence(it)
 		}
 		if changed {
 			e.log.Debug("state", "entity", e.entityJID(it.Entity), "contact", it.Contact, "from", beforeState.String(), "to", after.State.String())

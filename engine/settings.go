@@ -33,7 +33,19 @@ type Entity struct {
 	// none.
 	Avatar     []byte
 	AvatarType string
+	// Webhook says a webhook receives the entity's events: a bot is behind
+	// it.
+	Webhook bool
+	// SendTo is whom its bot may message: SendSubscribers ("" too) or
+	// SendAnyone.
+	SendTo string
 }
+
+// The values of Entity.SendTo.
+const (
+	SendSubscribers = "subscribers" // JIDs with a subscription to the entity (from or both)
+	SendAnyone      = "anyone"
+)
 
 // face is what an entity's available presence carries besides show and
 // status: its avatar's hash (XEP-0153) and its capabilities (XEP-0115).

@@ -49,6 +49,9 @@ type Element struct {
 	Payload *Payload // first child of an IQ
 	Raw     []byte   // an IQ's children as received
 	Body    string   // a message's body
+	Thread  string   // a message's thread
+	Show    string   // an available presence's show
+	Status  string   // an available or unavailable presence's status
 }
 
 // Address is a stanza's parsed addressing, as sent to a JID at the
@@ -88,7 +91,7 @@ func (el *Element) Address(domain string) (Address, bool, error) {
 
 // Retained is about how many bytes el keeps while it waits to be handled.
 func (el *Element) Retained() int {
-	return len(el.Raw) + len(el.Body) + len(el.From) + len(el.To) + len(el.ID) + len(el.Type)
+	return len(el.Raw) + len(el.Body) + len(el.Thread) + len(el.Status) + len(el.Show) + len(el.From) + len(el.To) + len(el.ID) + len(el.Type)
 }
 
 // Payload is the first child of an IQ: what the IQ is about (its
@@ -104,7 +107,13 @@ type iqBody struct {
 }
 
 type messageBody struct {
-	Body string `xml:"body"`
+	Body   string `xml:"jabber:component:accept body"`
+	Thread string `xml:"jabber:component:accept thread"`
+}
+
+type presenceBody struct {
+	Show   string `xml:"jabber:component:accept show"`
+	Status string `xml:"jabber:component:accept status"`
 }
 
 // Next reads the next stanza. budget, if not nil, is called before each
@@ -168,7 +177,13 @@ func Next(d *xml.Decoder, budget func()) (*Element, error) {
 				if err := d.DecodeElement(&body, &t); err != nil {
 					return nil, fmt.Errorf("stanza: reading message: %w", err)
 				}
-				el.Body = body.Body
+				el.Body, el.Thread = body.Body, body.Thread
+			} else if el.Name == "presence" && (el.Type == "" || el.Type == "unavailable") {
+				var body presenceBody
+				if err := d.DecodeElement(&body, &t); err != nil {
+					return nil, fmt.Errorf("stanza: reading presence: %w", err)
+				}
+				el.Show, el.Status = body.Show, body.Status
 			} else if err := d.Skip(); err != nil {
 				return nil, fmt.Errorf("stanza: reading %s: %w", el.Name, err)
 			}
