@@ -8,11 +8,13 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -27,6 +29,7 @@ import (
 	"rostergate/engine"
 	"rostergate/limits"
 	"rostergate/policy"
+	"rostergate/webhook"
 )
 
 // SecretEnv names the environment variable that overrides the secret in the file.
@@ -41,6 +44,7 @@ type Config struct {
 	Admin     Admin     `toml:"admin"`
 	Policy    Policy    `toml:"policy"`
 	Limits    Limits    `toml:"limits"`
+	HTTP      HTTP      `toml:"http"`
 
 	compiled *policy.Policy
 }
@@ -82,6 +86,36 @@ type Entity struct {
 	Avatar     string `toml:"avatar"`
 	AvatarData []byte `toml:"-"`
 	AvatarType string `toml:"-"`
+	// Webhook is the URL each of the entity's events is POSTed to, signed
+	// with the secret in WebhookSecretFile (whsec_…, read when the config
+	// is: WebhookSecret); WebhookMaxAge is how long an event is retried.
+	Webhook           string   `toml:"webhook"`
+	WebhookSecretFile string   `toml:"webhook_secret_file"`
+	WebhookSecret     string   `toml:"-"`
+	WebhookMaxAge     Duration `toml:"webhook_max_age"`
+	// SendTo is whom the entity's bot may message: "subscribers" (the
+	// default) or "anyone".
+	SendTo string `toml:"send_to"`
+}
+
+// HTTP is the [http] table: the bots' API and webhooks. Off when Listen is
+// empty.
+type HTTP struct {
+	Listen string `toml:"listen"` // host:port
+	// TLSCert and TLSKey (PEM files, relative to the config file) serve
+	// HTTPS; both or neither.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// EventRetention is how long events are kept; MaxEvents how many per
+	// entity at most.
+	EventRetention Duration `toml:"event_retention"`
+	MaxEvents      int      `toml:"max_events"`
+	// MaxBody bounds a request's body, in bytes.
+	MaxBody int64 `toml:"max_body"`
+	// RateText is the requests each token may make, N/DURATION; Rate its
+	// value.
+	RateText string      `toml:"rate"`
+	Rate     limits.Rate `toml:"-"`
 }
 
 // maxAvatar bounds an avatar: its vCard carries it whole, in base64.
@@ -219,6 +253,7 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Storage:   Storage{Path: "rostergate.db"},
 		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Drop)},
 		Limits:    Limits{Action: string(policy.Drop), MaxStanzaBytes: 64 << 10},
+		HTTP:      HTTP{EventRetention: Duration{7 * 24 * time.Hour}, MaxEvents: 100_000, MaxBody: 64 << 10, RateText: "100/1s"},
 	}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
@@ -328,6 +363,9 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 				return fmt.Errorf("%s: avatar: %w", key, err)
 			}
 		}
+		if err := c.validateBot(e, key); err != nil {
+			return err
+		}
 		for _, f := range []struct{ name, v string }{{"name", e.Name}, {"nick", e.Nick}, {"status", e.Status}, {"auto_reply", e.AutoReply}} {
 			if err := checkText(f.v); err != nil {
 				return fmt.Errorf("%s: %s: %w", key, f.name, err)
@@ -394,7 +432,86 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 		return fmt.Errorf("[policy]: %w", err)
 	}
 	c.compiled = p
-	return c.validateLimits()
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
+	return c.validateHTTP()
+}
+
+// validateBot checks an entity's webhook and send_to.
+func (c *Config) validateBot(e *Entity, key string) error {
+	switch e.SendTo {
+	case "":
+		e.SendTo = engine.SendSubscribers
+	case engine.SendSubscribers, engine.SendAnyone:
+	default:
+		return fmt.Errorf("%s: send_to: unknown value %q (want subscribers or anyone)", key, e.SendTo)
+	}
+	if e.WebhookMaxAge.Duration == 0 {
+		e.WebhookMaxAge.Duration = 24 * time.Hour
+	} else if e.WebhookMaxAge.Duration < time.Minute {
+		return fmt.Errorf("%s: webhook_max_age: %s is too short (at least 1m)", key, e.WebhookMaxAge)
+	}
+	if e.Webhook == "" {
+		if e.WebhookSecretFile != "" {
+			return fmt.Errorf("%s: webhook_secret_file: set without webhook", key)
+		}
+		return nil
+	}
+	u, err := url.Parse(e.Webhook)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf("%s: webhook: %q is not an http:// or https:// URL (without user or fragment)", key, e.Webhook)
+	}
+	if e.WebhookSecretFile == "" {
+		return fmt.Errorf("%s: webhook_secret_file: required with webhook (a file holding whsec_ and the base64 key)", key)
+	}
+	s, err := readSecretFile(c.resolve(e.WebhookSecretFile))
+	if err != nil {
+		return fmt.Errorf("%s: webhook_secret_file: %w", key, err)
+	}
+	if _, err := webhook.ParseSecret(s); err != nil {
+		return fmt.Errorf("%s: webhook_secret_file: %s: %w", key, c.resolve(e.WebhookSecretFile), err)
+	}
+	e.WebhookSecret = s
+	return nil
+}
+
+// validateHTTP checks the [http] table.
+func (c *Config) validateHTTP() error {
+	h := &c.HTTP
+	if h.Listen != "" {
+		host, port, err := net.SplitHostPort(h.Listen)
+		if err != nil {
+			return fmt.Errorf("[http] listen: %q is not host:port", h.Listen)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("[http] listen: port %q is not a number from 0 to 65535", port)
+		}
+		_ = host
+	}
+	if (h.TLSCert == "") != (h.TLSKey == "") {
+		return errors.New("[http] tls_cert, tls_key: set both or neither")
+	}
+	if h.TLSCert != "" {
+		h.TLSCert, h.TLSKey = c.resolve(h.TLSCert), c.resolve(h.TLSKey)
+		if _, err := tls.LoadX509KeyPair(h.TLSCert, h.TLSKey); err != nil {
+			return fmt.Errorf("[http] tls_cert, tls_key: %w", err)
+		}
+	}
+	if h.EventRetention.Duration < time.Minute {
+		return fmt.Errorf("[http] event_retention: %s is too short (at least 1m)", h.EventRetention)
+	}
+	if h.MaxEvents < 100 {
+		return fmt.Errorf("[http] max_events: %d is too few (at least 100)", h.MaxEvents)
+	}
+	if h.MaxBody < 1024 || h.MaxBody > 16<<20 {
+		return fmt.Errorf("[http] max_body: %d is out of range (1024 to 16777216)", h.MaxBody)
+	}
+	var err error
+	if h.Rate, err = limits.ParseRate(h.RateText); err != nil {
+		return fmt.Errorf("[http] rate: %w", err)
+	}
+	return nil
 }
 
 // validateAdmin normalises [admin] jids: bare JIDs of users, each once.
@@ -492,26 +609,36 @@ func (c *Config) loadSecret(getenv func(string) string) error {
 		comp.SecretSource = "secret"
 	case comp.SecretFile != "":
 		p := c.resolve(comp.SecretFile)
-		fi, err := os.Stat(p)
+		s, err := readSecretFile(p)
 		if err != nil {
 			return fmt.Errorf("[component] secret_file: %w", err)
-		}
-		if fi.Mode().Perm()&0o004 != 0 {
-			return fmt.Errorf("[component] secret_file: %s is readable by everyone (mode %04o): chmod 600 it", p, fi.Mode().Perm())
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return fmt.Errorf("[component] secret_file: %w", err)
-		}
-		s := strings.TrimRight(string(b), "\r\n")
-		if s == "" {
-			return fmt.Errorf("[component] secret_file: %s is empty", p)
 		}
 		comp.Secret, comp.SecretSource = s, "secret_file "+p
 	default:
 		return fmt.Errorf("[component] secret: required (or secret_file, or %s in the environment)", SecretEnv)
 	}
 	return nil
+}
+
+// readSecretFile reads a secret from a file nobody else may read, without
+// its line end.
+func readSecretFile(p string) (string, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return "", fmt.Errorf("%s is readable by everyone (mode %04o): chmod 600 it", p, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", p)
+	}
+	return s, nil
 }
 
 // maxText bounds a text the entities send (a name, a nickname, a status, an

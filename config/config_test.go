@@ -306,3 +306,48 @@ func TestRuleDomainNormalised(t *testing.T) {
 func policyRequest(contact string) policy.Request {
 	return policy.Request{Contact: contact, Entity: "x", KnownEntity: true}
 }
+
+// A webhook's secret comes from a file nobody else may read, holding a
+// Standard Webhooks secret; the [http] defaults are those documented.
+func TestWebhookSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	write("good.whsec", good+"\n", 0o600)
+	write("open.whsec", good+"\n", 0o644)
+	write("bad.whsec", "whsec_not base64!\n", 0o600)
+	write("short.whsec", "whsec_c2hvcnQ=\n", 0o600)
+	cfg := func(file string) string {
+		return "[component]\ndomain='b.example'\nserver='h:1'\nsecret='x'\n[[entity]]\nlocal='bot'\nwebhook='https://hooks.example/in'\nwebhook_secret_file='" + file + "'\n"
+	}
+	c, err := Parse([]byte(cfg("good.whsec")), filepath.Join(dir, "c.toml"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Entities[0]
+	if e.WebhookSecret != good || e.WebhookMaxAge.Duration != 24*time.Hour || e.SendTo != "subscribers" {
+		t.Errorf("entity = %+v", e)
+	}
+	if h := c.HTTP; h.Listen != "" || h.EventRetention.Duration != 7*24*time.Hour || h.MaxEvents != 100_000 || h.MaxBody != 64<<10 || h.Rate.String() != "100/1s" {
+		t.Errorf("[http] defaults = %+v", h)
+	}
+	if !c.Settings().Entities[0].Webhook {
+		t.Error("Settings: the entity has no webhook")
+	}
+	for file, want := range map[string]string{
+		"open.whsec":  "is readable by everyone",
+		"bad.whsec":   "not whsec_ followed by standard base64",
+		"short.whsec": "shorter than 24",
+		"none.whsec":  "no such file",
+	} {
+		_, err := Parse([]byte(cfg(file)), filepath.Join(dir, "c.toml"), noEnv)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "webhook_secret_file") {
+			t.Errorf("%s: %v, want an error saying %q", file, err, want)
+		}
+	}
+}

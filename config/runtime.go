@@ -27,16 +27,18 @@ func (c *Config) Settings() engine.Settings {
 	}
 	for _, e := range c.Entities {
 		s.Entities = append(s.Entities, engine.Entity{Local: e.Localpart(), Name: e.Name, Nick: e.Nick, Show: e.Show, Status: e.Status,
-			AutoReply: e.AutoReply, AcceptMessages: e.AcceptMessages, Avatar: e.AvatarData, AvatarType: e.AvatarType})
+			AutoReply: e.AutoReply, AcceptMessages: e.AcceptMessages, Avatar: e.AvatarData, AvatarType: e.AvatarType,
+			Webhook: e.Webhook != "", SendTo: e.SendTo})
 	}
 	return s
 }
 
 // RestartNeeded reports whether going from c to next changes what only a
 // restart puts in force: the [component] and [storage] sections and
-// [limits] max_stanza_bytes.
+// [limits] max_stanza_bytes, [http] listen and its TLS files.
 func (c *Config) RestartNeeded(next *Config) bool {
 	a, b := c.Component, next.Component
 	return a.Domain != b.Domain || a.Server != b.Server || a.Secret != b.Secret || a.Resource != b.Resource ||
-		a.Keepalive != b.Keepalive || c.Storage.Path != next.Storage.Path || c.Limits.MaxStanzaBytes != next.Limits.MaxStanzaBytes
+		a.Keepalive != b.Keepalive || c.Storage.Path != next.Storage.Path || c.Limits.MaxStanzaBytes != next.Limits.MaxStanzaBytes ||
+		c.HTTP.Listen != next.HTTP.Listen || c.HTTP.TLSCert != next.HTTP.TLSCert || c.HTTP.TLSKey != next.HTTP.TLSKey
 }

@@ -57,9 +57,9 @@ local = "plain"
 			want: engine.Settings{
 				Entities: []engine.Entity{
 					{Local: "helpdesk", Name: "Help desk", Nick: "helpdesk", Show: "away", Status: "Ask me anything",
-						AutoReply: "No one reads this yet.", AcceptMessages: engine.AcceptAnyone},
-					{Local: "", Name: "The bots", Show: "dnd", Status: "Busy", AcceptMessages: engine.AcceptContacts},
-					{Local: "plain", AcceptMessages: engine.AcceptContacts},
+						AutoReply: "No one reads this yet.", AcceptMessages: engine.AcceptAnyone, SendTo: engine.SendSubscribers},
+					{Local: "", Name: "The bots", Show: "dnd", Status: "Busy", AcceptMessages: engine.AcceptContacts, SendTo: engine.SendSubscribers},
+					{Local: "plain", AcceptMessages: engine.AcceptContacts, SendTo: engine.SendSubscribers},
 				},
 				Limits: engine.Limits{Action: policy.Drop},
 			},
@@ -152,7 +152,7 @@ max_pending = 7
 action = "reject"
 `,
 			want: engine.Settings{
-				Entities:      []engine.Entity{{Local: "helpdesk", AcceptMessages: engine.AcceptContacts}},
+				Entities:      []engine.Entity{{Local: "helpdesk", AcceptMessages: engine.AcceptContacts, SendTo: engine.SendSubscribers}},
 				UnknownOnline: true,
 				Admins:        []string{"admin@example.com"},
 				ReviewTTL:     90 * time.Minute,

@@ -297,6 +297,9 @@ type OutMessage struct {
 	Body   string
 	Thread string
 	ID     string // "" for a fresh one
+	// Reply says it answers a message that reached the entity (a webhook's
+	// reply): send_to does not apply to it.
+	Reply bool
 }
 
 // SendMessage sends a message from entity (its resource) to m.To, and
@@ -336,7 +339,7 @@ func (e *Engine) SendMessage(ctx context.Context, entity string, m OutMessage) (
 
 	e.lock()
 	defer e.mu.Unlock()
-	if ent.SendTo != SendAnyone {
+	if ent.SendTo != SendAnyone && !m.Reply {
 		b := newBatch()
 		it, err := e.lookup(ctx, b, entity, to.Bare().String())
 		if err != nil {

@@ -50,6 +50,7 @@ type Service struct {
 	log      *slog.Logger
 	wait     time.Duration
 	hk       housekeeping
+	uses     botUse
 }
 
 // ErrNotRunning is matched (errors.Is) by the error of an act asked of a

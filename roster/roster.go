@@ -70,6 +70,7 @@ const (
 	ViaAdhoc  = "adhoc"      // an admin's XEP-0050 ad-hoc command
 	ViaCLI    = "cli"        // the command line
 	ViaTTL    = "review_ttl" // rostergate itself, when a held request outlives review_ttl
+	ViaAPI    = "api"        // a bot, through the HTTP API (the actor is "token:ID")
 )
 
 // Actor is who acts, and through which interface: every act of an admin or

@@ -14,11 +14,12 @@ import (
 	"text/tabwriter"
 
 	"rostergate/config"
-	"rostergate/gate"
+	"rostergate/httpapi"
 	"rostergate/internal/instance"
 	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store/sqlite"
+	"rostergate/webhook"
 )
 
 const version = "0.1.0"
@@ -89,6 +90,10 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 		return err
 	}
 	defer release()
+	httpOpts, err := httpOptions(cfg)
+	if err != nil {
+		return err
+	}
 	inst, err := instance.New(ctx, instance.Config{
 		Domain:         cfg.Component.Domain,
 		Server:         cfg.Component.Server,
@@ -100,6 +105,7 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 		Store:          db,
 		Settings:       cfg.Settings(),
 		Logger:         logger,
+		HTTP:           httpOpts,
 	})
 	if err != nil {
 		return err
@@ -118,7 +124,7 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
-		reloadOnHUP(reloadCtx, hup, *path, cfg, inst.Service, logger, getenv)
+		reloadOnHUP(reloadCtx, hup, *path, cfg, inst, logger, getenv)
 	}()
 	// No reload outlives run, nor reaches the database once it is closed.
 	defer func() {
@@ -135,7 +141,7 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 // reloadOnHUP re-reads the config on each SIGHUP and puts what may change
 // in force; an invalid config is refused, with the reason logged, and the
 // one in force is kept.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *config.Config, svc *gate.Service, logger *slog.Logger, getenv func(string) string) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *config.Config, inst *instance.Instance, logger *slog.Logger, getenv func(string) string) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -143,18 +149,56 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *co
 		case <-hup:
 		}
 		cfg, err := config.Load(path, getenv)
+		var hooks []httpapi.Webhook
 		if err == nil {
-			err = svc.Reload(ctx, cfg.Settings())
+			hooks, err = webhooks(cfg)
+		}
+		if err == nil {
+			err = inst.Service.Reload(ctx, cfg.Settings())
 		}
 		if err != nil {
 			logger.Error("reload refused; the config in force is kept", "err", err)
 			continue
 		}
+		if inst.HTTP != nil {
+			inst.HTTP.SetWebhooks(ctx, hooks)
+		}
 		if cur.RestartNeeded(cfg) {
-			logger.Warn("reload: changes to [component], [storage] and max_stanza_bytes take effect at the next start")
+			logger.Warn("reload: changes to [component], [storage], max_stanza_bytes and [http] listen and TLS take effect at the next start")
 		}
 		logger.Info("reload done", "config", path)
 	}
+}
+
+// httpOptions returns the HTTP API's options, or nil when neither [http]
+// listen nor any webhook is set.
+func httpOptions(cfg *config.Config) (*httpapi.Options, error) {
+	hooks, err := webhooks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HTTP.Listen == "" && len(hooks) == 0 {
+		return nil, nil
+	}
+	h := cfg.HTTP
+	return &httpapi.Options{Listen: h.Listen, TLSCert: h.TLSCert, TLSKey: h.TLSKey, MaxBody: h.MaxBody, Rate: h.Rate,
+		EventRetention: h.EventRetention.Duration, MaxEvents: h.MaxEvents, Webhooks: hooks}, nil
+}
+
+// webhooks returns the entities' webhooks.
+func webhooks(cfg *config.Config) ([]httpapi.Webhook, error) {
+	var out []httpapi.Webhook
+	for _, e := range cfg.Entities {
+		if e.Webhook == "" {
+			continue
+		}
+		sec, err := webhook.ParseSecret(e.WebhookSecret)
+		if err != nil {
+			return nil, fmt.Errorf("[[entity]] %q: %w", e.Localpart(), err)
+		}
+		out = append(out, httpapi.Webhook{Entity: e.Localpart(), URL: e.Webhook, Secret: sec, MaxAge: e.WebhookMaxAge.Duration})
+	}
+	return out, nil
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -46,6 +46,8 @@ Usage:
                                    the allow and deny lists, consulted before the rules
   rostergate audit   -config FILE [-since DURATION] [-format text|json|csv]
                                    decisions and admin actions
+  rostergate token   create -config FILE -entity LOCAL | list -config FILE | revoke -config FILE ID
+                                   the bots' HTTP API tokens (printed once, kept as a hash)
   rostergate backup  -config FILE -out FILE   a consistent copy of the database, while running
   rostergate version               print the version
 
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, p proc) error {
 		return cmdExplain(ctx, args[1:], stdout, stderr, getenv)
 	case "lists":
 		return cmdLists(ctx, args[1:], stdout, stderr, getenv)
+	case "token":
+		return cmdToken(ctx, args[1:], stdout, stderr, getenv)
 	case "backup":
 		return cmdBackup(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":

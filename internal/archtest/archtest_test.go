@@ -22,6 +22,7 @@ var allowed = map[string][]string{
 	"policy":       {},
 	"limits":       {},
 	"xmpp/stanza":  {},
+	"webhook":      {},
 
 	"store":           {"roster"},
 	"store/sqlite":    {"roster", "store"},
@@ -30,13 +31,15 @@ var allowed = map[string][]string{
 	"engine":            {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza"},
 	"engine/enginetest": {},
 	"gate":              {"engine", "roster", "store", "subscription", "policy"},
-	"config":            {"engine", "policy", "limits"},
+	"config":            {"engine", "policy", "limits", "webhook"},
+	"httpapi":           {"engine", "gate", "limits", "roster", "store", "webhook"},
 
 	"xmpp/adminui":   {"roster", "store", "xmpp/stanza"},
 	"xmpp/component": {"engine", "gate", "roster", "xmpp/stanza", "xmpp/adminui"},
 
-	"internal/instance": {"engine", "gate", "store", "xmpp/component"},
+	"internal/instance": {"engine", "gate", "httpapi", "store", "xmpp/component"},
 	"internal/xmpptest": {},
+	"examples/echo-bot": {"webhook"},
 	"internal/bench":    {"engine", "internal/instance", "internal/xmpptest", "policy", "roster", "store", "store/sqlite", "xmpp/component"},
 }
 
@@ -45,7 +48,7 @@ var allowed = map[string][]string{
 // engine, the service and every interface.
 var driverFree = []string{
 	"roster", "store", "subscription", "policy", "limits", "xmpp/stanza",
-	"engine", "gate", "config", "xmpp/adminui", "xmpp/component", "internal/instance",
+	"engine", "gate", "config", "xmpp/adminui", "xmpp/component", "internal/instance", "httpapi", "webhook",
 }
 
 // drivers are the packages only a concrete store (and cmd, tests) may link.

@@ -13,6 +13,7 @@ import (
 
 	"rostergate/engine"
 	"rostergate/gate"
+	"rostergate/httpapi"
 	"rostergate/store"
 	"rostergate/xmpp/component"
 )
@@ -27,6 +28,9 @@ type Config struct {
 	Store                  store.Store
 	Settings               engine.Settings
 	Logger                 *slog.Logger
+	// HTTP, if not nil, serves the bots' API and delivers their webhooks
+	// (its Service is filled in).
+	HTTP *httpapi.Options
 
 	// For tests: reconnect backoff bounds and the dialer (defaults as in
 	// component.Options).
@@ -39,6 +43,7 @@ type Instance struct {
 	Engine    *engine.Engine
 	Service   *gate.Service
 	Component *component.Component
+	HTTP      *httpapi.Server // nil without [http]
 }
 
 // New wires an Instance.
@@ -67,8 +72,28 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
-	return &Instance{Engine: eng, Service: svc, Component: comp}, nil
+	inst := &Instance{Engine: eng, Service: svc, Component: comp}
+	if c.HTTP != nil {
+		o := *c.HTTP
+		o.Service = svc
+		if o.Logger == nil {
+			o.Logger = c.Logger
+		}
+		if inst.HTTP, err = httpapi.New(o); err != nil {
+			return nil, fmt.Errorf("instance: %w", err)
+		}
+	}
+	return inst, nil
 }
 
-// Run serves until ctx is cancelled; see component.Run.
-func (i *Instance) Run(ctx context.Context) error { return i.Component.Run(ctx) }
+// Run serves until ctx is cancelled; see component.Run. The HTTP API, if
+// any, listens first: a port that is taken fails the start.
+func (i *Instance) Run(ctx context.Context) error {
+	if i.HTTP != nil {
+		if err := i.HTTP.Start(ctx); err != nil {
+			return fmt.Errorf("instance: %w", err)
+		}
+		defer i.HTTP.Close()
+	}
+	return i.Component.Run(ctx)
+}

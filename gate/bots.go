@@ -1,0 +1,242 @@
+package gate
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"rostergate/engine"
+	"rostergate/roster"
+	"rostergate/store"
+)
+
+// TokenPrefix starts every API token, so that one found in a log or a
+// repository is recognised for what it is.
+const TokenPrefix = "rgt_"
+
+// ErrBadToken is matched (errors.Is) by Authenticate's error for a token
+// that is unknown, malformed or revoked.
+var ErrBadToken = errors.New("gate: unknown or revoked token")
+
+// ErrNotEntity is matched (errors.Is) when a name is no configured entity.
+var ErrNotEntity = engine.ErrNotEntity
+
+// hashToken is what the store keeps of a token.
+func hashToken(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+// CreateToken makes an API token for the entities named (localparts or
+// bare JIDs at the domain, each configured), stores its hash, and returns
+// the token: the only time it is seen.
+func (s *Service) CreateToken(ctx context.Context, entities []string) (string, store.Token, error) {
+	if len(entities) == 0 {
+		return "", store.Token{}, errors.New("gate: a token is for at least one entity")
+	}
+	configured := s.Entities()
+	var locals []string
+	for _, name := range entities {
+		local, err := roster.ParseEntity(s.domain, name)
+		if err != nil {
+			return "", store.Token{}, err
+		}
+		if _, ok := slices.BinarySearch(configured, local); !ok {
+			return "", store.Token{}, fmt.Errorf("gate: %q is no [[entity]] of %s: %w", name, s.domain, ErrNotEntity)
+		}
+		locals = append(locals, local)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", store.Token{}, fmt.Errorf("gate: %w", err)
+	}
+	tok := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	t, err := s.store.CreateToken(ctx, hashToken(tok), sortedUnique(locals))
+	if err != nil {
+		return "", store.Token{}, fmt.Errorf("gate: %w", err)
+	}
+	return tok, t, nil
+}
+
+// Tokens returns every token (never their secret), oldest first.
+func (s *Service) Tokens(ctx context.Context) ([]store.Token, error) {
+	ts, err := s.store.Tokens(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	return ts, nil
+}
+
+// RevokeToken revokes a token by id: it is refused from the next request on.
+func (s *Service) RevokeToken(ctx context.Context, id int64) error {
+	if err := s.store.RevokeToken(ctx, id); err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	return nil
+}
+
+// Authenticate returns the token tok is, or an error matching ErrBadToken.
+func (s *Service) Authenticate(ctx context.Context, tok string) (store.Token, error) {
+	if !strings.HasPrefix(tok, TokenPrefix) || len(tok) > 128 {
+		return store.Token{}, ErrBadToken
+	}
+	t, err := s.store.TokenByHash(ctx, hashToken(tok))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Token{}, ErrBadToken
+	}
+	if err != nil {
+		return store.Token{}, fmt.Errorf("gate: %w", err)
+	}
+	if !t.Revoked.IsZero() {
+		return store.Token{}, fmt.Errorf("%w (revoked %s)", ErrBadToken, t.Revoked.Format(time.RFC3339))
+	}
+	return t, nil
+}
+
+// botUse remembers which (token, entity) uses were recorded in this
+// process, so that each is written once.
+type botUse struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// BotAttached records that token t was used for entity: a bot is behind
+// the entity from now on (its messages go to its event log).
+func (s *Service) BotAttached(ctx context.Context, t store.Token, entity string) error {
+	key := fmt.Sprint(t.ID, "/", entity)
+	s.uses.mu.Lock()
+	seen := s.uses.seen[key]
+	s.uses.mu.Unlock()
+	if seen {
+		return nil
+	}
+	if err := s.store.TokenUsed(ctx, t.ID, entity, time.Now()); err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	if s.eng != nil {
+		s.eng.BotAttached(entity)
+	}
+	s.uses.mu.Lock()
+	if s.uses.seen == nil {
+		s.uses.seen = map[string]bool{}
+	}
+	s.uses.seen[key] = true
+	s.uses.mu.Unlock()
+	return nil
+}
+
+// BotItem is a roster item as a bot sees it, with the contact's presence
+// where the entity is subscribed to it.
+type BotItem struct {
+	roster.Item
+	Presence []engine.ContactPresence
+}
+
+// BotRoster returns entity's roster with its contacts' presence.
+func (s *Service) BotRoster(ctx context.Context, entity string) ([]BotItem, error) {
+	if s.eng == nil {
+		return nil, errors.New("gate: bot roster: not the running instance")
+	}
+	pres := s.eng.ContactPresences(entity)
+	var out []BotItem
+	err := s.eachItem(ctx, entity, 0, func(it roster.Item) error {
+		bi := BotItem{Item: it}
+		if it.Sub == roster.SubTo || it.Sub == roster.SubBoth {
+			bi.Presence = pres[it.Contact]
+		}
+		out = append(out, bi)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SendMessage sends a message as entity (see engine.SendMessage).
+func (s *Service) SendMessage(ctx context.Context, actor roster.Actor, entity string, m engine.OutMessage) (string, error) {
+	if s.eng == nil {
+		return "", errors.New("gate: send message: not the running instance")
+	}
+	id, err := s.eng.SendMessage(ctx, entity, m)
+	if err != nil {
+		return "", err
+	}
+	s.log.Debug("message sent", "entity", entity, "to", m.To, "actor", actor.String())
+	return id, nil
+}
+
+// SetPresence sets the presence of entity, kept across restarts, and sends
+// it to its subscribers.
+func (s *Service) SetPresence(ctx context.Context, actor roster.Actor, entity string, p store.Presence) error {
+	if s.eng == nil {
+		return errors.New("gate: set presence: not the running instance")
+	}
+	if err := s.eng.SetPresence(ctx, entity, p); err != nil {
+		return err
+	}
+	s.log.Info("presence set", "entity", entity, "show", p.Show, "actor", actor.String())
+	return nil
+}
+
+// BotEvents returns up to limit events of entity after id after, and the
+// highest id retention deleted (see store.Bots).
+func (s *Service) BotEvents(ctx context.Context, entity string, after int64, limit int) ([]store.BotEvent, int64, error) {
+	evs, trimmed, err := s.store.BotEvents(ctx, entity, after, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("gate: %w", err)
+	}
+	return evs, trimmed, nil
+}
+
+// EventsSignal returns a channel closed when events are next committed;
+// nil (never closed) outside the running instance.
+func (s *Service) EventsSignal() <-chan struct{} {
+	if s.eng == nil {
+		return nil
+	}
+	return s.eng.EventsSignal()
+}
+
+// TrimEvents applies the retention: events older than before, and beyond
+// keep per entity, are deleted.
+func (s *Service) TrimEvents(ctx context.Context, before time.Time, keep int) (int64, error) {
+	n, err := s.store.TrimBotEvents(ctx, before, keep)
+	if err != nil {
+		return 0, fmt.Errorf("gate: %w", err)
+	}
+	return n, nil
+}
+
+// Cursor and SetCursor keep where a consumer of events stands.
+func (s *Service) Cursor(ctx context.Context, name string) (int64, error) {
+	id, err := s.store.Cursor(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("gate: %w", err)
+	}
+	return id, nil
+}
+
+// SetCursor stores where a consumer of events stands.
+func (s *Service) SetCursor(ctx context.Context, name string, id int64) error {
+	if err := s.store.SetCursor(ctx, name, id); err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	return nil
+}
+
+// EntityJID returns the bare JID of the entity with localpart local.
+func (s *Service) EntityJID(local string) string { return roster.EntityJID(s.domain, local) }
+
+// IsEntity reports whether local is a configured entity.
+func (s *Service) IsEntity(local string) bool {
+	_, ok := slices.BinarySearch(s.Entities(), local)
+	return ok
+}

@@ -1,0 +1,299 @@
+// Package httpapi is rostergate's HTTP interface for bots: a JSON API under
+// /api/v1/entities/{entity}/ through which the bot behind an entity reads
+// its roster, sends messages, sets its presence, asks for and removes
+// contacts and takes its events (a long poll), and the webhook delivery
+// that POSTs each event to the entity's webhook, signed the Standard
+// Webhooks way (package webhook).
+//
+// It is an adapter over the one service (package gate): it touches neither
+// the store nor the stream. Tokens (gate.CreateToken) are sent as
+// "Authorization: Bearer …" and are scoped to the entities they were made
+// for. Every refusal is a JSON object {"error": "…"} with the status that
+// says what kind it is: 400 a body that is not the JSON asked for, 401 no
+// token or an unknown or revoked one, 403 a token for another entity or a
+// recipient the entity may not message, 404 no such entity or contact, 413 a
+// body over the limit, 422 a value that is wrong (a JID that does not parse,
+// an unknown type), 429 over the token's rate, 503 rostergate not connected
+// to its server. Nothing is stored or sent for a refused request.
+package httpapi
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"rostergate/gate"
+	"rostergate/limits"
+	"rostergate/roster"
+	"rostergate/store"
+)
+
+// Options configure a Server.
+type Options struct {
+	Listen  string // host:port; port 0 picks one (see Addr)
+	TLSCert string // PEM files: HTTPS when set
+	TLSKey  string
+	Service *gate.Service
+	MaxBody int64       // bytes a request body may hold; default 64 KiB
+	Rate    limits.Rate // requests per token; zero = unlimited
+	// EventRetention and MaxEvents bound the events kept (by age, and per
+	// entity); defaults 7 days and 100,000.
+	EventRetention time.Duration
+	MaxEvents      int
+	Webhooks       []Webhook
+	Logger         *slog.Logger
+	// Client posts the webhooks; default one with a 10 s timeout that
+	// follows no redirect.
+	Client *http.Client
+}
+
+// Server serves the API and delivers the webhooks; see the package
+// documentation.
+type Server struct {
+	opts    Options
+	svc     *gate.Service
+	log     *slog.Logger
+	rate    *limits.Buckets
+	handler http.Handler
+
+	ln     net.Listener
+	srv    *http.Server
+	cancel context.CancelFunc // ends long polls and deliveries
+	wg     sync.WaitGroup
+
+	hooks hooks
+}
+
+// New returns a Server; Start makes it listen.
+func New(opts Options) (*Server, error) {
+	if opts.Service == nil {
+		return nil, errors.New("httpapi: no service")
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 64 << 10
+	}
+	if opts.EventRetention <= 0 {
+		opts.EventRetention = 7 * 24 * time.Hour
+	}
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = 100_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{
+			Timeout:       10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	s := &Server{opts: opts, svc: opts.Service, log: opts.Logger, rate: limits.NewBuckets(opts.Rate, 100_000)}
+	s.hooks.running = map[string]*hook{}
+	mux := http.NewServeMux()
+	const ent = "/api/v1/entities/{entity}/"
+	mux.HandleFunc("GET "+ent+"roster", s.bot(s.getRoster))
+	mux.HandleFunc("DELETE "+ent+"roster/{jid}", s.bot(s.deleteContact))
+	mux.HandleFunc("POST "+ent+"messages", s.bot(s.postMessage))
+	mux.HandleFunc("PUT "+ent+"presence", s.bot(s.putPresence))
+	mux.HandleFunc("POST "+ent+"subscriptions", s.bot(s.postSubscription))
+	mux.HandleFunc("GET "+ent+"events", s.bot(s.getEvents))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, "no such resource: %s %s (the API is under /api/v1/entities/{entity}/)", r.Method, r.URL.Path)
+	})
+	s.handler = mux
+	return s, nil
+}
+
+// Handler returns the API's handler, for tests that serve it themselves.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start listens, then serves the API, delivers the webhooks and applies
+// the event retention until ctx ends or Close is called. Without Listen
+// only the webhooks are delivered.
+func (s *Server) Start(ctx context.Context) error {
+	if s.opts.Listen == "" {
+		ctx, s.cancel = context.WithCancel(ctx)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.retain(ctx)
+		}()
+		s.SetWebhooks(ctx, s.opts.Webhooks)
+		s.log.Info("webhooks delivered; no HTTP API ([http] listen not set)", "webhooks", len(s.opts.Webhooks))
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("httpapi: %w", err)
+	}
+	if s.opts.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.opts.TLSCert, s.opts.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("httpapi: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	s.ln = ln
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("HTTP API stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.retain(ctx)
+	}()
+	s.SetWebhooks(ctx, s.opts.Webhooks)
+	scheme := "http"
+	if s.opts.TLSCert != "" {
+		scheme = "https"
+	}
+	s.log.Info("HTTP API listening", "url", scheme+"://"+ln.Addr().String()+"/api/v1/", "webhooks", len(s.opts.Webhooks))
+	return nil
+}
+
+// Addr returns the address the server listens on, once started; nil
+// without Listen.
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Close stops serving and delivering, and waits for both.
+func (s *Server) Close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.hooks.stopAll()
+	s.wg.Wait()
+}
+
+// retain deletes the events past the retention, every minute.
+func (s *Server) retain(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		n, err := s.svc.TrimEvents(ctx, time.Now().Add(-s.opts.EventRetention), s.opts.MaxEvents)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("trimming the event logs", "err", err)
+		} else if n > 0 {
+			s.log.Info("events past their retention deleted", "events", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// request is what a bot's handler is given: the entity (localpart) it
+// acts for, checked against its token, and the actor it acts as.
+type request struct {
+	entity string
+	actor  roster.Actor
+	token  store.Token
+}
+
+// bot authenticates a request for an entity's API: a token is required,
+// must name the entity, and is rate limited; its first use for the entity
+// puts a bot behind it.
+func (s *Server) bot(h func(http.ResponseWriter, *http.Request, request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rostergate"`)
+			fail(w, http.StatusUnauthorized, "no token: send Authorization: Bearer <token> (made with rostergate token create)")
+			return
+		}
+		t, err := s.svc.Authenticate(r.Context(), strings.TrimSpace(tok))
+		if errors.Is(err, gate.ErrBadToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rostergate", error="invalid_token"`)
+			fail(w, http.StatusUnauthorized, "%s", strings.TrimPrefix(err.Error(), "gate: "))
+			return
+		}
+		if err != nil {
+			s.log.Error("checking a token", "err", err)
+			fail(w, http.StatusInternalServerError, "checking the token failed")
+			return
+		}
+		if !s.rate.Allow(strconv.FormatInt(t.ID, 10), time.Now()) {
+			w.Header().Set("Retry-After", "1")
+			fail(w, http.StatusTooManyRequests, "token %d is over its rate of %s requests", t.ID, s.opts.Rate)
+			return
+		}
+		name := r.PathValue("entity")
+		local, err := roster.ParseEntity(s.svc.Domain(), name)
+		if err != nil || !s.svc.IsEntity(local) {
+			fail(w, http.StatusNotFound, "%q is no entity of %s", name, s.svc.Domain())
+			return
+		}
+		allowed := false
+		for _, e := range t.Entities {
+			allowed = allowed || e == local
+		}
+		if !allowed {
+			fail(w, http.StatusForbidden, "token %d is not for %s", t.ID, s.svc.EntityJID(local))
+			return
+		}
+		if err := s.svc.BotAttached(r.Context(), t, local); err != nil {
+			s.log.Error("recording a token's use", "err", err)
+			fail(w, http.StatusInternalServerError, "recording the token's use failed")
+			return
+		}
+		h(w, r, request{entity: local, token: t, actor: roster.Actor{JID: "token:" + strconv.FormatInt(t.ID, 10), Via: roster.ViaAPI}})
+	}
+}
+
+// errorBody is every refusal's body.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func fail(w http.ResponseWriter, status int, format string, args ...any) {
+	reply(w, status, errorBody{Error: fmt.Sprintf(format, args...)})
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

@@ -1,0 +1,293 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"rostergate/engine"
+	"rostergate/roster"
+	"rostergate/store"
+	"rostergate/webhook"
+)
+
+// Webhook is where one entity's events are POSTed.
+type Webhook struct {
+	Entity string // localpart
+	URL    string
+	Secret webhook.Secret
+	MaxAge time.Duration // how long an event is retried; default 24 h
+}
+
+// Retry backoff: from minBackoff, doubled per failure up to maxBackoff,
+// each wait jittered by up to a half.
+const (
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 5 * time.Minute
+	// maxReply bounds what is read of a receiver's answer.
+	maxReply = 64 << 10
+)
+
+// hooks are the deliveries running, one per entity with a webhook.
+type hooks struct {
+	mu      sync.Mutex
+	running map[string]*hook
+	wg      sync.WaitGroup
+	// Delivered and Dropped count events delivered, and given up after
+	// their max age, since the start.
+	delivered, dropped, failures atomic.Int64
+}
+
+type hook struct {
+	cfg    Webhook
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Stats are the webhook deliveries' counts since the start.
+type Stats struct {
+	Delivered, Failures, Dropped int64
+}
+
+// Stats returns the webhook deliveries' counts.
+func (s *Server) Stats() Stats {
+	return Stats{Delivered: s.hooks.delivered.Load(), Failures: s.hooks.failures.Load(), Dropped: s.hooks.dropped.Load()}
+}
+
+// SetWebhooks puts the webhooks in force (at start, and on reload): a
+// delivery whose webhook changed or went is stopped (where an event was
+// being delivered, it is sent again by its successor: at least once), a new
+// one started.
+func (s *Server) SetWebhooks(ctx context.Context, ws []Webhook) {
+	s.hooks.mu.Lock()
+	defer s.hooks.mu.Unlock()
+	want := map[string]Webhook{}
+	for _, w := range ws {
+		if w.MaxAge <= 0 {
+			w.MaxAge = 24 * time.Hour
+		}
+		want[w.Entity] = w
+	}
+	for ent, h := range s.hooks.running {
+		if w, ok := want[ent]; !ok || w.URL != h.cfg.URL || !w.Secret.Equal(h.cfg.Secret) || w.MaxAge != h.cfg.MaxAge {
+			h.cancel()
+			<-h.done
+			delete(s.hooks.running, ent)
+		}
+	}
+	for ent, w := range want {
+		if _, ok := s.hooks.running[ent]; ok {
+			continue
+		}
+		hctx, cancel := context.WithCancel(ctx)
+		h := &hook{cfg: w, cancel: cancel, done: make(chan struct{})}
+		s.hooks.running[ent] = h
+		s.hooks.wg.Add(1)
+		go func() {
+			defer s.hooks.wg.Done()
+			defer close(h.done)
+			s.deliver(hctx, w)
+		}()
+	}
+}
+
+func (h *hooks) stopAll() {
+	h.mu.Lock()
+	for ent, r := range h.running {
+		r.cancel()
+		delete(h.running, ent)
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// deliver POSTs entity's events to its webhook, in order, each until it is
+// taken (2xx) or older than MaxAge, and moves the entity's stored cursor
+// past it only then: after a restart, delivery resumes at the first event
+// not known to be taken.
+func (s *Server) deliver(ctx context.Context, w Webhook) {
+	cursorName := "webhook:" + w.Entity
+	log := s.log.With("entity", s.svc.EntityJID(w.Entity), "webhook", w.URL)
+	cursor, err := s.svc.Cursor(ctx, cursorName)
+	for err != nil {
+		log.Error("reading the webhook's cursor", "err", err)
+		if !sleep(ctx, time.Second) {
+			return
+		}
+		cursor, err = s.svc.Cursor(ctx, cursorName)
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		sig := s.svc.EventsSignal()
+		evs, trimmed, err := s.svc.BotEvents(ctx, w.Entity, cursor, 100)
+		if err != nil {
+			log.Error("reading events", "err", err)
+			if !sleep(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		if trimmed > cursor {
+			log.Error("events deleted by retention before their webhook took them", "after", cursor, "through", trimmed)
+			s.hooks.dropped.Add(trimmed - cursor)
+		}
+		if len(evs) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sig:
+			case <-time.After(30 * time.Second):
+			}
+			continue
+		}
+		for _, ev := range evs {
+			for {
+				age := time.Since(ev.At)
+				if age > w.MaxAge {
+					s.hooks.dropped.Add(1)
+					log.Error("webhook event dropped: not taken within webhook_max_age", "id", ev.ID, "type", ev.Type, "age", age.Round(time.Second), "max_age", w.MaxAge)
+					break
+				}
+				err := s.post(ctx, w, ev)
+				if err == nil {
+					s.hooks.delivered.Add(1)
+					failures = 0
+					break
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				s.hooks.failures.Add(1)
+				failures++
+				wait := backoff(failures)
+				log.Warn("webhook delivery failed; retrying", "id", ev.ID, "err", err, "attempt", failures, "retry_in", wait.Round(time.Millisecond))
+				if !sleep(ctx, wait) {
+					return
+				}
+			}
+			cursor = ev.ID
+			for {
+				err := s.svc.SetCursor(ctx, cursorName, cursor)
+				if err == nil {
+					break
+				}
+				log.Error("storing the webhook's cursor", "err", err)
+				if !sleep(ctx, time.Second) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// backoff is the wait before retry n (1, 2, …): exponential, capped,
+// jittered.
+func backoff(n int) time.Duration {
+	d := maxBackoff
+	if n < 20 {
+		d = min(minBackoff<<(n-1), maxBackoff)
+	}
+	return d/2 + rand.N(d/2+1) // #nosec G404 -- jitter, not a secret
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// webhookReply is what a receiver's 2xx answer may hold: a reply to the
+// message event it took.
+type webhookReply struct {
+	Reply *struct {
+		Body   string `json:"body"`
+		Type   string `json:"type"`
+		Thread string `json:"thread"`
+	} `json:"reply"`
+}
+
+// post delivers one event, and sends the receiver's reply, if any: the
+// event counts as taken only once the reply is sent too.
+func (s *Server) post(ctx context.Context, w Webhook, ev store.BotEvent) error {
+	body := s.eventJSON(ev)
+	id := "evt_" + strconv.FormatInt(ev.ID, 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("httpapi: webhook: %w", err)
+	}
+	for k, v := range w.Secret.Header(id, time.Now(), body) {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "rostergate")
+	resp, err := s.opts.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("httpapi: webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
+	if err != nil {
+		return fmt.Errorf("httpapi: webhook: reading the answer: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("httpapi: webhook: %s", resp.Status)
+	}
+	if ev.Type != engine.EventMessage || len(bytes.TrimSpace(answer)) == 0 {
+		return nil
+	}
+	var rep webhookReply
+	if len(answer) > maxReply || json.Unmarshal(answer, &rep) != nil || rep.Reply == nil {
+		// Taken; what came back is no reply.
+		return nil
+	}
+	var msg engine.MessageEvent
+	if err := json.Unmarshal([]byte(ev.Data), &msg); err != nil {
+		return nil
+	}
+	typ := rep.Reply.Type
+	if typ == "" {
+		typ = msg.Type
+	}
+	thread := rep.Reply.Thread
+	if thread == "" {
+		thread = msg.Thread
+	}
+	out, err := MessageRequest{To: msg.From, Body: rep.Reply.Body, Type: typ, Thread: thread}.check()
+	if err != nil {
+		s.log.Warn("webhook reply not sent: not a message", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID, "err", err)
+		return nil
+	}
+	out.Reply = true
+	actor := roster.Actor{JID: "webhook", Via: roster.ViaAPI}
+	for {
+		_, err := s.svc.SendMessage(ctx, actor, w.Entity, out)
+		if err == nil || !errors.Is(err, engine.ErrNotConnected) {
+			if err != nil {
+				s.log.Warn("webhook reply not sent", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID, "err", err)
+			}
+			return nil
+		}
+		// Wait for the stream: the reply is part of taking the event.
+		if !sleep(ctx, time.Second) {
+			return ctx.Err()
+		}
+		if time.Since(ev.At) > w.MaxAge {
+			s.log.Error("webhook reply dropped: not connected within webhook_max_age", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID)
+			return nil
+		}
+	}
+}
