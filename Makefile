@@ -9,6 +9,7 @@ all: build
 
 build:
 	$(GO) build -o rostergate ./cmd/rostergate
+	$(GO) build -o echo-bot ./examples/echo-bot
 
 # Debian packages the integration tests and the demo need: Prosody and
 # ejabberd (the tests run on both). Runs apt-get (one update) only when
@@ -50,7 +51,7 @@ unit:
 # it on the other servers.
 DEMO_SERVER ?= prosody
 demo: deps build
-	$(GO) run ./cmd/rostergate-demo -rostergate ./rostergate -server $(DEMO_SERVER)
+	$(GO) run ./cmd/rostergate-demo -rostergate ./rostergate -echo-bot ./echo-bot -server $(DEMO_SERVER)
 
 # Every benchmark (docs/benchmarks.md): prints the table and the targets, and
 # writes the figures to rostergate-bench.json. Sizes are flags: BENCHFLAGS.

@@ -14,6 +14,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,12 +26,14 @@ import (
 	"time"
 
 	"rostergate/internal/xmpptest"
+	"rostergate/webhook"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	bin := flag.String("rostergate", "./rostergate", "the rostergate `binary` to run")
+	echoBin := flag.String("echo-bot", "./echo-bot", "the example bot's `binary` (examples/echo-bot)")
 	keep := flag.Bool("keep", false, "keep the temporary directory (configs, logs, database)")
 	server := flag.String("server", xmpptest.KindProsody, "the `server` to attach to: prosody, ejabberd, or openfire (needs $OPENFIRE_HOME)")
 	flag.Parse()
@@ -41,7 +45,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "rostergate-demo: -server %q: want one of %s\n", *server, strings.Join(xmpptest.Kinds, ", "))
 		os.Exit(2)
 	}
-	if err := run(ctx, *bin, *server, *keep, os.Stdout); err != nil {
+	if err := run(ctx, *bin, *echoBin, *server, *keep, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "rostergate-demo:", err)
 		os.Exit(1)
 	}
@@ -66,6 +70,16 @@ name = "Alerts"
 show = "dnd"
 status = "Automated alerts"
 
+[[entity]]
+local = "echo"
+name = "Echo bot"
+status = "I repeat what you say"
+webhook = "http://%s/"          # examples/echo-bot
+webhook_secret_file = "echo.whsec"
+
+[http]
+listen = %q
+
 [admin]
 jids = ["admin@localhost"]
 
@@ -87,6 +101,11 @@ subscribe_back = true
 contact = "bob@localhost"
 entity = "alerts"
 action = "accept"
+
+[[policy.rule]]
+contact = "*@localhost"
+entity = "echo"
+action = "accept"
 `
 
 var serverName = map[string]string{xmpptest.KindProsody: "Prosody", xmpptest.KindEjabberd: "ejabberd", xmpptest.KindOpenfire: "Openfire"}
@@ -98,11 +117,13 @@ type demo struct {
 	lastID string // the request id in the last notice an admin got
 }
 
-func run(ctx context.Context, bin, server string, keep bool, out io.Writer) error {
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%w (build it first: make build)", err)
+func run(ctx context.Context, bin, echoBin, server string, keep bool, out io.Writer) error {
+	for _, b := range []*string{&bin, &echoBin} {
+		if _, err := os.Stat(*b); err != nil {
+			return fmt.Errorf("%w (build it first: make build)", err)
+		}
+		*b, _ = filepath.Abs(*b)
 	}
-	bin, _ = filepath.Abs(bin)
 	dir, err := os.MkdirTemp("", "rostergate-demo-")
 	if err != nil {
 		return err
@@ -124,8 +145,20 @@ func run(ctx context.Context, bin, server string, keep bool, out io.Writer) erro
 	defer srv.Stop()
 	fmt.Fprintf(out, "%s is up: clients on %s, components on %s (domain %s)\n", serverName[server], srv.C2SAddr, srv.ComponentAddr, srv.Domain)
 
+	ports, err := loopbackPorts(2)
+	if err != nil {
+		return err
+	}
+	apiAddr, hookAddr := ports[0], ports[1]
+	secret, err := webhook.NewSecret()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "echo.whsec"), []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
 	cfg := filepath.Join(dir, "component.toml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, demoConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret), 0o600); err != nil {
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, demoConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret, hookAddr, apiAddr), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\n$ rostergate check -config component.toml\n")
@@ -173,6 +206,35 @@ func run(ctx context.Context, bin, server string, keep bool, out io.Writer) erro
 		return errors.New("rostergate did not connect within 10 s")
 	}
 	fmt.Fprintln(out, "  rostergate is connected as bots.localhost")
+
+	// The example bot behind echo: a token for its API calls, then the bot.
+	fmt.Fprintf(out, "\n$ rostergate token create -config component.toml -entity echo > echo.token\n")
+	tokenFile := filepath.Join(dir, "echo.token")
+	mk := exec.CommandContext(ctx, bin, "token", "create", "-config", cfg, "-entity", "echo")
+	mk.Stderr = indent(out)
+	tok, err := mk.Output()
+	if err != nil {
+		return fmt.Errorf("rostergate token create: %w", err)
+	}
+	if err := os.WriteFile(tokenFile, tok, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n$ echo-bot -listen %s -api http://%s -token-file echo.token -secret-file echo.whsec\n", hookAddr, apiAddr)
+	bot := exec.Command(echoBin, "-listen", hookAddr, "-api", "http://"+apiAddr, "-token-file", tokenFile,
+		"-secret-file", filepath.Join(dir, "echo.whsec"), "-entity", "echo")
+	botLog, err := os.Create(filepath.Join(dir, "echo-bot.log"))
+	if err != nil {
+		return err
+	}
+	defer botLog.Close()
+	bot.Stdout, bot.Stderr = botLog, botLog
+	if err := bot.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = bot.Process.Kill()
+		_ = bot.Wait()
+	}()
 
 	d := &demo{out: out, srv: srv}
 	helpdesk, alerts := "helpdesk@"+srv.ComponentDomain, "alerts@"+srv.ComponentDomain
@@ -248,6 +310,13 @@ func run(ctx context.Context, bin, server string, keep bool, out io.Writer) erro
 	d.adhocReject(ctx, adm, srv.ComponentDomain, d.lastID)
 	d.expect(ctx, gina, alerts, "unsubscribed")
 	d.roster(ctx, gina, alerts, "none", "")
+
+	d.title("A bot: alice adds echo and says hi; examples/echo-bot gets the webhook and answers through the API")
+	echo := "echo@" + srv.ComponentDomain
+	d.send(alice, echo, "subscribe")
+	d.expect(ctx, alice, echo, "subscribed")
+	d.talk(ctx, alice, echo, "hi", echo+"/rostergate")
+	d.api(ctx, "GET", "http://"+apiAddr+"/api/v1/entities/echo/roster", strings.TrimSpace(string(tok)))
 
 	d.cli(ctx, bin, "explain", "-config", cfg, "-from", "mallory@localhost", "-to", "helpdesk")
 	d.cli(ctx, bin, "audit", "-config", cfg, "-since", "1h")
@@ -364,13 +433,61 @@ func (d *demo) message(ctx context.Context, c *xmpptest.Client, from, contains s
 
 // chat sends a chat command and prints the answer.
 func (d *demo) chat(ctx context.Context, c *xmpptest.Client, to, body string) {
+	d.talk(ctx, c, to, body, to)
+}
+
+// talk sends a chat message and prints the answer, which comes from from.
+func (d *demo) talk(ctx context.Context, c *xmpptest.Client, to, body, from string) {
 	fmt.Fprintf(d.out, "  %-20s → %s: %q\n", c.Bare, to, body)
 	if err := c.SendMessage(to, body); err != nil {
 		fmt.Fprintf(d.out, "  !! %v\n", err)
 		d.failed++
 		return
 	}
-	d.message(ctx, c, to, "")
+	d.message(ctx, c, from, "")
+}
+
+// api calls rostergate's HTTP API as curl would, and prints the call and
+// the answer.
+func (d *demo) api(ctx context.Context, method, url, token string) {
+	fmt.Fprintf(d.out, "\n$ curl -s -H 'Authorization: Bearer rgt_…' %s\n", url)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	fmt.Fprintf(d.out, "  %s", body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(d.out, "  !! %s\n", resp.Status)
+		d.failed++
+	}
+}
+
+// loopbackPorts returns n free loopback addresses (the ports were free a
+// moment ago).
+func loopbackPorts(n int) ([]string, error) {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ln.Addr().String())
+		defer ln.Close()
+	}
+	return out, nil
 }
 
 // cli runs rostergate with args and prints the command and its output.

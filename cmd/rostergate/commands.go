@@ -228,17 +228,32 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	c := cfg.Component
 	fmt.Fprintf(stdout, "%s: OK\n\n", cfg.Path)
-	fmt.Fprintf(stdout, "component  %s\nserver     %s\nsecret     set (from %s)\nresource   %s\nkeepalive  %s\nstorage    %s\n\n",
+	fmt.Fprintf(stdout, "component  %s\nserver     %s\nsecret     set (from %s)\nresource   %s\nkeepalive  %s\nstorage    %s\n",
 		c.Domain, c.Server, c.SecretSource, c.Resource, c.Keepalive, cfg.Storage.Path)
+	if h := cfg.HTTP; h.Listen != "" {
+		scheme := "http"
+		if h.TLSCert != "" {
+			scheme = "https"
+		}
+		fmt.Fprintf(stdout, "http API   %s://%s/api/v1/ (rate %s per token; events kept %s, at most %d per entity)\n",
+			scheme, h.Listen, h.Rate, h.EventRetention, h.MaxEvents)
+	} else {
+		fmt.Fprintf(stdout, "http API   off ([http] listen not set)\n")
+	}
+	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "ENTITY\tNAME\tSHOW\tSTATUS\n")
+	fmt.Fprintf(tw, "ENTITY\tNAME\tSHOW\tSTATUS\tWEBHOOK\n")
 	for _, e := range cfg.Entities {
 		j := roster.EntityJID(c.Domain, e.Localpart())
 		show := e.Show
 		if show == "" {
 			show = "available"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", j, e.Name, show, e.Status)
+		hook := "-"
+		if e.Webhook != "" {
+			hook = e.Webhook
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", j, e.Name, show, e.Status, hook)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -78,6 +78,11 @@ func main() {
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
+			if resp.StatusCode/100 == 4 { // refused (say, not a subscriber): trying again would not help
+				slog.Warn("answer refused", "event", ev.ID, "to", m.From, "status", resp.Status, "why", string(bytes.TrimSpace(msg)))
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
 			if resp.StatusCode/100 != 2 {
 				err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
 			}
