@@ -10,13 +10,14 @@ import (
 
 // handleMessage gates a message. Messages to the domain itself go to the
 // Handler (the admins' chat commands). A message to an entity reaches it
-// only from a contact (a subscription either way: to, from or both), unless the entity
-// accepts anyone's; others are dropped and counted, the gate applying to
-// chat as to subscriptions. No bot is behind an entity yet: what gets
-// through is answered with the entity's auto_reply, or service-unavailable
-// (RFC 6121 §8.5.2.2.1: no available resource for the message). A message
-// to a JID that is no entity gets service-unavailable (§8.5.1). Errors are
-// never answered, nor headlines (§8.5.2.2.1: "silently ignore").
+// only from a contact (a subscription either way: to, from or both), unless
+// the entity accepts anyone's; others are dropped and counted, the gate
+// applying to chat as to subscriptions. What gets through goes to the bot
+// behind the entity (an event committed with the batch), or, with no bot,
+// is answered with the entity's auto_reply, or service-unavailable (RFC 6121
+// §8.5.2.2.1: no available resource for the message). A message to a JID
+// that is no entity gets service-unavailable (§8.5.1). Errors are never
+// answered, nor headlines (§8.5.2.2.1: "silently ignore").
 func (e *Engine) handleMessage(ctx context.Context, b *batch, x *in, h Handler) {
 	el := x.el
 	a, canReply, err := e.address(x)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -88,12 +89,12 @@ func (s *Server) failWith(w http.ResponseWriter, err error) {
 	}
 }
 
+// trimPkg returns err's text without the package prefixes that wrapping
+// adds ("engine: ", "store: "): the bot reads what is wrong, not where.
 func trimPkg(err error) string {
 	msg := err.Error()
-	for _, p := range []string{"engine: ", "gate: ", "sqlite: "} {
-		for len(msg) > len(p) && msg[:len(p)] == p {
-			msg = msg[len(p):]
-		}
+	for _, p := range []string{"engine: ", "gate: ", "sqlite: ", "store: ", "roster: "} {
+		msg = strings.ReplaceAll(msg, p, "")
 	}
 	return msg
 }
