@@ -74,12 +74,33 @@ func (s *Service) Tokens(ctx context.Context) ([]store.Token, error) {
 	return ts, nil
 }
 
-// RevokeToken revokes a token by id: it is refused from the next request on.
+// RevokeToken revokes a token by id: this Service refuses it from the next
+// request on, a running instance (another process) within tokenTTL.
 func (s *Service) RevokeToken(ctx context.Context, id int64) error {
 	if err := s.store.RevokeToken(ctx, id); err != nil {
 		return fmt.Errorf("gate: %w", err)
 	}
+	s.uses.mu.Lock()
+	for k, c := range s.uses.tokens {
+		if c.t.ID == id {
+			delete(s.uses.tokens, k)
+		}
+	}
+	s.uses.mu.Unlock()
 	return nil
+}
+
+// tokenTTL is how long Authenticate trusts a token it has read: a token
+// revoked by another process (the command line) is refused within it; one
+// revoked through this Service at once.
+const tokenTTL = 2 * time.Second
+
+// maxCachedTokens bounds the tokens Authenticate remembers.
+const maxCachedTokens = 10_000
+
+type cachedToken struct {
+	t  store.Token
+	at time.Time
 }
 
 // Authenticate returns the token tok is, or an error matching ErrBadToken.
@@ -87,7 +108,16 @@ func (s *Service) Authenticate(ctx context.Context, tok string) (store.Token, er
 	if !strings.HasPrefix(tok, TokenPrefix) || len(tok) > 128 {
 		return store.Token{}, ErrBadToken
 	}
-	t, err := s.store.TokenByHash(ctx, hashToken(tok))
+	h := hashToken(tok)
+	key := string(h)
+	now := time.Now()
+	s.uses.mu.Lock()
+	c, ok := s.uses.tokens[key]
+	s.uses.mu.Unlock()
+	if ok && now.Sub(c.at) < tokenTTL {
+		return c.t, nil
+	}
+	t, err := s.store.TokenByHash(ctx, h)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Token{}, ErrBadToken
 	}
@@ -97,14 +127,21 @@ func (s *Service) Authenticate(ctx context.Context, tok string) (store.Token, er
 	if !t.Revoked.IsZero() {
 		return store.Token{}, fmt.Errorf("%w (revoked %s)", ErrBadToken, t.Revoked.Format(time.RFC3339))
 	}
+	s.uses.mu.Lock()
+	if s.uses.tokens == nil || len(s.uses.tokens) >= maxCachedTokens {
+		s.uses.tokens = map[string]cachedToken{}
+	}
+	s.uses.tokens[key] = cachedToken{t: t, at: now}
+	s.uses.mu.Unlock()
 	return t, nil
 }
 
 // botUse remembers which (token, entity) uses were recorded in this
-// process, so that each is written once.
+// process, so that each is written once, and the tokens lately read.
 type botUse struct {
-	mu   sync.Mutex
-	seen map[string]bool
+	mu     sync.Mutex
+	seen   map[string]bool
+	tokens map[string]cachedToken // by hash
 }
 
 // BotAttached records that token t was used for entity: a bot is behind

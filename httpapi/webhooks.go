@@ -35,6 +35,9 @@ const (
 	maxBackoff = 5 * time.Minute
 	// maxReply bounds what is read of a receiver's answer.
 	maxReply = 64 << 10
+	// cursorEvery is how often a webhook's cursor is stored while events
+	// flow.
+	cursorEvery = 250 * time.Millisecond
 )
 
 // hooks are the deliveries running, one per entity with a webhook.
@@ -125,6 +128,31 @@ func (s *Server) deliver(ctx context.Context, w Webhook) {
 		}
 		cursor, err = s.svc.Cursor(ctx, cursorName)
 	}
+	// The cursor is stored at most every cursorEvery while events flow,
+	// and before any wait: a crash re-delivers at most that much (with
+	// the same ids), and a busy webhook costs one write per page, not one
+	// per event.
+	stored, lastStore := cursor, time.Now()
+	store := func(ctx context.Context) bool {
+		for stored != cursor {
+			err := s.svc.SetCursor(ctx, cursorName, cursor)
+			if err == nil {
+				stored, lastStore = cursor, time.Now()
+				return true
+			}
+			log.Error("storing the webhook's cursor", "err", err)
+			if !sleep(ctx, time.Second) {
+				return false
+			}
+		}
+		return true
+	}
+	defer func() {
+		// Stopped: what was taken is recorded before going.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		store(sctx)
+	}()
 	failures := 0
 	for ctx.Err() == nil {
 		sig := s.svc.EventsSignal()
@@ -141,11 +169,21 @@ func (s *Server) deliver(ctx context.Context, w Webhook) {
 			s.hooks.dropped.Add(trimmed - cursor)
 		}
 		if len(evs) == 0 {
+			wait := 30 * time.Second
+			if stored != cursor {
+				wait = max(0, cursorEvery-time.Since(lastStore))
+			}
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return
 			case <-sig:
-			case <-time.After(30 * time.Second):
+				t.Stop()
+			case <-t.C:
+				if !store(ctx) {
+					return
+				}
 			}
 			continue
 		}
@@ -170,20 +208,13 @@ func (s *Server) deliver(ctx context.Context, w Webhook) {
 				failures++
 				wait := backoff(failures)
 				log.Warn("webhook delivery failed; retrying", "id", ev.ID, "err", err, "attempt", failures, "retry_in", wait.Round(time.Millisecond))
-				if !sleep(ctx, wait) {
+				if !store(ctx) || !sleep(ctx, wait) {
 					return
 				}
 			}
 			cursor = ev.ID
-			for {
-				err := s.svc.SetCursor(ctx, cursorName, cursor)
-				if err == nil {
-					break
-				}
-				log.Error("storing the webhook's cursor", "err", err)
-				if !sleep(ctx, time.Second) {
-					return
-				}
+			if time.Since(lastStore) >= cursorEvery && !store(ctx) {
+				return
 			}
 		}
 	}

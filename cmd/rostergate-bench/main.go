@@ -32,7 +32,7 @@ func main() {
 }
 
 // benchmarks are the benchmarks' names, in the order they run.
-func benchmarks() []string { return []string{"stack", "durable", "latency", "prosody", "scale"} }
+func benchmarks() []string { return []string{"stack", "durable", "latency", "prosody", "scale", "bots"} }
 
 type options struct {
 	only          []string
@@ -46,6 +46,11 @@ type options struct {
 	scaleItems    int
 	scaleSmall    int
 	scaleEntities int
+	botMessages   int
+	botClients    int
+	botRate       int
+	botLatencyN   int
+	botDecisions  int
 	rostergate    string
 	jsonPath      string
 	dir           string
@@ -77,6 +82,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.scaleItems, "scale-items", 1000000, "roster items of the scale run")
 	fs.IntVar(&o.scaleSmall, "scale-small", 100000, "roster items of a second, smaller scale run, to compare RSS; 0 skips it")
 	fs.IntVar(&o.scaleEntities, "scale-entities", 10, "entities the scale run's items are spread over")
+	fs.IntVar(&o.botMessages, "bot-messages", 50000, "messages of the bots run: API → stream, and stream → webhook")
+	fs.IntVar(&o.botClients, "bot-clients", 16, "concurrent API clients of the bots run")
+	fs.IntVar(&o.botRate, "bot-rate", 100, "offered messages per second of the bots run's webhook latency")
+	fs.IntVar(&o.botLatencyN, "bot-latency-n", 2000, "messages of the bots run's webhook latency")
+	fs.IntVar(&o.botDecisions, "bot-decisions", 100000, "requests per run of the bots run's decisions with a webhook down (3 runs each way)")
 	fs.StringVar(&o.rostergate, "rostergate", "./rostergate", "the rostergate `binary` the scale run starts (make build)")
 	fs.StringVar(&o.jsonPath, "json", "rostergate-bench.json", "`file` the figures are written to as JSON; \"\" for none")
 	fs.StringVar(&o.dir, "dir", "", "scratch `directory` (default: a new temporary one, removed afterwards)")
@@ -117,6 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		{"n", o.decisions, 1}, {"window", o.window, 64}, {"repeat", o.repeat, 1}, {"rate", o.rate, 1},
 		{"latency-n", o.latencyN, 1}, {"clients", o.clients, 1}, {"rounds", o.rounds, 1},
 		{"scale-items", o.scaleItems, 1}, {"scale-small", o.scaleSmall, 0}, {"scale-entities", o.scaleEntities, 1},
+		{"bot-messages", o.botMessages, 1}, {"bot-clients", o.botClients, 1}, {"bot-rate", o.botRate, 1},
+		{"bot-latency-n", o.botLatencyN, 1}, {"bot-decisions", o.botDecisions, 64},
 	} {
 		if p.v < p.min {
 			fmt.Fprintf(stderr, "rostergate-bench: -%s %d: must be at least %d\n", p.name, p.v, p.min)
@@ -144,6 +156,7 @@ type Report struct {
 	Latency  *bench.LatencyResult   `json:"latency,omitempty"`
 	Prosody  *bench.ProsodyResult   `json:"prosody,omitempty"`
 	Scale    []bench.ScaleResult    `json:"scale,omitempty"`
+	Bots     *bench.BotsResult      `json:"bots,omitempty"`
 	Targets  []Target               `json:"targets"`
 	Failures []string               `json:"errors,omitempty"`
 }
@@ -294,6 +307,19 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*Report, error) 
 			}
 		}
 	}
+	if want("bots") {
+		progress("bots: %d messages API → stream (%d clients) and stream → webhook; webhook latency at %d/s; %d decisions with a webhook down",
+			o.botMessages, o.botClients, o.botRate, o.botDecisions)
+		bctx, cancel := context.WithTimeout(ctx, o.timeout)
+		r, err := bench.RunBots(bctx, bench.BotsConfig{Messages: o.botMessages, Clients: o.botClients, Rate: o.botRate, N: o.botLatencyN,
+			Decisions: o.botDecisions, Dir: dir})
+		cancel()
+		if err != nil {
+			fail("bots", err)
+		} else {
+			rep.Bots = &r
+		}
+	}
 	rep.Targets = targets(rep, o.scaleItems, o.scaleSmall)
 	return rep, nil
 }
@@ -326,6 +352,15 @@ func targets(rep *Report, scaleItems, scaleSmall int) []Target {
 			Name: "through Prosody", Want: "rostergate ≥ native",
 			Got: fmt.Sprintf("%.2f× native", p.Ratio), Met: p.Ratio >= 1,
 		})
+	}
+	if b := rep.Bots; b != nil {
+		ts = append(ts,
+			Target{Name: "API → stream", Want: "≥ 10,000 messages/s", Got: thousands(b.APIPerSec) + "/s", Met: b.APIPerSec >= 10000},
+			Target{Name: "stream → webhook", Want: "≥ 5,000 events/s", Got: thousands(b.WebhookPerSec) + "/s", Met: b.WebhookPerSec >= 5000},
+			Target{Name: fmt.Sprintf("user → webhook at %d/s", b.LatencyRate), Want: "p99 ≤ 5 ms",
+				Got: fmt.Sprintf("p99 %.3f ms", b.LatencyP99Ms), Met: b.LatencyP99Ms <= 5},
+			Target{Name: "decisions, webhook down", Want: "≥ 90% of without HTTP",
+				Got: fmt.Sprintf("%.0f%%", b.DecisionsRatio*100), Met: b.DecisionsRatio >= 0.9})
 	}
 	var big, small *bench.ScaleResult
 	for i := range rep.Scale {
@@ -395,6 +430,14 @@ func printTable(w io.Writer, rep *Report) {
 		row(fmt.Sprintf("5 scale, %s items", thousands(float64(s.Items))), fmt.Sprintf("broadcast %.2f s", s.BroadcastSeconds),
 			fmt.Sprintf("peak RSS %.1f MiB, idle %.1f MiB; %.0f presences/s; stop (unavailable to all) %.2f s, peak then %.1f MiB; DB %.1f B/item",
 				s.PeakRSSMiB, s.IdleRSSMiB, s.BroadcastPerSec, s.ShutdownSeconds, s.PeakRSSShutdownMiB, s.BytesPerItem))
+	}
+	if b := rep.Bots; b != nil {
+		row("6 bots: API → stream", thousands(b.APIPerSec)+" messages/s", fmt.Sprintf("%d messages, %d clients, each POST answered 202 once written", b.APIMessages, b.APIClients))
+		row("  stream → webhook", thousands(b.WebhookPerSec)+" events/s", fmt.Sprintf("%d messages, each committed as an event, POSTed signed, taken", b.WebhookEvents))
+		row(fmt.Sprintf("  user → webhook at %d/s", b.LatencyRate), fmt.Sprintf("p50 %.3f p99 %.3f ms", b.LatencyP50Ms, b.LatencyP99Ms),
+			fmt.Sprintf("max %.3f ms; %d messages", b.LatencyMaxMs, b.LatencyN))
+		row("  decisions, webhook down", fmt.Sprintf("%s vs %s/s", thousands(b.DecisionsDown), thousands(b.DecisionsBase)),
+			fmt.Sprintf("%.0f%% of the figure without HTTP (medians of 3); %d failed deliveries meanwhile", b.DecisionsRatio*100, b.DownFailures))
 	}
 	if len(rep.Targets) > 0 {
 		fmt.Fprintln(w)

@@ -115,7 +115,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err := svc.RevokeToken(ctx, id); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "token %d revoked: it is refused from the next request on\n", id)
+		fmt.Fprintf(stdout, "token %d revoked: a running rostergate refuses it within 2 seconds\n", id)
 		return nil
 	}
 	ts, err := svc.Tokens(ctx)

@@ -40,7 +40,7 @@ var allowed = map[string][]string{
 	"internal/instance": {"engine", "gate", "httpapi", "store", "xmpp/component"},
 	"internal/xmpptest": {},
 	"examples/echo-bot": {"webhook"},
-	"internal/bench":    {"engine", "internal/instance", "internal/xmpptest", "policy", "roster", "store", "store/sqlite", "xmpp/component"},
+	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/xmpptest", "policy", "roster", "store", "store/sqlite", "webhook", "xmpp/component"},
 }
 
 // driverFree are the packages that must not link a store driver, even

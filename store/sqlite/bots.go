@@ -1,27 +1,27 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"rostergate/store"
 )
 
-// insertBotEvents appends evs to their entities' logs within tx and sets
-// their ids.
+// insertBotEvents appends evs to their entities' logs within tx, in one
+// statement fed a JSON array, and sets their ids: the rows of one INSERT
+// ... SELECT get consecutive ids (the writer is alone), the last reported.
 func insertBotEvents(ctx context.Context, tx *sql.Tx, evs []store.BotEvent, now time.Time) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT INTO bot_events (entity, at, type, data) VALUES (?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("sqlite: bot events: %w", err)
-	}
-	defer st.Close()
+	var b bytes.Buffer
+	b.WriteByte('[')
 	for i := range evs {
 		ev := &evs[i]
 		if ev.Type == "" || !json.Valid([]byte(ev.Data)) {
@@ -31,13 +31,33 @@ func insertBotEvents(ctx context.Context, tx *sql.Tx, evs []store.BotEvent, now 
 		if at.IsZero() {
 			at = now
 		}
-		res, err := st.ExecContext(ctx, ev.Entity, millis(at), ev.Type, ev.Data)
-		if err != nil {
-			return fmt.Errorf("sqlite: bot event %d: %w", i, err)
+		if i > 0 {
+			b.WriteByte(',')
 		}
-		if ev.ID, err = res.LastInsertId(); err != nil {
-			return fmt.Errorf("sqlite: bot event %d: %w", i, err)
+		b.WriteByte('[')
+		for _, s := range []string{ev.Entity, ev.Type, ev.Data} {
+			q, err := json.Marshal(s)
+			if err != nil {
+				return fmt.Errorf("sqlite: bot event %d: %w", i, err)
+			}
+			b.Write(q)
+			b.WriteByte(',')
 		}
+		b.WriteString(strconv.FormatInt(millis(at), 10))
+		b.WriteByte(']')
+	}
+	b.WriteByte(']')
+	res, err := tx.ExecContext(ctx, `INSERT INTO bot_events (entity, type, data, at)
+		SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)`, b.String())
+	if err != nil {
+		return fmt.Errorf("sqlite: bot events: %w", err)
+	}
+	last, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("sqlite: bot events: %w", err)
+	}
+	for i := range evs {
+		evs[i].ID = last - int64(len(evs)-1-i)
 	}
 	return nil
 }
@@ -173,7 +193,7 @@ func (db *DB) CreateToken(ctx context.Context, hash []byte, entities []string) (
 
 // TokenByHash returns the token with this hash.
 func (db *DB) TokenByHash(ctx context.Context, hash []byte) (store.Token, error) {
-	t, err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = ?`, hash))
+	t, err := scanToken(db.tokenBy.QueryRowContext(ctx, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, notFound{"token"}
 	}

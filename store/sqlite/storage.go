@@ -70,6 +70,7 @@ type DB struct {
 
 	getItem *sql.Stmt // on the readers
 	getMany *sql.Stmt // keys of a JSONB array, on the readers
+	tokenBy *sql.Stmt // a token by its hash, on the readers: once per API request
 }
 
 const busyTimeout = 5 * time.Second
@@ -211,6 +212,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		WHERE (entity, contact) IN (SELECT value->>0, value->>1 FROM jsonb_each(?))`); err != nil {
 		return nil, fmt.Errorf("sqlite: open: prepare: %w", err)
 	}
+	if db.tokenBy, err = db.r.PrepareContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = ?`); err != nil {
+		return nil, fmt.Errorf("sqlite: open: prepare: %w", err)
+	}
 	ok = true
 	return db, nil
 }
@@ -218,7 +222,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // Close closes the database. Apply and the reads must have returned.
 func (db *DB) Close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{db.upsertItems, db.deleteItems, db.deleteRequest, db.insertRequest, db.insertEvents, db.deleteOutbox, db.insertOutbox, db.getItem, db.getMany} {
+	for _, s := range []*sql.Stmt{db.upsertItems, db.deleteItems, db.deleteRequest, db.insertRequest, db.insertEvents, db.deleteOutbox, db.insertOutbox, db.getItem, db.getMany, db.tokenBy} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
