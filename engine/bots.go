@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -135,16 +134,11 @@ func (e *Engine) notifyEvents() {
 
 // botEvent adds an event for entity's bot to the batch, if a bot is behind
 // entity; e.mu is held.
-func (e *Engine) botEvent(b *batch, entity, typ string, data any) {
+func (e *Engine) botEvent(b *batch, entity, typ string, data jsonEvent) {
 	if !e.hasBot(e.live.Load(), entity) {
 		return
 	}
-	p, err := json.Marshal(data)
-	if err != nil {
-		e.log.Error("encoding a bot event", "type", typ, "err", err)
-		return
-	}
-	b.events = append(b.events, store.BotEvent{Entity: entity, At: b.now, Type: typ, Data: string(p)})
+	b.events = append(b.events, store.BotEvent{Entity: entity, At: b.now, Type: typ, Data: string(data.appendJSON(nil))})
 }
 
 // itemEvents adds the events a change of an item makes for its entity's

@@ -347,17 +347,21 @@ func TestEventsLongPoll(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	f.handle(t, &stanza.Element{Name: "message", Type: "chat", From: "ann@example.com/pc", To: ent, ID: "m2", Body: "again"})
+	var last event
 	select {
 	case p := <-done:
 		if len(p.Events) != 1 || !strings.Contains(string(p.Events[0]), `"again"`) {
-			t.Errorf("woken with %s", p.Events)
+			t.Fatalf("woken with %s", p.Events)
+		}
+		if err := json.Unmarshal(p.Events[0], &last); err != nil || last.ID <= ev.ID {
+			t.Fatalf("the next event's id: %s (%v), not above %d", p.Events[0], err, ev.ID)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the long poll did not wake")
 	}
 	// A wait that ends with nothing.
 	start := time.Now()
-	if p := f.events(t, tok, fmt.Sprintf("?after=%d&wait=200ms", ev.ID+10)); len(p.Events) != 0 {
+	if p := f.events(t, tok, fmt.Sprintf("?after=%d&wait=200ms", last.ID)); len(p.Events) != 0 {
 		t.Errorf("events after the last: %s", p.Events)
 	}
 	if time.Since(start) < 200*time.Millisecond {
@@ -370,7 +374,7 @@ func TestEventsLongPoll(t *testing.T) {
 	if p := f.events(t, tok, "?after=0"); len(p.Events) != 0 || !p.Trimmed {
 		t.Errorf("after a trim: %+v", p)
 	}
-	if p := f.events(t, tok, fmt.Sprintf("?after=%d", ev.ID+1)); p.Trimmed {
+	if p := f.events(t, tok, fmt.Sprintf("?after=%d", last.ID)); p.Trimmed {
 		t.Errorf("trimmed reported for events already read")
 	}
 }

@@ -70,7 +70,9 @@ type Batch struct {
 
 // BotEvent is one event of an entity's log: what the bot behind the entity
 // learns (a message to it, a contact's presence, a subscription change, a
-// held request). Ids increase in commit order, across entities.
+// held request). An entity's ids increase in the order its events were
+// committed (in a batch's order within a batch); they need not be
+// consecutive, and ids are unique across entities.
 type BotEvent struct {
 	ID     int64
 	Entity string // the entity's localpart ("" is the domain itself)
@@ -187,8 +189,11 @@ type Bots interface {
 	BotEvents(ctx context.Context, entity string, after int64, limit int) (evs []BotEvent, trimmed int64, err error)
 	// LastBotEvent returns the id of entity's newest event (0 if none).
 	LastBotEvent(ctx context.Context, entity string) (int64, error)
-	// TrimBotEvents deletes events older than before, and all but the
-	// newest keep of each entity (keep 0: no cap), and returns how many.
+	// TrimBotEvents deletes events older than before, and the oldest of
+	// each entity beyond the newest keep (keep 0: no cap), and returns how
+	// many it deleted. A backend may delete a commit's events of one
+	// entity together: only once all are older than before, or once keep
+	// newer remain without them.
 	TrimBotEvents(ctx context.Context, before time.Time, keep int) (int64, error)
 	// CreateToken stores a token's hash with the entities it may act for.
 	CreateToken(ctx context.Context, hash []byte, entities []string) (Token, error)

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -13,53 +12,90 @@ import (
 	"rostergate/store"
 )
 
-// insertBotEvents appends evs to their entities' logs within tx, in one
-// statement fed a JSON array, and sets their ids: the rows of one INSERT
-// ... SELECT get consecutive ids (the writer is alone), the last reported.
+// pageShift: event k of page p has the id p<<pageShift + k.
+const (
+	pageShift = 16
+	pageMax   = 1 << pageShift
+)
+
+// insertBotEvents appends evs to their entities' logs within tx and sets
+// their ids: one page (row) per entity per commit, its events in the
+// batch's order (more than pageMax of one entity take several pages).
+// Event data that is not JSON fails the batch (the page's CHECK).
 func insertBotEvents(ctx context.Context, tx *sql.Tx, evs []store.BotEvent, now time.Time) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	var b bytes.Buffer
-	b.WriteByte('[')
+	var order []string
+	groups := map[string][]int{}
 	for i := range evs {
 		ev := &evs[i]
-		if ev.Type == "" || !json.Valid([]byte(ev.Data)) {
-			return fmt.Errorf("sqlite: bot event %d (%q): no type, or data is not JSON", i, ev.Entity)
+		if !isWord(ev.Type) {
+			return fmt.Errorf("sqlite: bot event %d (%q): type %q is not a word of a-z and _", i, ev.Entity, ev.Type)
 		}
-		at := ev.At
-		if at.IsZero() {
-			at = now
+		if _, ok := groups[ev.Entity]; !ok {
+			order = append(order, ev.Entity)
 		}
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('[')
-		for _, s := range []string{ev.Entity, ev.Type, ev.Data} {
-			q, err := json.Marshal(s)
-			if err != nil {
-				return fmt.Errorf("sqlite: bot event %d: %w", i, err)
+		groups[ev.Entity] = append(groups[ev.Entity], i)
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO bot_events (entity, at, n, events) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("sqlite: bot events: %w", err)
+	}
+	defer st.Close()
+	var b []byte
+	for _, entity := range order {
+		idx := groups[entity]
+		for len(idx) > 0 {
+			page := idx[:min(len(idx), pageMax)]
+			idx = idx[len(page):]
+			b = append(b[:0], '[')
+			var newest int64
+			for k, i := range page {
+				ev := &evs[i]
+				at := ev.At
+				if at.IsZero() {
+					at = now
+				}
+				newest = max(newest, millis(at))
+				if k > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '[')
+				b = append(b, '"')
+				b = append(b, ev.Type...) // a word: nothing to escape
+				b = append(b, '"')
+				b = append(b, ',')
+				b = strconv.AppendInt(b, millis(at), 10)
+				b = append(b, ',')
+				b = append(b, ev.Data...)
+				b = append(b, ']')
 			}
-			b.Write(q)
-			b.WriteByte(',')
+			b = append(b, ']')
+			res, err := st.ExecContext(ctx, entity, newest, len(page), string(b))
+			if err != nil {
+				return fmt.Errorf("sqlite: bot events of %q (data not JSON?): %w", entity, err)
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return fmt.Errorf("sqlite: bot events: %w", err)
+			}
+			for k, i := range page {
+				evs[i].ID = id<<pageShift + int64(k)
+			}
 		}
-		b.WriteString(strconv.FormatInt(millis(at), 10))
-		b.WriteByte(']')
-	}
-	b.WriteByte(']')
-	res, err := tx.ExecContext(ctx, `INSERT INTO bot_events (entity, type, data, at)
-		SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)`, b.String())
-	if err != nil {
-		return fmt.Errorf("sqlite: bot events: %w", err)
-	}
-	last, err := res.LastInsertId()
-	if err != nil {
-		return fmt.Errorf("sqlite: bot events: %w", err)
-	}
-	for i := range evs {
-		evs[i].ID = last - int64(len(evs)-1-i)
 	}
 	return nil
+}
+
+// isWord reports whether s is a non-empty word of a-z and _.
+func isWord(s string) bool {
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // BotEvents returns up to limit events of entity with ids above after,
@@ -79,21 +115,38 @@ func (db *DB) BotEvents(ctx context.Context, entity string, after int64, limit i
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, 0, fmt.Errorf("sqlite: bot events: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, at, type, data FROM bot_events WHERE entity = ? AND id > ? ORDER BY id LIMIT ?`,
-		entity, after, limit)
+	rows, err := tx.QueryContext(ctx, `SELECT id, events FROM bot_events WHERE entity = ? AND id >= ? ORDER BY id`,
+		entity, max(after, 0)>>pageShift)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: bot events: %w", err)
 	}
 	defer rows.Close()
 	var out []store.BotEvent
-	for rows.Next() {
-		ev := store.BotEvent{Entity: entity}
-		var at int64
-		if err := rows.Scan(&ev.ID, &at, &ev.Type, &ev.Data); err != nil {
+	for len(out) < limit && rows.Next() {
+		var page int64
+		var raw []byte
+		if err := rows.Scan(&page, &raw); err != nil {
 			return nil, 0, fmt.Errorf("sqlite: bot events: %w", err)
 		}
-		ev.At = fromMillis(at)
-		out = append(out, ev)
+		var evs [][3]json.RawMessage
+		if err := json.Unmarshal(raw, &evs); err != nil {
+			return nil, 0, fmt.Errorf("sqlite: bot events: page %d: %w", page, err)
+		}
+		for k, e := range evs {
+			id := page<<pageShift + int64(k)
+			if id <= after {
+				continue
+			}
+			var typ string
+			var at int64
+			if json.Unmarshal(e[0], &typ) != nil || json.Unmarshal(e[1], &at) != nil {
+				return nil, 0, fmt.Errorf("sqlite: bot events: page %d: event %d is not [type, at, data]", page, k)
+			}
+			out = append(out, store.BotEvent{ID: id, Entity: entity, At: fromMillis(at), Type: typ, Data: string(e[2])})
+			if len(out) == limit {
+				break
+			}
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("sqlite: bot events: %w", err)
@@ -103,45 +156,93 @@ func (db *DB) BotEvents(ctx context.Context, entity string, after int64, limit i
 
 // LastBotEvent returns the id of entity's newest event, 0 if none.
 func (db *DB) LastBotEvent(ctx context.Context, entity string) (int64, error) {
-	var id sql.NullInt64
-	if err := db.r.QueryRowContext(ctx, `SELECT max(id) FROM bot_events WHERE entity = ?`, entity).Scan(&id); err != nil {
+	var page, n int64
+	err := db.r.QueryRowContext(ctx, `SELECT id, n FROM bot_events WHERE entity = ? ORDER BY id DESC LIMIT 1`, entity).Scan(&page, &n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
 		return 0, fmt.Errorf("sqlite: last bot event: %w", err)
 	}
-	return id.Int64, nil
+	return page<<pageShift + n - 1, nil
 }
 
-// TrimBotEvents deletes events older than before and, with keep > 0, all
-// but the newest keep of each entity, noting per entity the highest id
-// deleted.
+// TrimBotEvents deletes events older than before and, with keep > 0, the
+// oldest of each entity beyond keep, a page (one commit's events of one
+// entity) at a time: a page goes once all its events are older than
+// before, or once keep newer events remain without it. It notes per
+// entity the highest id deleted. Pages are dated in id order, so the
+// cutoff by age is found by id (a binary search), not by a scan.
 func (db *DB) TrimBotEvents(ctx context.Context, before time.Time, keep int) (int64, error) {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	doomed := `SELECT id, entity FROM bot_events WHERE at < ?`
-	args := []any{millis(before)}
+	cut, err := ageCutoff(ctx, tx, millis(before))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
+	}
+	doomed := `SELECT id, entity, n FROM bot_events WHERE id <= ?`
+	args := []any{cut}
 	if keep > 0 {
-		doomed += ` UNION SELECT id, entity FROM (SELECT id, entity, row_number() OVER (PARTITION BY entity ORDER BY id DESC) AS n FROM bot_events) WHERE n > ?`
+		doomed += ` UNION SELECT id, entity, n FROM (SELECT id, entity, n, sum(n) OVER (PARTITION BY entity ORDER BY id DESC
+			ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS newer FROM bot_events) WHERE newer >= ?`
 		args = append(args, keep)
 	}
+	var n sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT sum(n) FROM (`+doomed+`)`, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
+	}
+	if n.Int64 == 0 {
+		return 0, nil
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO bot_event_trims (entity, through)
-		SELECT entity, max(id) FROM (`+doomed+`) WHERE true GROUP BY entity
+		SELECT entity, max((id << `+strconv.Itoa(pageShift)+`) + n - 1) FROM (`+doomed+`) WHERE true GROUP BY entity
 		ON CONFLICT (entity) DO UPDATE SET through = max(through, excluded.through)`, args...); err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM bot_events WHERE id IN (SELECT id FROM (`+doomed+`))`, args...)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM bot_events WHERE id IN (SELECT id FROM (`+doomed+`))`, args...); err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
-	return n, nil
+	return n.Int64, nil
+}
+
+// ageCutoff returns the highest id of the pages whose events are all
+// dated before at (0 if none), by binary search over ids: each probe is
+// one rowid seek.
+func ageCutoff(ctx context.Context, tx *sql.Tx, at int64) (int64, error) {
+	var lo, hi sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT min(id), max(id) FROM bot_events`).Scan(&lo, &hi); err != nil {
+		return 0, err
+	}
+	if !lo.Valid {
+		return 0, nil
+	}
+	// Every page below l is dated before at (or gone); the first page at
+	// or after h is not.
+	l, h := lo.Int64, hi.Int64+1
+	for l < h {
+		mid := l + (h-l)/2
+		var id, t int64
+		err := tx.QueryRowContext(ctx, `SELECT id, at FROM bot_events WHERE id >= ? ORDER BY id LIMIT 1`, mid).Scan(&id, &t)
+		if errors.Is(err, sql.ErrNoRows) {
+			h = mid
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if t < at {
+			l = id + 1
+		} else {
+			h = mid
+		}
+	}
+	return l - 1, nil
 }
 
 const tokenColumns = `id, entities, created, last_used, revoked`

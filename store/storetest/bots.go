@@ -12,60 +12,77 @@ import (
 	"rostergate/store"
 )
 
-// testBotEvents: events are committed with the batch, in order, with
-// increasing ids, read per entity after an id, and trimmed by age and by
-// count with the trim reported.
+// testBotEvents: events are committed with the batch, their ids increase
+// per entity in commit order, they are read per entity after an id, and
+// trimmed by age and by count with the trim reported.
 func testBotEvents(t *testing.T, o opener) {
 	ctx := context.Background()
 	s := o.fresh(t)
 	old := t0.Add(-time.Hour)
-	b := store.Batch{
-		Changes: []store.Change{{Item: roster.Item{Entity: "bot", Contact: "a@x", Sub: roster.SubFrom}}},
-		BotEvents: []store.BotEvent{
-			{Entity: "bot", At: old, Type: "subscription", Data: `{"jid":"a@x"}`},
-			{Entity: "other", At: t0, Type: "message", Data: `{"body":"hi"}`},
-			{Entity: "bot", At: t0, Type: "message", Data: `{"body":"hello"}`},
-		},
+	b1 := store.Batch{
+		Changes:   []store.Change{{Item: roster.Item{Entity: "bot", Contact: "a@x", Sub: roster.SubFrom}}},
+		BotEvents: []store.BotEvent{{Entity: "bot", At: old, Type: "subscription", Data: `{"jid":"a@x"}`}},
 	}
-	if _, err := s.Commit(ctx, b); err != nil {
-		t.Fatal(err)
+	b2 := store.Batch{BotEvents: []store.BotEvent{ // events alone make a batch
+		{Entity: "bot", At: t0, Type: "message", Data: `{"body":"hello"}`},
+		{Entity: "other", At: t0, Type: "message", Data: `{"body":"hi"}`},
+		{Entity: "bot", At: t0, Type: "presence", Data: `{"from":"a@x/r"}`},
+	}}
+	b3 := store.Batch{BotEvents: []store.BotEvent{{Entity: "bot", At: t0, Type: "presence", Data: `{}`}}}
+	for _, b := range []store.Batch{b1, b2, b3} {
+		if _, err := s.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if !(b.BotEvents[0].ID > 0 && b.BotEvents[1].ID > b.BotEvents[0].ID && b.BotEvents[2].ID > b.BotEvents[1].ID) {
-		t.Fatalf("ids not set in order: %+v", b.BotEvents)
+	ids := []int64{b1.BotEvents[0].ID, b2.BotEvents[0].ID, b2.BotEvents[2].ID, b3.BotEvents[0].ID}
+	if ids[0] <= 0 || !slices.IsSorted(ids) || len(slices.Compact(slices.Clone(ids))) != 4 {
+		t.Fatalf("bot's ids not increasing: %d", ids)
 	}
-	// Events alone make a batch.
-	b2 := store.Batch{BotEvents: []store.BotEvent{{Entity: "bot", At: t0, Type: "presence", Data: `{}`}}}
-	if _, err := s.Commit(ctx, b2); err != nil {
-		t.Fatal(err)
+	if o := b2.BotEvents[1].ID; o <= 0 || slices.Contains(ids, o) {
+		t.Fatalf("other's id %d: not unique", o)
 	}
 	evs, trimmed, err := s.BotEvents(ctx, "bot", 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if trimmed != 0 || len(evs) != 3 || evs[0].Type != "subscription" || evs[1].Data != `{"body":"hello"}` || evs[2].ID != b2.BotEvents[0].ID {
+	var got []int64
+	for _, e := range evs {
+		got = append(got, e.ID)
+	}
+	if trimmed != 0 || !slices.Equal(got, ids) || evs[0].Type != "subscription" || evs[1].Data != `{"body":"hello"}` || evs[2].Type != "presence" {
 		t.Fatalf("BotEvents = %+v, trimmed %d", evs, trimmed)
 	}
-	if !evs[0].At.Equal(old) || evs[0].Entity != "bot" {
-		t.Errorf("event 0 = %+v, want at %v", evs[0], old)
+	if !evs[0].At.Equal(old) || evs[0].Entity != "bot" || !evs[1].At.Equal(t0) {
+		t.Errorf("events %+v, want the first at %v, the second at %v", evs[:2], old, t0)
 	}
-	if evs, _, _ := s.BotEvents(ctx, "bot", evs[0].ID, 1); len(evs) != 1 || evs[0].ID != b.BotEvents[2].ID {
-		t.Errorf("after the first, limit 1: %+v", evs)
+	for after, want := range map[int64][]int64{ids[0]: ids[1:2], ids[1]: ids[2:3], ids[3]: nil} {
+		evs, _, err := s.BotEvents(ctx, "bot", after, 1)
+		got = got[:0]
+		for _, e := range evs {
+			got = append(got, e.ID)
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("after %d, limit 1: %d, %v; want %d", after, got, err, want)
+		}
 	}
-	if last, err := s.LastBotEvent(ctx, "bot"); err != nil || last != b2.BotEvents[0].ID {
-		t.Errorf("LastBotEvent = %d, %v", last, err)
+	if last, err := s.LastBotEvent(ctx, "bot"); err != nil || last != ids[3] {
+		t.Errorf("LastBotEvent = %d, %v; want %d", last, err, ids[3])
 	}
 	if last, err := s.LastBotEvent(ctx, "nobody"); err != nil || last != 0 {
 		t.Errorf("LastBotEvent(nobody) = %d, %v", last, err)
 	}
-	// Data that is not JSON fails the whole batch.
-	bad := store.Batch{
-		Changes:   []store.Change{{Item: roster.Item{Entity: "bot", Contact: "b@x", Sub: roster.SubTo}}},
-		BotEvents: []store.BotEvent{{Entity: "bot", Type: "message", Data: `{`}},
+	// Data that is not JSON, or a type that is not a word, fails the
+	// whole batch.
+	for _, ev := range []store.BotEvent{{Entity: "bot", Type: "message", Data: `{`}, {Entity: "bot", Type: `a"b`, Data: `{}`}} {
+		bad := store.Batch{
+			Changes:   []store.Change{{Item: roster.Item{Entity: "bot", Contact: "b@x", Sub: roster.SubTo}}},
+			BotEvents: []store.BotEvent{ev},
+		}
+		if _, err := s.Commit(ctx, bad); err == nil {
+			t.Fatalf("Commit with %+v: no error", ev)
+		}
+		wantNoItem(t, s, "bot", "b@x")
 	}
-	if _, err := s.Commit(ctx, bad); err == nil {
-		t.Fatal("Commit with an event whose data is not JSON: no error")
-	}
-	wantNoItem(t, s, "bot", "b@x")
 
 	// By age: the old event goes, and the trim is reported.
 	n, err := s.TrimBotEvents(ctx, t0.Add(-time.Minute), 0)
@@ -73,16 +90,16 @@ func testBotEvents(t *testing.T, o opener) {
 		t.Fatalf("TrimBotEvents by age = %d, %v; want 1", n, err)
 	}
 	evs, trimmed, _ = s.BotEvents(ctx, "bot", 0, 10)
-	if len(evs) != 2 || trimmed != b.BotEvents[0].ID {
-		t.Fatalf("after the trim by age: %+v, trimmed %d (want %d)", evs, trimmed, b.BotEvents[0].ID)
+	if len(evs) != 3 || evs[0].ID != ids[1] || trimmed != ids[0] {
+		t.Fatalf("after the trim by age: %+v, trimmed %d (want %d)", evs, trimmed, ids[0])
 	}
-	// By count: one kept per entity.
-	if n, err := s.TrimBotEvents(ctx, old.Add(-time.Hour), 1); err != nil || n != 1 {
-		t.Fatalf("TrimBotEvents by count = %d, %v; want 1", n, err)
+	// By count: the newest kept; a commit's events may go together.
+	if n, err := s.TrimBotEvents(ctx, old.Add(-time.Hour), 1); err != nil || n != 2 {
+		t.Fatalf("TrimBotEvents by count = %d, %v; want 2", n, err)
 	}
 	evs, trimmed, _ = s.BotEvents(ctx, "bot", 0, 10)
-	if len(evs) != 1 || evs[0].ID != b2.BotEvents[0].ID || trimmed != b.BotEvents[2].ID {
-		t.Fatalf("after the trim by count: %+v, trimmed %d", evs, trimmed)
+	if len(evs) != 1 || evs[0].ID != ids[3] || trimmed != ids[2] {
+		t.Fatalf("after the trim by count: %+v, trimmed %d (want %d)", evs, trimmed, ids[2])
 	}
 	if evs, trimmed, _ := s.BotEvents(ctx, "other", 0, 10); len(evs) != 1 || trimmed != 0 {
 		t.Fatalf("other entity: %+v, trimmed %d", evs, trimmed)
@@ -91,8 +108,19 @@ func testBotEvents(t *testing.T, o opener) {
 	if _, err := s.TrimBotEvents(ctx, old.Add(-time.Hour), 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, trimmed, _ := s.BotEvents(ctx, "bot", 0, 10); trimmed != b.BotEvents[2].ID {
+	if _, trimmed, _ := s.BotEvents(ctx, "bot", 0, 10); trimmed != ids[2] {
 		t.Errorf("trim mark moved to %d", trimmed)
+	}
+	// Ids keep increasing after everything was deleted.
+	if _, err := s.TrimBotEvents(ctx, t0.Add(time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	b4 := store.Batch{BotEvents: []store.BotEvent{{Entity: "bot", At: t0, Type: "message", Data: `{}`}}}
+	if _, err := s.Commit(ctx, b4); err != nil {
+		t.Fatal(err)
+	}
+	if b4.BotEvents[0].ID <= ids[3] {
+		t.Errorf("an id after a full trim: %d, not above %d", b4.BotEvents[0].ID, ids[3])
 	}
 }
 

@@ -3,15 +3,18 @@
 -- cursors (webhook delivery), the API tokens (a SHA-256 of the secret,
 -- never the secret), the entities a token has been used for (a bot is
 -- behind them), and the presence bots set.
+-- The events are kept in pages: one row per entity per commit, its events
+-- a JSON array [[type, at, data], …]; event k of page p has the id
+-- p * 65536 + k. A row per event cost five times as much to write
+-- (measured: 11 µs against 2.2 µs an event in commits of 2,048).
 CREATE TABLE bot_events (
 	id     INTEGER PRIMARY KEY AUTOINCREMENT,
 	entity TEXT    NOT NULL,
-	at     INTEGER NOT NULL,
-	type   TEXT    NOT NULL CHECK (type <> ''),
-	data   TEXT    NOT NULL
+	at     INTEGER NOT NULL, -- the time of its newest event
+	n      INTEGER NOT NULL CHECK (n BETWEEN 1 AND 65536),
+	events TEXT    NOT NULL CHECK (json_valid(events))
 ) STRICT;
 CREATE INDEX bot_events_entity ON bot_events (entity, id);
-CREATE INDEX bot_events_at ON bot_events (at);
 
 CREATE TABLE bot_event_trims (
 	entity  TEXT    PRIMARY KEY,
