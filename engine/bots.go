@@ -102,10 +102,10 @@ func (e *Engine) loadBots(ctx context.Context) error {
 }
 
 // hasBot reports whether a bot is behind entity: it has a webhook, or a
-// token has been used for it; e.mu is held.
+// token has been used for it and the API serves; e.mu is held.
 func (e *Engine) hasBot(l *live, entity string) bool {
 	ent, ok := l.entities[entity]
-	return ok && (ent.Webhook || e.bots.used[entity])
+	return ok && (ent.Webhook || e.api && e.bots.used[entity])
 }
 
 // BotAttached records that a bot uses entity (a token was used for it):

@@ -191,3 +191,25 @@ func TestBotSends(t *testing.T) {
 		t.Errorf("after a restart, a probe gets %+v", got)
 	}
 }
+
+// Without the HTTP API no one reads a token-used entity's events: it has
+// no bot, and its messages are answered as before.
+func TestNoAPINoBot(t *testing.T) {
+	e, db, w := newTestEngine(t, Settings{Entities: []Entity{{Local: "helpdesk", AcceptMessages: AcceptAnyone}}})
+	e2, err := New(context.Background(), Options{Domain: "bots.localhost", Store: db, Settings: e.live.Load().Settings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.Attach(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	e2.BotAttached("helpdesk")
+	w.Reset()
+	handle(t, e2, message("chat", "ann@other.example/pc", entityBare, "hi"))
+	if got := summary(t, w); !slices.Equal(got, []string{"message error " + entityBare + ">ann@other.example/pc service-unavailable"}) {
+		t.Errorf("sent %q", got)
+	}
+	if got := botLog(t, e2, "helpdesk"); len(got) != 0 {
+		t.Errorf("events logged without the API: %q", got)
+	}
+}

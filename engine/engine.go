@@ -107,6 +107,10 @@ type Options struct {
 	Store    Store
 	Settings Settings
 	Logger   *slog.Logger
+	// API says the bots' HTTP API serves: an entity a token has been used
+	// for has a bot behind it only then (otherwise no one would read its
+	// events).
+	API bool
 }
 
 // ErrNotConnected is returned by acts while no stream is up: the stanza
@@ -150,6 +154,7 @@ type Engine struct {
 	bots            bots                  // mu: what the engine knows of the bots behind entities
 	sigMu           sync.Mutex            // guards signal
 	signal          chan struct{}         // closed and replaced when bots' events are committed
+	api             bool                  // the HTTP API serves (Options.API)
 	offline         atomic.Bool           // shutting down: current presence is unavailable
 	streams         atomic.Uint64         // streams attached so far
 }
@@ -181,6 +186,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		pendingDomain: map[string]int{},
 		limitHits:     map[string]int{},
 		autoReplied:   map[itemKey]time.Time{},
+		api:           opts.API,
 	}
 	allow, deny, err := opts.Store.Lists(ctx)
 	if err != nil {

@@ -83,7 +83,7 @@ func newTestEngine(t *testing.T, s Settings) (*Engine, *sqlite.DB, *enginetest.W
 	if s.Entities == nil {
 		s.Entities = []Entity{{Local: "helpdesk"}}
 	}
-	e, err := New(context.Background(), Options{Domain: "bots.localhost", Store: db, Settings: s})
+	e, err := New(context.Background(), Options{Domain: "bots.localhost", Store: db, Settings: s, API: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func newFixture(t *testing.T, o httpapi.Options, ents ...engine.Entity) *fixture
 		ents = []engine.Entity{{Local: "helpdesk"}, {Local: "other"}, {Local: "open", SendTo: engine.SendAnyone}}
 	}
 	st := engine.Settings{Entities: ents, Policy: p}
-	eng, err := engine.New(ctx, engine.Options{Domain: domain, Store: db, Settings: st})
+	eng, err := engine.New(ctx, engine.Options{Domain: domain, Store: db, Settings: st, API: true})
 	if err != nil {
 		t.Fatal(err)
 	}

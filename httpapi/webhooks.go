@@ -43,6 +43,7 @@ const (
 // hooks are the deliveries running, one per entity with a webhook.
 type hooks struct {
 	mu      sync.Mutex
+	closed  bool // stopAll ran: no delivery starts any more
 	running map[string]*hook
 	wg      sync.WaitGroup
 	// Delivered and Dropped count events delivered, and given up after
@@ -73,6 +74,9 @@ func (s *Server) Stats() Stats {
 func (s *Server) SetWebhooks(ctx context.Context, ws []Webhook) {
 	s.hooks.mu.Lock()
 	defer s.hooks.mu.Unlock()
+	if s.hooks.closed {
+		return
+	}
 	want := map[string]Webhook{}
 	for _, w := range ws {
 		if w.MaxAge <= 0 {
@@ -105,6 +109,7 @@ func (s *Server) SetWebhooks(ctx context.Context, ws []Webhook) {
 
 func (h *hooks) stopAll() {
 	h.mu.Lock()
+	h.closed = true
 	for ent, r := range h.running {
 		r.cancel()
 		delete(h.running, ent)

@@ -48,7 +48,8 @@ type Instance struct {
 
 // New wires an Instance.
 func New(ctx context.Context, c Config) (*Instance, error) {
-	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger})
+	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger,
+		API: c.HTTP != nil && c.HTTP.Listen != ""})
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}

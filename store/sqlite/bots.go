@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -397,8 +398,30 @@ func (db *DB) Cursor(ctx context.Context, name string) (int64, error) {
 }
 
 // SetCursor stores a consumer's last event id.
-func (db *DB) SetCursor(ctx context.Context, name string, id int64) error {
-	if _, err := db.w.ExecContext(ctx, `INSERT INTO cursors (name, id) VALUES (?, ?)
+//
+// It is committed without waiting for the disk (synchronous=NORMAL for this
+// one transaction): the next commit's fsync takes it along. A crash may
+// lose the latest cursors, and their consumers then take those events
+// again (at least once); the roster commits never wait behind a cursor's
+// fsync.
+func (db *DB) SetCursor(ctx context.Context, name string, id int64) (err error) {
+	c, err := db.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: cursor %q: %w", name, err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return fmt.Errorf("sqlite: cursor %q: %w", name, err)
+	}
+	defer func() {
+		if _, rerr := c.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); rerr != nil {
+			// The connection must not stay lax: drop it, the pool opens
+			// a new one with the DSN's FULL.
+			_ = c.Raw(func(any) error { return driver.ErrBadConn })
+			err = errors.Join(err, fmt.Errorf("sqlite: cursor %q: restoring synchronous: %w", name, rerr))
+		}
+	}()
+	if _, err := c.ExecContext(ctx, `INSERT INTO cursors (name, id) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET id = excluded.id`, name, id); err != nil {
 		return fmt.Errorf("sqlite: cursor %q: %w", name, err)
 	}
