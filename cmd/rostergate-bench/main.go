@@ -32,7 +32,9 @@ func main() {
 }
 
 // benchmarks are the benchmarks' names, in the order they run.
-func benchmarks() []string { return []string{"stack", "durable", "latency", "prosody", "scale", "bots"} }
+func benchmarks() []string {
+	return []string{"stack", "durable", "latency", "prosody", "scale", "bots"}
+}
 
 type options struct {
 	only          []string
