@@ -108,6 +108,19 @@ func (e *Engine) hasBot(l *live, entity string) bool {
 	return ok && (ent.Webhook || e.api && e.bots.used[entity])
 }
 
+// SetBotEntities puts in force the entities whose token is in use (read
+// again from the store while running: a token revoked elsewhere takes its
+// bot away).
+func (e *Engine) SetBotEntities(entities []string) {
+	used := make(map[string]bool, len(entities))
+	for _, ent := range entities {
+		used[ent] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.bots.used = used
+}
+
 // BotAttached records that a bot uses entity (a token was used for it):
 // from now on its messages and changes go to its event log, and messages
 // to it are no longer answered with auto_reply.
@@ -252,7 +265,7 @@ func (e *Engine) forgetPresence(it roster.Item) {
 // ContactPresences returns the available resources of entity's contacts
 // whose presence it sees, by contact, each sorted by resource.
 func (e *Engine) ContactPresences(entity string) map[string][]ContactPresence {
-	e.mu.Lock()
+	e.lock() // what the batch in flight learnt is committed first
 	defer e.mu.Unlock()
 	out := map[string][]ContactPresence{}
 	for k, rs := range e.bots.contacts {
@@ -352,9 +365,10 @@ func (e *Engine) SendMessage(ctx context.Context, entity string, m OutMessage) (
 	return m.ID, nil
 }
 
-// SetPresence stores the presence entity's bot sets, then sends it to every
-// subscriber of the entity.
-func (e *Engine) SetPresence(ctx context.Context, entity string, p store.Presence) error {
+// SetPresence stores the presence entity's bot sets (nil: back to the
+// configured show and status), then sends it to every subscriber of the
+// entity.
+func (e *Engine) SetPresence(ctx context.Context, entity string, p *store.Presence) error {
 	if _, ok := e.live.Load().entities[entity]; !ok {
 		return fmt.Errorf("engine: %q: %w", entity, ErrNotEntity)
 	}
@@ -368,7 +382,11 @@ func (e *Engine) SetPresence(ctx context.Context, entity string, p store.Presenc
 		e.mu.Unlock()
 		return fmt.Errorf("engine: %w", err)
 	}
-	e.bots.presence[entity] = p
+	if p == nil {
+		delete(e.bots.presence, entity)
+	} else {
+		e.bots.presence[entity] = *p
+	}
 	e.mu.Unlock()
 	var buf bytes.Buffer
 	var after *roster.Key

@@ -171,7 +171,7 @@ func TestBotSends(t *testing.T) {
 	}
 
 	w.Reset()
-	if err := e.SetPresence(ctx, "helpdesk", store.Presence{Show: "dnd", Status: "busy"}); err != nil {
+	if err := e.SetPresence(ctx, "helpdesk", &store.Presence{Show: "dnd", Status: "busy"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := written(t, w); len(got) != 1 || got[0].To != sub || got[0].Show != "dnd" || got[0].Status != "busy" {

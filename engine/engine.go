@@ -246,11 +246,14 @@ func (e *Engine) Attach(ctx context.Context, w Wire) error {
 // when it changes.
 func (e *Engine) Streams() uint64 { return e.streams.Load() }
 
-// Detach forgets the stream, once the batch in flight has landed.
+// Detach forgets the stream, once the batch in flight has landed, and what
+// it told of contacts' presence: the next stream's probes tell it again.
 func (e *Engine) Detach() {
 	e.lock()
 	defer e.mu.Unlock()
 	e.w = nil
+	clear(e.bots.contacts)
+	e.bots.tracked = 0
 }
 
 // Sync waits for the batches decided so far to land and reports whether

@@ -86,7 +86,11 @@ func (s *Service) RevokeToken(ctx context.Context, id int64) error {
 			delete(s.uses.tokens, k)
 		}
 	}
+	s.uses.refresh = time.Time{}
 	s.uses.mu.Unlock()
+	if s.eng != nil {
+		s.refreshBots(ctx, time.Now())
+	}
 	return nil
 }
 
@@ -136,37 +140,70 @@ func (s *Service) Authenticate(ctx context.Context, tok string) (store.Token, er
 	return t, nil
 }
 
-// botUse remembers which (token, entity) uses were recorded in this
-// process, so that each is written once, and the tokens lately read.
+// botUse remembers when each (token, entity) use was last recorded in
+// this process, so that it is written at most once a minute, and the
+// tokens lately read.
 type botUse struct {
-	mu     sync.Mutex
-	seen   map[string]bool
-	tokens map[string]cachedToken // by hash
+	mu       sync.Mutex
+	recorded map[string]time.Time
+	tokens   map[string]cachedToken // by hash
+	refresh  time.Time              // when the bot entities were last read
 }
 
+// useEvery is how often a token's use is recorded at most (token list's
+// LAST USED is that fresh).
+const useEvery = time.Minute
+
 // BotAttached records that token t was used for entity: a bot is behind
-// the entity from now on (its messages go to its event log).
+// the entity while the token is not revoked (its messages go to its event
+// log).
 func (s *Service) BotAttached(ctx context.Context, t store.Token, entity string) error {
 	key := fmt.Sprint(t.ID, "/", entity)
+	now := time.Now()
 	s.uses.mu.Lock()
-	seen := s.uses.seen[key]
+	last, ok := s.uses.recorded[key]
 	s.uses.mu.Unlock()
-	if seen {
+	if ok && now.Sub(last) < useEvery {
 		return nil
 	}
-	if err := s.store.TokenUsed(ctx, t.ID, entity, time.Now()); err != nil {
+	if err := s.store.TokenUsed(ctx, t.ID, entity, now); err != nil {
 		return fmt.Errorf("gate: %w", err)
 	}
 	if s.eng != nil {
 		s.eng.BotAttached(entity)
 	}
 	s.uses.mu.Lock()
-	if s.uses.seen == nil {
-		s.uses.seen = map[string]bool{}
+	if s.uses.recorded == nil || len(s.uses.recorded) >= maxCachedTokens {
+		s.uses.recorded = map[string]time.Time{}
 	}
-	s.uses.seen[key] = true
+	s.uses.recorded[key] = now
 	s.uses.mu.Unlock()
 	return nil
+}
+
+// botRefresh is how often the running instance reads again which
+// entities have a token in use.
+const botRefresh = 2 * time.Second
+
+// refreshBots reads the entities with a token in use, at most every
+// botRefresh, and puts them in force: revoking an entity's last token (from
+// the command line too) takes its bot away.
+func (s *Service) refreshBots(ctx context.Context, now time.Time) {
+	s.uses.mu.Lock()
+	due := now.Sub(s.uses.refresh) >= botRefresh
+	if due {
+		s.uses.refresh = now
+	}
+	s.uses.mu.Unlock()
+	if !due {
+		return
+	}
+	ents, err := s.store.BotEntities(ctx)
+	if err != nil {
+		s.log.Warn("reading the entities with a bot", "err", err)
+		return
+	}
+	s.eng.SetBotEntities(ents)
 }
 
 // BotItem is a roster item as a bot sees it, with the contact's presence
@@ -210,16 +247,20 @@ func (s *Service) SendMessage(ctx context.Context, actor roster.Actor, entity st
 	return id, nil
 }
 
-// SetPresence sets the presence of entity, kept across restarts, and sends
-// it to its subscribers.
-func (s *Service) SetPresence(ctx context.Context, actor roster.Actor, entity string, p store.Presence) error {
+// SetPresence sets the presence of entity, kept across restarts, or with
+// nil puts the configured one back, and sends it to its subscribers.
+func (s *Service) SetPresence(ctx context.Context, actor roster.Actor, entity string, p *store.Presence) error {
 	if s.eng == nil {
 		return errors.New("gate: set presence: not the running instance")
 	}
 	if err := s.eng.SetPresence(ctx, entity, p); err != nil {
 		return err
 	}
-	s.log.Info("presence set", "entity", entity, "show", p.Show, "actor", actor.String())
+	if p == nil {
+		s.log.Info("presence back to the configured one", "entity", entity, "actor", actor.String())
+	} else {
+		s.log.Info("presence set", "entity", entity, "show", p.Show, "actor", actor.String())
+	}
 	return nil
 }
 
@@ -252,9 +293,19 @@ func (s *Service) TrimEvents(ctx context.Context, before time.Time, keep int) (i
 	return n, nil
 }
 
-// Cursor and SetCursor keep where a consumer of events stands.
-func (s *Service) Cursor(ctx context.Context, name string) (int64, error) {
-	id, err := s.store.Cursor(ctx, name)
+// Cursor returns where a consumer of events stands, and whether it has
+// stood anywhere yet.
+func (s *Service) Cursor(ctx context.Context, name string) (int64, bool, error) {
+	id, ok, err := s.store.Cursor(ctx, name)
+	if err != nil {
+		return 0, false, fmt.Errorf("gate: %w", err)
+	}
+	return id, ok, nil
+}
+
+// LastEvent returns the id of entity's newest event, 0 if none.
+func (s *Service) LastEvent(ctx context.Context, entity string) (int64, error) {
+	id, err := s.store.LastBotEvent(ctx, entity)
 	if err != nil {
 		return 0, fmt.Errorf("gate: %w", err)
 	}

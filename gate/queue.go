@@ -182,6 +182,7 @@ func (s *Service) Housekeep(ctx context.Context, now time.Time) {
 		return
 	}
 	s.runActions(ctx)
+	s.refreshBots(ctx, now)
 	ttl := s.eng.ReviewTTL()
 	if ttl <= 0 {
 		return

@@ -241,11 +241,20 @@ func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, q request) 
 		s.failWith(w, err)
 		return
 	}
-	if err := s.svc.SetPresence(r.Context(), q.actor, q.entity, store.Presence{Show: p.Show, Status: p.Status}); err != nil {
+	if err := s.svc.SetPresence(r.Context(), q.actor, q.entity, &store.Presence{Show: p.Show, Status: p.Status}); err != nil {
 		s.failWith(w, err)
 		return
 	}
 	reply(w, http.StatusOK, p)
+}
+
+// deletePresence puts the entity's configured presence back.
+func (s *Server) deletePresence(w http.ResponseWriter, r *http.Request, q request) {
+	if err := s.svc.SetPresence(r.Context(), q.actor, q.entity, nil); err != nil {
+		s.failWith(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // SubscriptionRequest is the body of POST subscriptions.
@@ -332,10 +341,13 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request, q request) {
 			s.failWith(w, err)
 			return
 		}
-		if len(evs) > 0 || wait == 0 {
-			page := eventPage{Events: make([]json.RawMessage, 0, len(evs)), Trimmed: trimmed > after}
+		if len(evs) > 0 || wait == 0 || trimmed > after {
+			// next_after: what to pass as after next time; past what
+			// retention deleted, so that a trim is reported once.
+			page := eventPage{Events: make([]json.RawMessage, 0, len(evs)), Trimmed: trimmed > after, NextAfter: max(after, trimmed)}
 			for _, ev := range evs {
 				page.Events = append(page.Events, s.eventJSON(ev))
+				page.NextAfter = ev.ID
 			}
 			reply(w, http.StatusOK, page)
 			return
@@ -352,8 +364,9 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request, q request) {
 
 // eventPage is the answer of GET events.
 type eventPage struct {
-	Events  []json.RawMessage `json:"events"`
-	Trimmed bool              `json:"trimmed"` // events after "after" were deleted by retention before being read
+	Events    []json.RawMessage `json:"events"`
+	Trimmed   bool              `json:"trimmed"`    // events after "after" were deleted by retention before being read
+	NextAfter int64             `json:"next_after"` // the after of the next call
 }
 
 // eventJSON is an event as the long poll and the webhook give it:

@@ -173,6 +173,8 @@ func TestRefusals(t *testing.T) {
 		{"a bad after", "GET", "/api/v1/entities/helpdesk/events?after=-1", tok, "", 400, "after"},
 		{"a wait too long", "GET", "/api/v1/entities/helpdesk/events?wait=1h", tok, "", 400, "wait"},
 		{"no such path", "GET", "/api/v2/x", tok, "", 404, "no such resource"},
+		{"a method the path does not take", "POST", "/api/v1/entities/helpdesk/roster", tok, "{}", 405, "does not take POST"},
+		{"an entity with a resource", "GET", "/api/v1/entities/helpdesk%2Fx/roster", tok, "", 404, "is no entity"},
 	} {
 		status, body := f.call(t, tc.method, tc.path, tc.token, tc.body)
 		var e struct {
@@ -187,6 +189,20 @@ func TestRefusals(t *testing.T) {
 	}
 	if n := len(f.audit(t)); n != auditBefore {
 		t.Errorf("refused requests stored %d audit rows", n-auditBefore)
+	}
+	if last, err := f.svc.LastEvent(context.Background(), "helpdesk"); err != nil || last != 0 {
+		t.Errorf("refused requests logged events (last %d, %v)", last, err)
+	}
+	if ps, err := f.db.Presences(context.Background()); err != nil || len(ps) != 0 {
+		t.Errorf("a refused presence was stored: %v, %v", ps, err)
+	}
+	// The scheme is case-insensitive (RFC 6750 §2.1).
+	req, _ := http.NewRequest("GET", f.http.URL+"/api/v1/entities/helpdesk/roster", nil)
+	req.Header.Set("Authorization", "bearer "+tok)
+	if resp, err := f.http.Client().Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("a lower-case bearer: %v, %v", resp.Status, err)
+	} else {
+		resp.Body.Close()
 	}
 	// Without a stream nothing can be sent: 503, and the state is kept.
 	f.eng.Detach()
@@ -264,6 +280,18 @@ func TestBotActs(t *testing.T) {
 		t.Errorf("presence sent to the subscribers: %q\n%s", got, f.w.String())
 	}
 
+	// DELETE presence puts the configured one back (none here: available).
+	f.w.Reset()
+	if status, body := f.call(t, "DELETE", "/api/v1/entities/helpdesk/presence", tok, ""); status != 204 {
+		t.Errorf("presence back: %d %s", status, body)
+	}
+	if got := f.w.Presences(); len(got) != 2 || strings.Contains(f.w.String(), "<show>") {
+		t.Errorf("the configured presence sent: %q\n%s", got, f.w.String())
+	}
+	if ps, _ := f.db.Presences(context.Background()); len(ps) != 0 {
+		t.Errorf("the bot's presence still stored: %v", ps)
+	}
+
 	f.w.Reset()
 	if status, body := f.call(t, "DELETE", "/api/v1/entities/helpdesk/roster/ann@example.com", tok, ""); status != 204 {
 		t.Errorf("remove: %d %s", status, body)
@@ -292,8 +320,9 @@ func TestBotActs(t *testing.T) {
 }
 
 type eventPage struct {
-	Events  []json.RawMessage `json:"events"`
-	Trimmed bool              `json:"trimmed"`
+	Events    []json.RawMessage `json:"events"`
+	Trimmed   bool              `json:"trimmed"`
+	NextAfter int64             `json:"next_after"`
 }
 
 func (f *fixture) events(t *testing.T, tok, query string) eventPage {
@@ -371,10 +400,45 @@ func TestEventsLongPoll(t *testing.T) {
 	if _, err := f.svc.TrimEvents(context.Background(), time.Now().Add(time.Hour), 0); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.events(t, tok, "?after=0"); len(p.Events) != 0 || !p.Trimmed {
+	p = f.events(t, tok, "?after=0")
+	if len(p.Events) != 0 || !p.Trimmed || p.NextAfter < last.ID {
 		t.Errorf("after a trim: %+v", p)
+	}
+	// Going on from next_after, the trim is not reported again.
+	if p := f.events(t, tok, fmt.Sprintf("?after=%d", p.NextAfter)); p.Trimmed {
+		t.Errorf("the trim reported twice: %+v", p)
 	}
 	if p := f.events(t, tok, fmt.Sprintf("?after=%d", last.ID)); p.Trimmed {
 		t.Errorf("trimmed reported for events already read")
+	}
+}
+
+// Revoking an entity's last token takes its bot away: its messages are
+// answered by rostergate again, and no longer logged.
+func TestRevokeDetaches(t *testing.T) {
+	f := newFixture(t, httpapi.Options{}, engine.Entity{Local: "helpdesk", AcceptMessages: engine.AcceptAnyone})
+	tok, info, err := f.svc.CreateToken(context.Background(), []string{"helpdesk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := f.call(t, "GET", "/api/v1/entities/helpdesk/roster", tok, ""); status != 200 {
+		t.Fatal(status)
+	}
+	msg := func(body string) { f.handle(t, &stanza.Element{Name: "message", Type: "chat", From: "ann@example.com/pc", To: "helpdesk@" + domain, ID: "m", Body: body}) }
+	f.w.Reset()
+	msg("to the bot")
+	if f.w.String() != "" {
+		t.Errorf("with a bot, rostergate answered: %s", f.w.String())
+	}
+	if err := f.svc.RevokeToken(context.Background(), info.ID); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := f.svc.LastEvent(context.Background(), "helpdesk")
+	msg("no one there")
+	if !strings.Contains(f.w.String(), "service-unavailable") {
+		t.Errorf("after the revocation: %s", f.w.String())
+	}
+	if after, _ := f.svc.LastEvent(context.Background(), "helpdesk"); after != before {
+		t.Errorf("a message logged after the revocation")
 	}
 }

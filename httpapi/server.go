@@ -105,14 +105,44 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("DELETE "+ent+"roster/{jid}", s.bot(s.deleteContact))
 	mux.HandleFunc("POST "+ent+"messages", s.bot(s.postMessage))
 	mux.HandleFunc("PUT "+ent+"presence", s.bot(s.putPresence))
+	mux.HandleFunc("DELETE "+ent+"presence", s.bot(s.deletePresence))
 	mux.HandleFunc("POST "+ent+"subscriptions", s.bot(s.postSubscription))
 	mux.HandleFunc("GET "+ent+"events", s.bot(s.getEvents))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, http.StatusNotFound, "no such resource: %s %s (the API is under /api/v1/entities/{entity}/)", r.Method, r.URL.Path)
-	})
-	s.handler = mux
+	s.handler = jsonErrors(mux)
 	return s, nil
 }
+
+// jsonErrors answers what the mux refuses itself (no such path: 404; a
+// method the path does not take: 405, with Allow) in JSON like every other
+// refusal.
+func jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			rec := &statusOnly{header: http.Header{}}
+			mux.ServeHTTP(rec, r)
+			if allow := rec.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			if rec.status == http.StatusMethodNotAllowed {
+				fail(w, rec.status, "%s does not take %s (it takes %s)", r.URL.Path, r.Method, rec.header.Get("Allow"))
+				return
+			}
+			fail(w, http.StatusNotFound, "no such resource: %s %s (the API is under /api/v1/entities/{entity}/)", r.Method, r.URL.Path)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// statusOnly keeps the status and headers of the mux's own refusal.
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) Write(p []byte) (int, error) { return len(p), nil }
+func (s *statusOnly) WriteHeader(code int)        { s.status = code }
 
 // Handler returns the API's handler, for tests that serve it themselves.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -129,7 +159,9 @@ func (s *Server) Start(ctx context.Context) error {
 			s.retain(ctx)
 		}()
 		s.SetWebhooks(ctx, s.opts.Webhooks)
-		s.log.Info("webhooks delivered; no HTTP API ([http] listen not set)", "webhooks", len(s.opts.Webhooks))
+		if len(s.opts.Webhooks) > 0 {
+			s.log.Info("webhooks delivered; no HTTP API ([http] listen not set)", "webhooks", len(s.opts.Webhooks))
+		}
 		return nil
 	}
 	ln, err := net.Listen("tcp", s.opts.Listen)
@@ -232,9 +264,9 @@ type request struct {
 // puts a bot behind it.
 func (s *Server) bot(h func(http.ResponseWriter, *http.Request, request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || tok == "" {
+		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		tok = strings.TrimSpace(tok)
+		if !strings.EqualFold(scheme, "Bearer") || tok == "" { // the scheme is case-insensitive (RFC 6750 §2.1, RFC 9110 §11.1)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="rostergate"`)
 			fail(w, http.StatusUnauthorized, "no token: send Authorization: Bearer <token> (made with rostergate token create)")
 			return
@@ -257,7 +289,7 @@ func (s *Server) bot(h func(http.ResponseWriter, *http.Request, request)) http.H
 		}
 		name := r.PathValue("entity")
 		local, err := roster.ParseEntity(s.svc.Domain(), name)
-		if err != nil || !s.svc.IsEntity(local) {
+		if err != nil || strings.Contains(name, "/") || !s.svc.IsEntity(local) {
 			fail(w, http.StatusNotFound, "%q is no entity of %s", name, s.svc.Domain())
 			return
 		}

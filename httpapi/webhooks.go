@@ -48,7 +48,7 @@ type hooks struct {
 	wg      sync.WaitGroup
 	// Delivered and Dropped count events delivered, and given up after
 	// their max age, since the start.
-	delivered, dropped, failures atomic.Int64
+	delivered, dropped, failures, gaps atomic.Int64
 }
 
 type hook struct {
@@ -57,14 +57,16 @@ type hook struct {
 	done   chan struct{}
 }
 
-// Stats are the webhook deliveries' counts since the start.
+// Stats are the webhook deliveries' counts since the start: events taken,
+// failed attempts, events dropped after webhook_max_age, and the times
+// retention deleted events before their webhook took them.
 type Stats struct {
-	Delivered, Failures, Dropped int64
+	Delivered, Failures, Dropped, Gaps int64
 }
 
 // Stats returns the webhook deliveries' counts.
 func (s *Server) Stats() Stats {
-	return Stats{Delivered: s.hooks.delivered.Load(), Failures: s.hooks.failures.Load(), Dropped: s.hooks.dropped.Load()}
+	return Stats{Delivered: s.hooks.delivered.Load(), Failures: s.hooks.failures.Load(), Dropped: s.hooks.dropped.Load(), Gaps: s.hooks.gaps.Load()}
 }
 
 // SetWebhooks puts the webhooks in force (at start, and on reload): a
@@ -94,6 +96,11 @@ func (s *Server) SetWebhooks(ctx context.Context, ws []Webhook) {
 	for ent, w := range want {
 		if _, ok := s.hooks.running[ent]; ok {
 			continue
+		}
+		// Where it starts is settled before anything more is logged: a
+		// new webhook starts after the newest event (see startCursor).
+		if _, err := s.startCursor(ctx, w.Entity, "webhook:"+w.Entity); err != nil {
+			s.log.Error("reading the webhook's cursor; its delivery tries again", "entity", s.svc.EntityJID(w.Entity), "err", err)
 		}
 		hctx, cancel := context.WithCancel(ctx)
 		h := &hook{cfg: w, cancel: cancel, done: make(chan struct{})}
@@ -125,13 +132,13 @@ func (h *hooks) stopAll() {
 func (s *Server) deliver(ctx context.Context, w Webhook) {
 	cursorName := "webhook:" + w.Entity
 	log := s.log.With("entity", s.svc.EntityJID(w.Entity), "webhook", w.URL)
-	cursor, err := s.svc.Cursor(ctx, cursorName)
+	cursor, err := s.startCursor(ctx, w.Entity, cursorName)
 	for err != nil {
 		log.Error("reading the webhook's cursor", "err", err)
 		if !sleep(ctx, time.Second) {
 			return
 		}
-		cursor, err = s.svc.Cursor(ctx, cursorName)
+		cursor, err = s.startCursor(ctx, w.Entity, cursorName)
 	}
 	// The cursor is stored at most every cursorEvery while events flow,
 	// and before any wait: a crash re-delivers at most that much (with
@@ -170,8 +177,13 @@ func (s *Server) deliver(ctx context.Context, w Webhook) {
 			continue
 		}
 		if trimmed > cursor {
-			log.Error("events deleted by retention before their webhook took them", "after", cursor, "through", trimmed)
-			s.hooks.dropped.Add(trimmed - cursor)
+			// Gone before they were taken: say so once, and go on after them.
+			log.Error("events deleted by retention (event_retention, max_events) before their webhook took them", "after", cursor, "through", trimmed)
+			s.hooks.gaps.Add(1)
+			cursor = trimmed
+			if !store(ctx) {
+				return
+			}
 		}
 		if len(evs) == 0 {
 			wait := 30 * time.Second
@@ -223,6 +235,25 @@ func (s *Server) deliver(ctx context.Context, w Webhook) {
 			}
 		}
 	}
+}
+
+// startCursor returns where a webhook's delivery starts: its stored
+// cursor, or for a webhook new to the entity its newest event (stored at
+// once), so that a webhook added later does not replay the log its bot
+// had already read by long poll.
+func (s *Server) startCursor(ctx context.Context, entity, name string) (int64, error) {
+	c, ok, err := s.svc.Cursor(ctx, name)
+	if err != nil || ok {
+		return c, err
+	}
+	last, err := s.svc.LastEvent(ctx, entity)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.svc.SetCursor(ctx, name, last); err != nil {
+		return 0, err
+	}
+	return last, nil
 }
 
 // backoff is the wait before retry n (1, 2, …): exponential, capped,

@@ -204,19 +204,20 @@ type Bots interface {
 	Tokens(ctx context.Context) ([]Token, error)
 	// RevokeToken revokes a token, or returns an error matching ErrNotFound.
 	RevokeToken(ctx context.Context, id int64) error
-	// TokenUsed records that token id was used for entity: a bot is behind
-	// that entity from now on.
+	// TokenUsed records that token id was used for entity (and when): a
+	// bot is behind that entity while the token is not revoked.
 	TokenUsed(ctx context.Context, id int64, entity string, at time.Time) error
-	// BotEntities returns the entities some token has been used for.
+	// BotEntities returns the entities a token that is not revoked has
+	// been used for.
 	BotEntities(ctx context.Context) ([]string, error)
 	// Cursor returns the last event id a consumer (say "webhook:helpdesk")
-	// has taken, 0 if none; SetCursor stores it.
-	Cursor(ctx context.Context, name string) (int64, error)
+	// has taken, and whether it has stored one; SetCursor stores it.
+	Cursor(ctx context.Context, name string) (id int64, ok bool, err error)
 	SetCursor(ctx context.Context, name string, id int64) error
 	// Presences returns the presence the bots set, by entity;
-	// SetPresence stores one.
+	// SetPresence stores one, or with nil forgets it.
 	Presences(ctx context.Context) (map[string]Presence, error)
-	SetPresence(ctx context.Context, entity string, p Presence) error
+	SetPresence(ctx context.Context, entity string, p *Presence) error
 }
 
 // Store is everything a running rostergate keeps.

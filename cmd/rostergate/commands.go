@@ -170,15 +170,13 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *co
 	}
 }
 
-// httpOptions returns the HTTP API's options, or nil when neither [http]
-// listen nor any webhook is set.
+// httpOptions returns the options of the HTTP side: the API when [http]
+// listen is set, and always the webhooks' delivery and the events'
+// retention, so that a reload may add a webhook.
 func httpOptions(cfg *config.Config) (*httpapi.Options, error) {
 	hooks, err := webhooks(cfg)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.HTTP.Listen == "" && len(hooks) == 0 {
-		return nil, nil
 	}
 	h := cfg.HTTP
 	return &httpapi.Options{Listen: h.Listen, TLSCert: h.TLSCert, TLSKey: h.TLSKey, MaxBody: h.MaxBody, Rate: h.Rate,

@@ -88,10 +88,10 @@ func (*nopStore) Tokens(context.Context) ([]store.Token, error)                {
 func (*nopStore) RevokeToken(context.Context, int64) error                     { return store.ErrNotFound }
 func (*nopStore) TokenUsed(context.Context, int64, string, time.Time) error    { return nil }
 func (*nopStore) BotEntities(context.Context) ([]string, error)                { return nil, nil }
-func (*nopStore) Cursor(context.Context, string) (int64, error)                { return 0, nil }
+func (*nopStore) Cursor(context.Context, string) (int64, bool, error)          { return 0, false, nil }
 func (*nopStore) SetCursor(context.Context, string, int64) error               { return nil }
 func (*nopStore) Presences(context.Context) (map[string]store.Presence, error) { return nil, nil }
-func (*nopStore) SetPresence(context.Context, string, store.Presence) error    { return nil }
+func (*nopStore) SetPresence(context.Context, string, *store.Presence) error   { return nil }
 func (*nopStore) CreateToken(context.Context, []byte, []string) (store.Token, error) {
 	return store.Token{}, errors.New("bench: the no-op store keeps no tokens")
 }

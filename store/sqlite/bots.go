@@ -34,6 +34,11 @@ func insertBotEvents(ctx context.Context, tx *sql.Tx, evs []store.BotEvent, now 
 		if !isWord(ev.Type) {
 			return fmt.Errorf("sqlite: bot event %d (%q): type %q is not a word of a-z and _", i, ev.Entity, ev.Type)
 		}
+		// Each event's data is one JSON object: pasted into the page, it
+		// can be nothing else.
+		if d := ev.Data; len(d) < 2 || d[0] != '{' || !json.Valid([]byte(d)) {
+			return fmt.Errorf("sqlite: bot event %d (%q): data is not a JSON object", i, ev.Entity)
+		}
 		if _, ok := groups[ev.Entity]; !ok {
 			order = append(order, ev.Entity)
 		}
@@ -129,7 +134,7 @@ func (db *DB) BotEvents(ctx context.Context, entity string, after int64, limit i
 		if err := rows.Scan(&page, &raw); err != nil {
 			return nil, 0, fmt.Errorf("sqlite: bot events: %w", err)
 		}
-		var evs [][3]json.RawMessage
+		var evs [][]json.RawMessage
 		if err := json.Unmarshal(raw, &evs); err != nil {
 			return nil, 0, fmt.Errorf("sqlite: bot events: page %d: %w", page, err)
 		}
@@ -140,7 +145,7 @@ func (db *DB) BotEvents(ctx context.Context, entity string, after int64, limit i
 			}
 			var typ string
 			var at int64
-			if json.Unmarshal(e[0], &typ) != nil || json.Unmarshal(e[1], &at) != nil {
+			if len(e) != 3 || json.Unmarshal(e[0], &typ) != nil || json.Unmarshal(e[1], &at) != nil {
 				return nil, 0, fmt.Errorf("sqlite: bot events: page %d: event %d is not [type, at, data]", page, k)
 			}
 			out = append(out, store.BotEvent{ID: id, Entity: entity, At: fromMillis(at), Type: typ, Data: string(e[2])})
@@ -172,15 +177,16 @@ func (db *DB) LastBotEvent(ctx context.Context, entity string) (int64, error) {
 // oldest of each entity beyond keep, a page (one commit's events of one
 // entity) at a time: a page goes once all its events are older than
 // before, or once keep newer events remain without it. It notes per
-// entity the highest id deleted. Pages are dated in id order, so the
-// cutoff by age is found by id (a binary search), not by a scan.
+// entity the highest id deleted. What goes is found on a reader (pages are
+// dated in id order, so the cutoff by age is a binary search over ids);
+// the writer is taken only when something does, and only to delete it.
 func (db *DB) TrimBotEvents(ctx context.Context, before time.Time, keep int) (int64, error) {
-	tx, err := db.w.BeginTx(ctx, nil)
+	rtx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	cut, err := ageCutoff(ctx, tx, millis(before))
+	defer rtx.Rollback() //nolint:errcheck // read-only
+	cut, err := ageCutoff(ctx, rtx, millis(before))
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
@@ -191,25 +197,57 @@ func (db *DB) TrimBotEvents(ctx context.Context, before time.Time, keep int) (in
 			ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS newer FROM bot_events) WHERE newer >= ?`
 		args = append(args, keep)
 	}
-	var n sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT sum(n) FROM (`+doomed+`)`, args...).Scan(&n); err != nil {
+	rows, err := rtx.QueryContext(ctx, doomed, args...)
+	if err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
-	if n.Int64 == 0 {
+	var pages []int64
+	through := map[string]int64{}
+	var n int64
+	for rows.Next() {
+		var id, cnt int64
+		var entity string
+		if err := rows.Scan(&id, &entity, &cnt); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
+		}
+		pages = append(pages, id)
+		through[entity] = max(through[entity], id<<pageShift+cnt-1)
+		n += cnt
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
+	}
+	_ = rtx.Rollback()
+	if len(pages) == 0 {
 		return 0, nil
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO bot_event_trims (entity, through)
-		SELECT entity, max((id << `+strconv.Itoa(pageShift)+`) + n - 1) FROM (`+doomed+`) WHERE true GROUP BY entity
-		ON CONFLICT (entity) DO UPDATE SET through = max(through, excluded.through)`, args...); err != nil {
+	ids, err := json.Marshal(pages)
+	if err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM bot_events WHERE id IN (SELECT id FROM (`+doomed+`))`, args...); err != nil {
+	marks, err := json.Marshal(through)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `INSERT INTO bot_event_trims (entity, through)
+		SELECT key, value FROM json_each(?) WHERE true
+		ON CONFLICT (entity) DO UPDATE SET through = max(through, excluded.through)`, string(marks)); err != nil {
+		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM bot_events WHERE id IN (SELECT value FROM json_each(?))`, string(ids)); err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite: trim bot events: %w", err)
 	}
-	return n.Int64, nil
+	return n, nil
 }
 
 // ageCutoff returns the highest id of the pages whose events are all
@@ -350,7 +388,7 @@ func (db *DB) TokenUsed(ctx context.Context, id int64, entity string, at time.Ti
 	if _, err := tx.ExecContext(ctx, `UPDATE tokens SET last_used = ? WHERE id = ?`, millis(at), id); err != nil {
 		return fmt.Errorf("sqlite: token used: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO bot_entities (entity, since) VALUES (?, ?) ON CONFLICT DO NOTHING`, entity, millis(at)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO bot_entities (entity, token, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, entity, id, millis(at)); err != nil {
 		return fmt.Errorf("sqlite: token used: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -359,9 +397,11 @@ func (db *DB) TokenUsed(ctx context.Context, id int64, entity string, at time.Ti
 	return nil
 }
 
-// BotEntities returns the entities a token has been used for.
+// BotEntities returns the entities a token that is not revoked has been
+// used for.
 func (db *DB) BotEntities(ctx context.Context) ([]string, error) {
-	return db.strings(ctx, "bot entities", `SELECT entity FROM bot_entities ORDER BY entity`)
+	return db.strings(ctx, "bot entities", `SELECT DISTINCT b.entity FROM bot_entities b JOIN tokens t ON t.id = b.token
+		WHERE t.revoked IS NULL ORDER BY b.entity`)
 }
 
 func (db *DB) strings(ctx context.Context, what, query string) ([]string, error) {
@@ -384,17 +424,17 @@ func (db *DB) strings(ctx context.Context, what, query string) ([]string, error)
 	return out, nil
 }
 
-// Cursor returns a consumer's last event id, 0 if none.
-func (db *DB) Cursor(ctx context.Context, name string) (int64, error) {
+// Cursor returns a consumer's last event id, and whether it stored one.
+func (db *DB) Cursor(ctx context.Context, name string) (int64, bool, error) {
 	var id int64
 	err := db.r.QueryRowContext(ctx, `SELECT id FROM cursors WHERE name = ?`, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: cursor %q: %w", name, err)
+		return 0, false, fmt.Errorf("sqlite: cursor %q: %w", name, err)
 	}
-	return id, nil
+	return id, true, nil
 }
 
 // SetCursor stores a consumer's last event id.
@@ -450,8 +490,15 @@ func (db *DB) Presences(ctx context.Context) (map[string]store.Presence, error) 
 	return out, nil
 }
 
-// SetPresence stores the presence a bot set for entity.
-func (db *DB) SetPresence(ctx context.Context, entity string, p store.Presence) error {
+// SetPresence stores the presence a bot set for entity, or with nil
+// forgets it.
+func (db *DB) SetPresence(ctx context.Context, entity string, p *store.Presence) error {
+	if p == nil {
+		if _, err := db.w.ExecContext(ctx, `DELETE FROM entity_presence WHERE entity = ?`, entity); err != nil {
+			return fmt.Errorf("sqlite: set presence: %w", err)
+		}
+		return nil
+	}
 	if _, err := db.w.ExecContext(ctx, `INSERT INTO entity_presence (entity, show, status, updated) VALUES (?, ?, ?, ?)
 		ON CONFLICT (entity) DO UPDATE SET show = excluded.show, status = excluded.status, updated = excluded.updated`,
 		entity, p.Show, p.Status, millis(time.Now())); err != nil {

@@ -22,7 +22,7 @@ func TestSetCursorKeepsFullSync(t *testing.T) {
 			t.Fatalf("after SetCursor, synchronous = %d, want 2 (FULL)", sync)
 		}
 	}
-	if id, err := db.Cursor(ctx, "webhook:bot"); err != nil || id != 7 {
+	if id, _, err := db.Cursor(ctx, "webhook:bot"); err != nil || id != 7 {
 		t.Errorf("Cursor = %d, %v", id, err)
 	}
 }

@@ -71,9 +71,14 @@ func testBotEvents(t *testing.T, o opener) {
 	if last, err := s.LastBotEvent(ctx, "nobody"); err != nil || last != 0 {
 		t.Errorf("LastBotEvent(nobody) = %d, %v", last, err)
 	}
-	// Data that is not JSON, or a type that is not a word, fails the
-	// whole batch.
-	for _, ev := range []store.BotEvent{{Entity: "bot", Type: "message", Data: `{`}, {Entity: "bot", Type: `a"b`, Data: `{}`}} {
+	// Data that is not one JSON object, or a type that is not a word, fails
+	// the whole batch.
+	for _, ev := range []store.BotEvent{
+		{Entity: "bot", Type: "message", Data: `{`},
+		{Entity: "bot", Type: "message", Data: `{}],["presence",0,{}`},
+		{Entity: "bot", Type: "message", Data: `[1]`},
+		{Entity: "bot", Type: `a"b`, Data: `{}`},
+	} {
 		bad := store.Batch{
 			Changes:   []store.Change{{Item: roster.Item{Entity: "bot", Contact: "b@x", Sub: roster.SubTo}}},
 			BotEvents: []store.BotEvent{ev},
@@ -159,14 +164,33 @@ func testTokens(t *testing.T, o opener) {
 	if ents, _ := s.BotEntities(ctx); !slices.Equal(ents, []string{"helpdesk"}) {
 		t.Errorf("BotEntities = %q", ents)
 	}
+	// A second token for the same entity keeps a bot behind it when the
+	// first is revoked; revoking both leaves none.
+	h3 := sha256.Sum256([]byte("three"))
+	tk2, err := s.CreateToken(ctx, h3[:], []string{"helpdesk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TokenUsed(ctx, tk2.ID, "helpdesk", t0); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.RevokeToken(ctx, tk.ID); err != nil {
 		t.Fatal(err)
+	}
+	if ents, _ := s.BotEntities(ctx); !slices.Equal(ents, []string{"helpdesk"}) {
+		t.Errorf("BotEntities with one token left = %q", ents)
+	}
+	if err := s.RevokeToken(ctx, tk2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := s.BotEntities(ctx); len(ents) != 0 {
+		t.Errorf("BotEntities with every token revoked = %q", ents)
 	}
 	if err := s.RevokeToken(ctx, tk.ID+100); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RevokeToken(unknown) = %v", err)
 	}
 	ts, err := s.Tokens(ctx)
-	if err != nil || len(ts) != 1 || ts[0].Revoked.IsZero() {
+	if err != nil || len(ts) != 2 || ts[0].Revoked.IsZero() {
 		t.Fatalf("Tokens = %+v, %v", ts, err)
 	}
 }
@@ -175,21 +199,32 @@ func testTokens(t *testing.T, o opener) {
 func testBotState(t *testing.T, o opener) {
 	ctx := context.Background()
 	s := o.fresh(t)
-	if id, err := s.Cursor(ctx, "webhook:bot"); err != nil || id != 0 {
-		t.Fatalf("Cursor before any = %d, %v", id, err)
+	if id, ok, err := s.Cursor(ctx, "webhook:bot"); err != nil || id != 0 || ok {
+		t.Fatalf("Cursor before any = %d, %v, %v", id, ok, err)
 	}
 	for _, id := range []int64{5, 9} {
 		if err := s.SetCursor(ctx, "webhook:bot", id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if id, err := s.Cursor(ctx, "webhook:bot"); err != nil || id != 9 {
-		t.Errorf("Cursor = %d, %v; want 9", id, err)
+	if id, ok, err := s.Cursor(ctx, "webhook:bot"); err != nil || id != 9 || !ok {
+		t.Errorf("Cursor = %d, %v, %v; want 9", id, ok, err)
 	}
-	if err := s.SetPresence(ctx, "bot", store.Presence{Show: "away", Status: "lunch"}); err != nil {
+	if err := s.SetCursor(ctx, "webhook:new", 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPresence(ctx, "bot", store.Presence{Show: "dnd", Status: "busy"}); err != nil {
+	if id, ok, err := s.Cursor(ctx, "webhook:new"); err != nil || id != 0 || !ok {
+		t.Errorf("a cursor stored at 0 = %d, %v, %v", id, ok, err)
+	}
+	for _, p := range []store.Presence{{Show: "away", Status: "lunch"}, {Show: "dnd", Status: "busy"}} {
+		if err := s.SetPresence(ctx, "bot", &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetPresence(ctx, "gone", &store.Presence{Show: "xa"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPresence(ctx, "gone", nil); err != nil {
 		t.Fatal(err)
 	}
 	ps, err := s.Presences(ctx)

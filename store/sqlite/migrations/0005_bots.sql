@@ -36,8 +36,10 @@ CREATE TABLE tokens (
 ) STRICT;
 
 CREATE TABLE bot_entities (
-	entity TEXT    PRIMARY KEY,
-	since  INTEGER NOT NULL
+	entity TEXT    NOT NULL,
+	token  INTEGER NOT NULL REFERENCES tokens (id) ON DELETE CASCADE,
+	since  INTEGER NOT NULL,
+	PRIMARY KEY (entity, token)
 ) STRICT, WITHOUT ROWID;
 
 CREATE TABLE entity_presence (
