@@ -424,7 +424,9 @@ func TestRevokeDetaches(t *testing.T) {
 	if status, _ := f.call(t, "GET", "/api/v1/entities/helpdesk/roster", tok, ""); status != 200 {
 		t.Fatal(status)
 	}
-	msg := func(body string) { f.handle(t, &stanza.Element{Name: "message", Type: "chat", From: "ann@example.com/pc", To: "helpdesk@" + domain, ID: "m", Body: body}) }
+	msg := func(body string) {
+		f.handle(t, &stanza.Element{Name: "message", Type: "chat", From: "ann@example.com/pc", To: "helpdesk@" + domain, ID: "m", Body: body})
+	}
 	f.w.Reset()
 	msg("to the bot")
 	if f.w.String() != "" {
