@@ -151,7 +151,8 @@ func (e *Engine) botEvent(b *batch, entity, typ string, data jsonEvent) {
 	if !e.hasBot(e.live.Load(), entity) {
 		return
 	}
-	b.events = append(b.events, store.BotEvent{Entity: entity, At: b.now, Type: typ, Data: string(data.appendJSON(nil))})
+	var buf [256]byte // most events fit: one allocation, the string's
+	b.events = append(b.events, store.BotEvent{Entity: entity, At: b.now, Type: typ, Data: string(data.appendJSON(buf[:0]))})
 }
 
 // itemEvents adds the events a change of an item makes for its entity's

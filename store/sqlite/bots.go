@@ -35,9 +35,9 @@ func insertBotEvents(ctx context.Context, tx *sql.Tx, evs []store.BotEvent, now 
 			return fmt.Errorf("sqlite: bot event %d (%q): type %q is not a word of a-z and _", i, ev.Entity, ev.Type)
 		}
 		// Each event's data is one JSON object: pasted into the page, it
-		// can be nothing else.
-		if d := ev.Data; len(d) < 2 || d[0] != '{' || !json.Valid([]byte(d)) {
-			return fmt.Errorf("sqlite: bot event %d (%q): data is not a JSON object", i, ev.Entity)
+		// can be nothing else (the page's CHECK then validates the JSON).
+		if !oneObject(ev.Data) {
+			return fmt.Errorf("sqlite: bot event %d (%q): data is not one JSON object", i, ev.Entity)
 		}
 		if _, ok := groups[ev.Entity]; !ok {
 			order = append(order, ev.Entity)
@@ -92,6 +92,40 @@ func insertBotEvents(ctx context.Context, tx *sql.Tx, evs []store.BotEvent, now 
 		}
 	}
 	return nil
+}
+
+// oneObject reports whether s is one brace-delimited whole: it opens with
+// {, and its brackets, outside strings, close only at its last byte. That
+// is what keeps an event's data from reaching out of its place in a page;
+// whether it is valid JSON, the page's CHECK (json_valid) says. A byte scan:
+// encoding/json's Valid cost a twentieth of the decision rate here.
+func oneObject(s string) bool {
+	if len(s) < 2 || s[0] != '{' {
+		return false
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case inString:
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth < 0 || depth == 0 && i != len(s)-1 {
+				return false
+			}
+		}
+	}
+	return depth == 0 && !inString
 }
 
 // isWord reports whether s is a non-empty word of a-z and _.

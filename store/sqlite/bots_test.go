@@ -26,3 +26,15 @@ func TestSetCursorKeepsFullSync(t *testing.T) {
 		t.Errorf("Cursor = %d, %v", id, err)
 	}
 }
+
+func TestOneObject(t *testing.T) {
+	for s, want := range map[string]bool{
+		`{}`: true, `{"a":"}]"}`: true, `{"a":"\"}"}`: true, `{"a":[{"b":1}]}`: true,
+		``: false, `{`: false, `[]`: false, `{}]`: false, `{}],["presence",0,{}`: false, `{} {}`: false,
+		`{"a":"\"}`: false, `{"a":1}x`: false, ` {}`: false,
+	} {
+		if got := oneObject(s); got != want {
+			t.Errorf("oneObject(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
