@@ -77,6 +77,8 @@ func testBotEvents(t *testing.T, o opener) {
 		{Entity: "bot", Type: "message", Data: `{`},
 		{Entity: "bot", Type: "message", Data: `{}],["presence",0,{}`},
 		{Entity: "bot", Type: "message", Data: `[1]`},
+		{Entity: "bot", Type: "message", Data: `{"a":}`},
+		{Entity: "bot", Type: "message", Data: `{"a":1,}`},
 		{Entity: "bot", Type: `a"b`, Data: `{}`},
 	} {
 		bad := store.Batch{
