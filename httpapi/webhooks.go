@@ -38,6 +38,10 @@ const (
 	// cursorEvery is how often a webhook's cursor is stored while events
 	// flow.
 	cursorEvery = 250 * time.Millisecond
+	// deliverPage is how many events a delivery reads at a time: a commit's
+	// events of one entity are stored together, up to thousands, and each
+	// read decodes its page whole.
+	deliverPage = 1000
 )
 
 // hooks are the deliveries running, one per entity with a webhook.
@@ -168,7 +172,7 @@ func (s *Server) deliver(ctx context.Context, w Webhook) {
 	failures := 0
 	for ctx.Err() == nil {
 		sig := s.svc.EventsSignal()
-		evs, trimmed, err := s.svc.BotEvents(ctx, w.Entity, cursor, 100)
+		evs, trimmed, err := s.svc.BotEvents(ctx, w.Entity, cursor, deliverPage)
 		if err != nil {
 			log.Error("reading events", "err", err)
 			if !sleep(ctx, time.Second) {
