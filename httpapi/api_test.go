@@ -444,3 +444,18 @@ func TestRevokeDetaches(t *testing.T) {
 		t.Errorf("a message logged after the revocation")
 	}
 }
+
+// The component domain itself may be an entity: its path segment is the
+// domain, and its tokens are made for the domain.
+func TestDomainEntity(t *testing.T) {
+	f := newFixture(t, httpapi.Options{}, engine.Entity{Local: ""}, engine.Entity{Local: "helpdesk"})
+	tok := f.token(t, domain)
+	f.handle(t, pres("subscribe", "ann@example.com", domain))
+	status, body := f.call(t, "GET", "/api/v1/entities/"+domain+"/roster", tok, "")
+	if status != 200 || !strings.Contains(body, `"jid":"ann@example.com"`) {
+		t.Errorf("the domain's roster: %d %s", status, body)
+	}
+	if status, _ := f.call(t, "GET", "/api/v1/entities/helpdesk/roster", tok, ""); status != 403 {
+		t.Errorf("the domain's token for helpdesk: %d", status)
+	}
+}
