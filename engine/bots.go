@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -75,6 +76,7 @@ const maxTracked = 200_000
 // bots is what the engine knows of the bots behind entities.
 type bots struct {
 	used     map[string]bool                        // entities a token was used for
+	attached map[string]time.Time                   // when BotAttached last ran for each, until a refresh has read it
 	presence map[string]store.Presence              // the presence bots set
 	contacts map[itemKey]map[string]ContactPresence // contacts' available resources, for bot entities
 	tracked  int                                    // resources in contacts
@@ -111,13 +113,23 @@ func (e *Engine) hasBot(l *live, entity string) bool {
 // SetBotEntities puts in force the entities whose token is in use (read
 // again from the store while running: a token revoked elsewhere takes its
 // bot away).
-func (e *Engine) SetBotEntities(entities []string) {
+//
+// read is when the store was read: an entity attached since (BotAttached,
+// its use committed after that read began) is kept.
+func (e *Engine) SetBotEntities(entities []string, read time.Time) {
 	used := make(map[string]bool, len(entities))
 	for _, ent := range entities {
 		used[ent] = true
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for ent, at := range e.bots.attached {
+		if at.After(read) {
+			used[ent] = true
+		} else {
+			delete(e.bots.attached, ent)
+		}
+	}
 	e.bots.used = used
 }
 
@@ -128,6 +140,10 @@ func (e *Engine) BotAttached(entity string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.bots.used[entity] = true
+	if e.bots.attached == nil {
+		e.bots.attached = map[string]time.Time{}
+	}
+	e.bots.attached[entity] = time.Now()
 }
 
 // EventsSignal returns a channel closed when events are next committed.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"rostergate/store"
 	"rostergate/subscription"
@@ -211,5 +212,29 @@ func TestNoAPINoBot(t *testing.T) {
 	}
 	if got := botLog(t, e2, "helpdesk"); len(got) != 0 {
 		t.Errorf("events logged without the API: %q", got)
+	}
+}
+
+// A refresh that read the store before a token's use was recorded keeps
+// the entity attached meanwhile; one that read after drops what it does
+// not list.
+func TestSetBotEntities(t *testing.T) {
+	e, _, _ := newTestEngine(t, Settings{Entities: []Entity{{Local: "a"}, {Local: "b"}}})
+	read := time.Now()
+	time.Sleep(time.Millisecond)
+	e.BotAttached("a")
+	e.SetBotEntities(nil, read)
+	e.mu.Lock()
+	kept := e.hasBot(e.live.Load(), "a")
+	e.mu.Unlock()
+	if !kept {
+		t.Error("an entity attached after the read was dropped")
+	}
+	e.SetBotEntities([]string{"b"}, time.Now())
+	e.mu.Lock()
+	a, b := e.hasBot(e.live.Load(), "a"), e.hasBot(e.live.Load(), "b")
+	e.mu.Unlock()
+	if a || !b {
+		t.Errorf("after a later read: a %v (want false), b %v (want true)", a, b)
 	}
 }

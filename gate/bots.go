@@ -198,12 +198,13 @@ func (s *Service) refreshBots(ctx context.Context, now time.Time) {
 	if !due {
 		return
 	}
+	read := time.Now() // before the read: a use recorded meanwhile is kept
 	ents, err := s.store.BotEntities(ctx)
 	if err != nil {
 		s.log.Warn("reading the entities with a bot", "err", err)
 		return
 	}
-	s.eng.SetBotEntities(ents)
+	s.eng.SetBotEntities(ents, read)
 }
 
 // BotItem is a roster item as a bot sees it, with the contact's presence
