@@ -77,6 +77,7 @@ const maxTracked = 200_000
 type bots struct {
 	used     map[string]bool                        // entities a token was used for
 	attached map[string]time.Time                   // when BotAttached last ran for each, until a refresh has read it
+	readAt   time.Time                              // when the refresh in force read the store
 	presence map[string]store.Presence              // the presence bots set
 	contacts map[itemKey]map[string]ContactPresence // contacts' available resources, for bot entities
 	tracked  int                                    // resources in contacts
@@ -123,6 +124,10 @@ func (e *Engine) SetBotEntities(entities []string, read time.Time) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if read.Before(e.bots.readAt) {
+		return // a refresh that read later (say, at a revocation) is in force
+	}
+	e.bots.readAt = read
 	for ent, at := range e.bots.attached {
 		if at.After(read) {
 			used[ent] = true

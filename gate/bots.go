@@ -198,7 +198,7 @@ func (s *Service) refreshBots(ctx context.Context, now time.Time) {
 	if !due {
 		return
 	}
-	read := time.Now() // before the read: a use recorded meanwhile is kept
+	read := time.Now() // before the read: a use recorded meanwhile is kept, an older read ignored
 	ents, err := s.store.BotEntities(ctx)
 	if err != nil {
 		s.log.Warn("reading the entities with a bot", "err", err)
@@ -302,6 +302,14 @@ func (s *Service) Cursor(ctx context.Context, name string) (int64, bool, error) 
 		return 0, false, fmt.Errorf("gate: %w", err)
 	}
 	return id, ok, nil
+}
+
+// DeleteCursor forgets where a consumer of events stood.
+func (s *Service) DeleteCursor(ctx context.Context, name string) error {
+	if err := s.store.DeleteCursor(ctx, name); err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	return nil
 }
 
 // LastEvent returns the id of entity's newest event, 0 if none.

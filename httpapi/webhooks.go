@@ -73,6 +73,22 @@ func (s *Server) Stats() Stats {
 	return Stats{Delivered: s.hooks.delivered.Load(), Failures: s.hooks.failures.Load(), Dropped: s.hooks.dropped.Load(), Gaps: s.hooks.gaps.Load()}
 }
 
+// PrepareWebhooks settles where each webhook not running yet starts (its
+// entity's newest event), before a reload lets the engine log events for
+// it: what is logged after is delivered.
+func (s *Server) PrepareWebhooks(ctx context.Context, ws []Webhook) {
+	s.hooks.mu.Lock()
+	defer s.hooks.mu.Unlock()
+	for _, w := range ws {
+		if h, ok := s.hooks.running[w.Entity]; ok && h.cfg.URL == w.URL {
+			continue
+		}
+		if _, err := s.startCursor(ctx, w.Entity, "webhook:"+w.Entity); err != nil {
+			s.log.Error("reading a webhook's cursor", "entity", s.svc.EntityJID(w.Entity), "err", err)
+		}
+	}
+}
+
 // SetWebhooks puts the webhooks in force (at start, and on reload): a
 // delivery whose webhook changed or went is stopped (where an event was
 // being delivered, it is sent again by its successor: at least once), a new
@@ -95,6 +111,14 @@ func (s *Server) SetWebhooks(ctx context.Context, ws []Webhook) {
 			h.cancel()
 			<-h.done
 			delete(s.hooks.running, ent)
+			if !ok {
+				// Gone: a webhook set later starts afresh, after the
+				// newest event, not with this one's backlog. (A new URL
+				// goes on where the old one stood.)
+				if err := s.svc.DeleteCursor(context.WithoutCancel(ctx), "webhook:"+ent); err != nil {
+					s.log.Error("forgetting a removed webhook's cursor", "entity", s.svc.EntityJID(ent), "err", err)
+				}
+			}
 		}
 	}
 	for ent, w := range want {

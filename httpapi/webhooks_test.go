@@ -261,4 +261,20 @@ func TestWebhookAfterTrimAndNew(t *testing.T) {
 	if n != 1 || got[0].Type != "subscription" {
 		t.Errorf("the new webhook took %d events (%+v), want only the new one", n, got)
 	}
+
+	// Removed, events meanwhile (read by the token bot), added again: it
+	// starts after them too.
+	f.api.SetWebhooks(ctx, hooks)
+	f.handle(t, pres("subscribe", "while-away@example.com", "other@"+domain))
+	f.api.PrepareWebhooks(ctx, append(hooks, httpapi.Webhook{Entity: "other", URL: hook2.URL, Secret: sec, MaxAge: time.Hour}))
+	f.api.SetWebhooks(ctx, append(hooks, httpapi.Webhook{Entity: "other", URL: hook2.URL, Secret: sec, MaxAge: time.Hour}))
+	f.handle(t, pres("subscribe", "back@example.com", "other@"+domain))
+	rcv2.wait(t, 2)
+	time.Sleep(200 * time.Millisecond)
+	rcv2.mu.Lock()
+	n = len(rcv2.taken)
+	rcv2.mu.Unlock()
+	if n != 2 {
+		t.Errorf("after removal and re-adding, the webhook has taken %d events, want 2 (the events while away not replayed)", n)
+	}
 }

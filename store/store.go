@@ -187,7 +187,8 @@ type Bots interface {
 	// oldest first, and the highest id that retention has deleted from
 	// entity's log (0 if none): events above after and up to it are lost.
 	BotEvents(ctx context.Context, entity string, after int64, limit int) (evs []BotEvent, trimmed int64, err error)
-	// LastBotEvent returns the id of entity's newest event (0 if none).
+	// LastBotEvent returns the id of entity's newest event, or of the
+	// newest that retention deleted if that is newer (0 if none ever).
 	LastBotEvent(ctx context.Context, entity string) (int64, error)
 	// TrimBotEvents deletes events older than before, and the oldest of
 	// each entity beyond the newest keep (keep 0: no cap), and returns how
@@ -214,6 +215,8 @@ type Bots interface {
 	// has taken, and whether it has stored one; SetCursor stores it.
 	Cursor(ctx context.Context, name string) (id int64, ok bool, err error)
 	SetCursor(ctx context.Context, name string, id int64) error
+	// DeleteCursor forgets a consumer's cursor (none: a no-op).
+	DeleteCursor(ctx context.Context, name string) error
 	// Presences returns the presence the bots set, by entity;
 	// SetPresence stores one, or with nil forgets it.
 	Presences(ctx context.Context) (map[string]Presence, error)

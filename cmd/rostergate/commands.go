@@ -153,6 +153,11 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *co
 		if err == nil {
 			hooks, err = webhooks(cfg)
 		}
+		if err == nil && inst.HTTP != nil {
+			// Where new webhooks start is settled before the engine logs
+			// events for them.
+			inst.HTTP.PrepareWebhooks(ctx, hooks)
+		}
 		if err == nil {
 			err = inst.Service.Reload(ctx, cfg.Settings())
 		}

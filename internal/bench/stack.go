@@ -89,6 +89,7 @@ func (*nopStore) RevokeToken(context.Context, int64) error                     {
 func (*nopStore) TokenUsed(context.Context, int64, string, time.Time) error    { return nil }
 func (*nopStore) BotEntities(context.Context) ([]string, error)                { return nil, nil }
 func (*nopStore) Cursor(context.Context, string) (int64, bool, error)          { return 0, false, nil }
+func (*nopStore) DeleteCursor(context.Context, string) error                   { return nil }
 func (*nopStore) SetCursor(context.Context, string, int64) error               { return nil }
 func (*nopStore) Presences(context.Context) (map[string]store.Presence, error) { return nil, nil }
 func (*nopStore) SetPresence(context.Context, string, *store.Presence) error   { return nil }

@@ -194,17 +194,17 @@ func (db *DB) BotEvents(ctx context.Context, entity string, after int64, limit i
 	return out, trimmed, nil
 }
 
-// LastBotEvent returns the id of entity's newest event, 0 if none.
+// LastBotEvent returns the id of entity's newest event, or of the newest
+// retention deleted if that is newer; 0 if none ever.
 func (db *DB) LastBotEvent(ctx context.Context, entity string) (int64, error) {
-	var page, n int64
-	err := db.r.QueryRowContext(ctx, `SELECT id, n FROM bot_events WHERE entity = ? ORDER BY id DESC LIMIT 1`, entity).Scan(&page, &n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
+	var last int64
+	err := db.r.QueryRowContext(ctx, `SELECT max(coalesce((SELECT (id << `+strconv.Itoa(pageShift)+`) + n - 1 FROM bot_events
+		WHERE entity = ?1 ORDER BY id DESC LIMIT 1), 0), coalesce((SELECT through FROM bot_event_trims WHERE entity = ?1), 0))`,
+		entity).Scan(&last)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: last bot event: %w", err)
 	}
-	return page<<pageShift + n - 1, nil
+	return last, nil
 }
 
 // TrimBotEvents deletes events older than before and, with keep > 0, the
@@ -497,6 +497,14 @@ func (db *DB) SetCursor(ctx context.Context, name string, id int64) (err error) 
 	}()
 	if _, err := c.ExecContext(ctx, `INSERT INTO cursors (name, id) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET id = excluded.id`, name, id); err != nil {
+		return fmt.Errorf("sqlite: cursor %q: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteCursor forgets a consumer's cursor.
+func (db *DB) DeleteCursor(ctx context.Context, name string) error {
+	if _, err := db.w.ExecContext(ctx, `DELETE FROM cursors WHERE name = ?`, name); err != nil {
 		return fmt.Errorf("sqlite: cursor %q: %w", name, err)
 	}
 	return nil

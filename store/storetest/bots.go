@@ -129,6 +129,14 @@ func testBotEvents(t *testing.T, o opener) {
 	if b4.BotEvents[0].ID <= ids[3] {
 		t.Errorf("an id after a full trim: %d, not above %d", b4.BotEvents[0].ID, ids[3])
 	}
+	// With every event of an entity deleted, its last id is the newest
+	// deleted.
+	if _, err := s.TrimBotEvents(ctx, t0.Add(time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.LastBotEvent(ctx, "bot"); err != nil || last != b4.BotEvents[0].ID {
+		t.Errorf("LastBotEvent after a full trim = %d, %v; want %d", last, err, b4.BotEvents[0].ID)
+	}
 }
 
 // testTokens: tokens are found by hash only, listed, revoked, and their use
@@ -217,6 +225,12 @@ func testBotState(t *testing.T, o opener) {
 	}
 	if id, ok, err := s.Cursor(ctx, "webhook:new"); err != nil || id != 0 || !ok {
 		t.Errorf("a cursor stored at 0 = %d, %v, %v", id, ok, err)
+	}
+	if err := s.DeleteCursor(ctx, "webhook:new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Cursor(ctx, "webhook:new"); err != nil || ok {
+		t.Errorf("a deleted cursor: %v, %v", ok, err)
 	}
 	for _, p := range []store.Presence{{Show: "away", Status: "lunch"}, {Show: "dnd", Status: "busy"}} {
 		if err := s.SetPresence(ctx, "bot", &p); err != nil {
