@@ -182,16 +182,16 @@ func testIntegrationAdminAttacker(t *testing.T, srv *xmpptest.Server) {
 		fmt.Sprintf("<command xmlns='http://jabber.org/protocol/commands' node='pending' sessionid='guess' action='complete'><x xmlns='jabber:x:data' type='submit'><field var='approve'><value>%d</value></field></x></command>", id),
 	} {
 		_, err := mallory.IQ(ctx(t), "<iq type='set' to='"+domain+"'>"+cmd+"</iq>")
-		if se, ok := err.(*xmpptest.StanzaError); !ok || se.Condition != "forbidden" {
-			t.Errorf("non-admin command: %v, want forbidden", err)
+		if se, ok := err.(*xmpptest.StanzaError); !ok || se.Condition != "forbidden" || !strings.Contains(se.Text, "Only the admins of "+domain) {
+			t.Errorf("non-admin command: %v, want forbidden, saying why", err)
 		}
 	}
 	if err := mallory.SendMessage(domain, fmt.Sprintf("approve %d", id)); err != nil {
 		t.Fatal(err)
 	}
 	m := mustWaitMessage(t, mallory, func(m xmpptest.Message) bool { return m.From == domain })
-	if m.Type != "error" || m.Error != "forbidden" {
-		t.Errorf("non-admin chat command answered %q %q %q", m.Type, m.Error, m.Body)
+	if m.Type != "error" || m.Error != "forbidden" || !strings.Contains(m.Raw, "Only the admins of "+domain) {
+		t.Errorf("non-admin chat command answered %q %q %q", m.Type, m.Error, m.Raw)
 	}
 	// A message addressed to the domain's resource is the same.
 	if err := mallory.SendRaw("<message type='chat' to='" + domain + "/x' id='m2'><body>allow *@evil.example</body></message>"); err != nil {

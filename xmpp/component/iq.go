@@ -146,7 +146,7 @@ func (c *Component) iqCommand(out *bytes.Buffer, el *stanza.Element, to iqTo) {
 	}
 	if !c.eng.IsAdmin(el.From) {
 		c.log.Warn("ad-hoc command from a non-admin refused", "from", el.From, "node", el.Payload.Node)
-		stanza.IQError(out, el, "auth", "forbidden")
+		stanza.IQErrorText(out, el, "auth", "forbidden", c.notAdminText())
 		return
 	}
 	c.toAdminWorker(out, el)

@@ -90,11 +90,12 @@ func TestNonAdminRefused(t *testing.T) {
 	}
 
 	const mallory = "mallory@evil.example/r"
+	const why = "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>Only the admins of bots.localhost can use its commands ([admin] jids in the rostergate configuration).</text>"
 	forbiddenMsg := func(to, id string) string {
-		return "<message type='error' from='" + to + "' to='" + mallory + "' id='" + id + "'><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+		return "<message type='error' from='" + to + "' to='" + mallory + "' id='" + id + "'><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>" + why + "</error></message>"
 	}
 	forbiddenIQ := func(id string) string {
-		return "<iq type='error' from='bots.localhost' to='" + mallory + "' id='" + id + "'><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+		return "<iq type='error' from='bots.localhost' to='" + mallory + "' id='" + id + "'><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>" + why + "</error></iq>"
 	}
 	for _, tc := range []struct{ name, in, want string }{
 		{"disco#items of the commands node",

@@ -46,10 +46,15 @@ func (c *Component) handleMessage(out *bytes.Buffer, el *stanza.Element) {
 	}
 	if !c.eng.IsAdmin(el.From) {
 		c.log.Warn("chat command from a non-admin refused", "from", el.From)
-		stanza.Error(out, "message", el.To, el, "auth", "forbidden")
+		stanza.ErrorText(out, "message", el.To, el, "auth", "forbidden", c.notAdminText())
 		return
 	}
 	c.toAdminWorker(out, el)
+}
+
+// notAdminText tells a non-admin why their command is refused.
+func (c *Component) notAdminText() string {
+	return "Only the admins of " + c.domain + " can use its commands ([admin] jids in the rostergate configuration)."
 }
 
 // toAdminWorker hands an admin's stanza to the worker, which runs outside

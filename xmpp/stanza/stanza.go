@@ -286,7 +286,16 @@ func IQResult(b *bytes.Buffer, el *Element, inner string) {
 
 // IQError appends an IQ error answering el (RFC 6120 §8.3).
 func IQError(b *bytes.Buffer, el *Element, typ, condition string) {
-	IQErrorXML(b, el, "<error type='"+typ+"'><"+condition+" xmlns='"+NSStanzas+"'/></error>")
+	IQErrorText(b, el, typ, condition, "")
+}
+
+// IQErrorText is IQError with a text saying why ("" writes none).
+func IQErrorText(b *bytes.Buffer, el *Element, typ, condition, text string) {
+	var e bytes.Buffer
+	e.WriteString("<error type='" + typ + "'><" + condition + " xmlns='" + NSStanzas + "'/>")
+	writeErrorText(&e, text)
+	e.WriteString("</error>")
+	IQErrorXML(b, el, e.String())
 }
 
 // IQErrorXML appends an IQ error answering el whose <error/> element (with
@@ -337,6 +346,12 @@ func PresenceError(b *bytes.Buffer, from string, el *Element, typ, condition str
 // Error appends a stanza error of kind name (presence or message)
 // answering el, from from (RFC 6120 §8.3).
 func Error(b *bytes.Buffer, name, from string, el *Element, typ, condition string) {
+	ErrorText(b, name, from, el, typ, condition, "")
+}
+
+// ErrorText is Error with a text saying why, for the person who reads it
+// (RFC 6120 §8.3.2: <text/> after the condition); "" writes none.
+func ErrorText(b *bytes.Buffer, name, from string, el *Element, typ, condition, text string) {
 	b.WriteString("<" + name + " type='error' from='")
 	Esc(b, from)
 	b.WriteString("' to='")
@@ -349,5 +364,17 @@ func Error(b *bytes.Buffer, name, from string, el *Element, typ, condition strin
 	Esc(b, typ)
 	b.WriteString("'><")
 	b.WriteString(condition)
-	b.WriteString(" xmlns='" + NSStanzas + "'/></error></" + name + ">")
+	b.WriteString(" xmlns='" + NSStanzas + "'/>")
+	writeErrorText(b, text)
+	b.WriteString("</error></" + name + ">")
+}
+
+// writeErrorText writes an error's <text/>, in English, if any.
+func writeErrorText(b *bytes.Buffer, text string) {
+	if text == "" {
+		return
+	}
+	b.WriteString("<text xmlns='" + NSStanzas + "' xml:lang='en'>")
+	Esc(b, text)
+	b.WriteString("</text>")
 }
