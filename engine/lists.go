@@ -29,7 +29,20 @@ func Explain(s Settings, allow, deny []string, domain, contact, entity string) (
 }
 
 func explain(l *live, domain, contact, entity string) (roster.Explanation, error) {
-	cj, err := jid.Parse(strings.TrimSpace(contact))
+	contact = strings.TrimSpace(contact)
+	note := ""
+	if !strings.ContainsAny(contact, "@./") && contact != "" {
+		// "carol": a user's name, not a server called carol. Completed
+		// with the (first) local domain, and said so; without one, refused.
+		ld := l.policy.LocalDomains()
+		if len(ld) == 0 {
+			return roster.Explanation{}, &roster.InputError{Pkg: "engine",
+				Msg: fmt.Sprintf("contact %q has no domain: write it as %s@example.com (no [policy] local_domains to complete it with)", contact, contact)}
+		}
+		note = fmt.Sprintf("%q has no domain: read as %s@%s (the first of [policy] local_domains)", contact, contact, ld[0])
+		contact += "@" + ld[0]
+	}
+	cj, err := jid.Parse(contact)
 	if err != nil {
 		return roster.Explanation{}, &roster.InputError{Pkg: "engine", Msg: fmt.Sprintf("contact %q is not a JID", contact), Err: err}
 	}
@@ -47,6 +60,7 @@ func explain(l *live, domain, contact, entity string) (roster.Explanation, error
 		Rule:          l.policy.RuleText(d),
 		Message:       d.Message,
 		KnownEntity:   known,
+		Note:          note,
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"testing"
 
 	"rostergate/policy"
@@ -34,5 +35,27 @@ func TestIsAdmin(t *testing.T) {
 		if got := l.isAdmin(from); got != want {
 			t.Errorf("isAdmin(%q) = %t, want %t", from, got, want)
 		}
+	}
+}
+
+// A contact written without a domain ("explain carol helpdesk") is a
+// user's name: completed with the first local domain, and said so.
+func TestExplainNameWithoutDomain(t *testing.T) {
+	p, err := policy.Compile(policy.Config{Default: policy.Review, LocalDomains: []string{"example.com", "example.org"},
+		Rules: []policy.Rule{{Domain: "example.com", Action: policy.Accept}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Settings{Policy: p, Entities: []Entity{{Local: "helpdesk"}}}
+	ex, err := Explain(s, nil, nil, "bots.example.com", "carol", "helpdesk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Contact != "carol@example.com" || ex.Action != "accept" || !strings.Contains(ex.Note, "read as carol@example.com") {
+		t.Errorf("Explain(carol) = %+v", ex)
+	}
+	// A server's JID stays as written.
+	if ex, err := Explain(s, nil, nil, "bots.example.com", "example.net", "helpdesk"); err != nil || ex.Contact != "example.net" || ex.Note != "" {
+		t.Errorf("Explain(example.net) = %+v, %v", ex, err)
 	}
 }

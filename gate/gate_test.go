@@ -640,6 +640,7 @@ func TestExplain(t *testing.T) {
 		{name: "unknown entity", contact: "alice@other.example", entity: "nobody",
 			wantAction: "reject", wantRule: "unknown_entity: reject", wantContact: "alice@other.example", wantEntity: "nobody@" + domain},
 		{name: "bad contact", contact: "a@b@c", entity: "helpdesk", wantErr: `contact "a@b@c" is not a JID`},
+		{name: "a name without a domain, and no local domain", contact: "carol", entity: "helpdesk", wantErr: `contact "carol" has no domain`},
 		{name: "empty contact", contact: "", entity: "helpdesk", wantErr: "is not a JID"},
 		{name: "entity at another domain", contact: "alice@other.example", entity: "helpdesk@other.example", wantErr: "is not at " + domain},
 	}

@@ -103,4 +103,8 @@ type Explanation struct {
 	Rule            string // what decided, one line, e.g. `rule 2: contact="*@localhost" -> accept, subscribe_back`
 	Message         string // message the requester would get, if any
 	KnownEntity     bool   // whether Entity is an [[entity]]; if not, unknown_entity applied
+	// Note says how the contact as written was read, when it was not a
+	// JID as it stood (a name without a domain, completed with the local
+	// domain).
+	Note string
 }

@@ -180,6 +180,9 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	} else if ex, err = engine.Explain(cfg.Settings(), nil, nil, cfg.Component.Domain, *from, *to); err != nil {
 		return fmt.Errorf("explain: %s", roster.UserText(err))
 	}
+	if ex.Note != "" {
+		fmt.Fprintf(stdout, "note: %s\n", ex.Note)
+	}
 	fmt.Fprintf(stdout, "%s → %s: %s\n", ex.Contact, ex.Entity, ex.Action)
 	fmt.Fprintf(stdout, "  decided by: %s\n", ex.Rule)
 	if ex.SubscribeBack {

@@ -120,13 +120,16 @@ func (f *fakeOps) Decide(_ context.Context, actor roster.Actor, ids []int64, app
 
 func (f *fakeOps) Explain(_ context.Context, contact, entity string) (roster.Explanation, error) {
 	f.record("Explain %s %s", contact, entity)
-	if !strings.Contains(contact, "@") && !strings.Contains(contact, ".") {
+	if !strings.Contains(contact, "@") && !strings.Contains(contact, ".") && contact != "carol" {
 		return roster.Explanation{}, fmt.Errorf("contact %q is not a JID", contact)
 	}
 	if !strings.Contains(entity, "@") && entity != f.domain {
 		entity += "@" + f.domain
 	}
-	ex := roster.Explanation{Contact: strings.ToLower(contact), Entity: strings.ToLower(entity)}
+	ex := roster.Explanation{Contact: strings.ToLower(contact), Entity: strings.ToLower(entity), KnownEntity: entity != "nosuch@"+f.domain}
+	if contact == "carol" {
+		ex.Contact, ex.Note = "carol@localhost", `"carol" has no domain: read as carol@localhost (the first of [policy] local_domains)`
+	}
 	if strings.HasSuffix(ex.Contact, "@localhost") {
 		ex.Action, ex.SubscribeBack, ex.Rule = "accept", true, `rule 2: contact="*@localhost" -> accept, subscribe_back`
 	} else {
@@ -1159,6 +1162,15 @@ func TestChat(t *testing.T) {
 			"bob@example.com → bots.localhost: reject (default -> reject)\nMessage to the requester: Not <allowed> & sorry",
 			[]string{"Explain bob@example.com bots.localhost"}},
 		{"explain error", "explain nonsense helpdesk", nil, `explain: contact "nonsense" is not a JID`, []string{"Explain nonsense helpdesk"}},
+		{"explain a name without a domain", "explain carol helpdesk", nil,
+			"Note: \"carol\" has no domain: read as carol@localhost (the first of [policy] local_domains).\n" +
+				`carol@localhost → helpdesk@bots.localhost: accept, subscribe back (rule 2: contact="*@localhost" -> accept, subscribe_back)`,
+			[]string{"Explain carol helpdesk"}},
+		{"explain no entity", "explain a@localhost nosuch", nil,
+			`a@localhost → nosuch@bots.localhost: accept, subscribe back (rule 2: contact="*@localhost" -> accept, subscribe_back)` +
+				"\nnosuch@bots.localhost is not an [[entity]]: unknown_entity applies.",
+			[]string{"Explain a@localhost nosuch"}},
+		{"roster of no entity", "roster nosuch", nil, `roster: nosuch@bots.localhost is not an entity (no [[entity]] with local = "nosuch").`, []string{`Roster "nosuch"`}},
 		{"roster by localpart", "roster helpdesk", nil,
 			"helpdesk@bots.localhost has 3 roster items:\nalice@localhost: both\nbob@localhost: none, pending-in, pre-approved\ndave@localhost: from, pending-out",
 			[]string{`Roster "helpdesk"`}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"rostergate/roster"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -170,6 +171,12 @@ func (h *Handler) Chat(ctx context.Context, actor, body string) string {
 			return "explain: " + roster.UserText(err)
 		}
 		lines := []string{explainSummary(ex)}
+		if ex.Note != "" {
+			lines = append([]string{"Note: " + ex.Note + "."}, lines...)
+		}
+		if !ex.KnownEntity {
+			lines = append(lines, ex.Entity+" is not an [[entity]]: unknown_entity applies.")
+		}
 		if ex.Message != "" {
 			lines = append(lines, "Message to the requester: "+ex.Message)
 		}
@@ -185,6 +192,9 @@ func (h *Handler) Chat(ctx context.Context, actor, body string) string {
 			return "roster: " + roster.UserText(err)
 		}
 		if len(items) == 0 {
+			if !slices.Contains(h.ops.Entities(), local) {
+				return "roster: " + j + " is not an entity (no [[entity]] with local = \"" + local + "\")."
+			}
 			return j + " has no roster items."
 		}
 		lines := []string{fmt.Sprintf("%s has %d roster %s:", j, len(items), plural(len(items), "item", "items"))}
