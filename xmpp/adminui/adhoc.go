@@ -9,6 +9,7 @@ import (
 	"io"
 	"rostergate/roster"
 	"rostergate/xmpp/stanza"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -389,13 +390,20 @@ func (h *Handler) requestsForm(node string, reqs []roster.Request) *form.Data {
 		reqs = reqs[:maxOptions]
 	}
 	var items []form.Option
+	var labels []string
 	for _, r := range reqs {
 		label := fmt.Sprintf("#%d %s → %s %s", r.ID, r.Contact, entityShort(domain, r.Entity), requestDetail(now, r))
 		items = append(items, form.ListItem(label, strconv.FormatInt(r.ID, 10)))
+		labels = append(labels, label)
 	}
 	instr := fmt.Sprintf("%d pending %s, oldest first.", n, plural(n, "request", "requests"))
 	if n > len(reqs) {
 		instr += fmt.Sprintf(" Showing the oldest %d.", len(reqs))
+	}
+	// Text clients show an option's value, not its label, until it is
+	// chosen: the requests are listed here too.
+	for _, l := range labels {
+		instr += "\n" + l
 	}
 	name, _ := commandName(node)
 	switch node {
@@ -572,6 +580,13 @@ func (h *Handler) roster(ctx context.Context, f *form.Data) reply {
 		lines = append(lines, rosterLine(it))
 	}
 	note := fmt.Sprintf("%s has %d roster %s.", j, len(items), plural(len(items), "item", "items"))
+	if len(items) == 0 && !slices.Contains(h.ops.Entities(), local) {
+		return reply{noteType: "error", note: "roster: " + j + " is not an entity (no [[entity]] with local = \"" + local + "\")."}
+	}
+	if len(lines) > 0 {
+		// Some clients (profanity) show the note, not the result form.
+		note = strings.TrimSuffix(note, ".") + ":\n" + strings.Join(lines, "\n")
+	}
 	return reply{
 		noteType: "info",
 		note:     note,

@@ -526,6 +526,11 @@ func TestPendingEmptyAndMany(t *testing.T) {
 		if !strings.Contains(strings.Join(c.X.Instructions, " "), fmt.Sprintf("%d pending requests, oldest first. Showing the oldest %d.", maxOptions+5, maxOptions)) {
 			t.Errorf("instructions %q", c.X.Instructions)
 		}
+		// Text clients show values, not labels, until chosen: the requests
+		// are in the instructions too.
+		if in := strings.Join(c.X.Instructions, "\n"); !strings.Contains(in, "\n#1 u1@localhost → helpdesk (just now)") || strings.Contains(in, fmt.Sprintf("#%d ", maxOptions+1)) {
+			t.Errorf("instructions do not list the requests shown: %q", in)
+		}
 	})
 }
 
@@ -652,7 +657,8 @@ func TestRosterFlow(t *testing.T) {
 		note         string
 		items        []string
 	}{
-		{"helpdesk", "helpdesk@bots.localhost", `Roster "helpdesk"`, "info: helpdesk@bots.localhost has 3 roster items.", []string{
+		{"helpdesk", "helpdesk@bots.localhost", `Roster "helpdesk"`, "info: helpdesk@bots.localhost has 3 roster items:\n" +
+			"alice@localhost: both\nbob@localhost: none, pending-in, pre-approved\ndave@localhost: from, pending-out", []string{
 			"alice@localhost: both",
 			"bob@localhost: none, pending-in, pre-approved",
 			"dave@localhost: from, pending-out",

@@ -46,7 +46,7 @@ func heldRequest(t *testing.T, s *setup, admin *xmpptest.Client, user string) in
 		t.Fatal(err)
 	}
 	m := mustWaitMessage(t, admin, messageFrom(domain, user+"@localhost"))
-	for _, want := range []string{helpdesk, "default", "approve ", "reject ", "xmpp:" + domain + "?command;node=pending"} {
+	for _, want := range []string{helpdesk, "no rule matched; held for review", "approve ", "reject ", "xmpp:" + domain + "?command;node=pending"} {
 		if !strings.Contains(m.Body, want) {
 			t.Errorf("notification lacks %q:\n%s", want, m.Body)
 		}
