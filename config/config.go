@@ -172,7 +172,17 @@ type Policy struct {
 	// a dot.
 	LocalDomains []string `toml:"local_domains"`
 	Rules        []Rule   `toml:"rule"`
+	// DefaultMessage goes to the requester with the default's answer;
+	// ReviewMessage to a requester whose request is held for review (once
+	// per request), unless the rule that held it has a message. Unset,
+	// ReviewMessage is DefaultReviewMessage; "" sends none.
+	DefaultMessage string  `toml:"default_message"`
+	ReviewMessage  *string `toml:"review_message"`
 }
+
+// DefaultReviewMessage is what a requester is told when a request is held
+// for review, unless [policy] review_message says otherwise.
+const DefaultReviewMessage = "Your request is waiting for an administrator's approval; you will get the answer here."
 
 // Rule is one [[policy.rule]].
 type Rule struct {
@@ -394,10 +404,16 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 		c.Policy.LocalDomains = defaultLocalDomains(comp.Domain)
 	}
 
+	if c.Policy.ReviewMessage == nil {
+		m := DefaultReviewMessage
+		c.Policy.ReviewMessage = &m
+	}
 	pc := policy.Config{
-		Default:       policy.Action(c.Policy.Default),
-		UnknownEntity: policy.Action(c.Policy.UnknownEntity),
-		LocalDomains:  c.Policy.LocalDomains,
+		Default:        policy.Action(c.Policy.Default),
+		UnknownEntity:  policy.Action(c.Policy.UnknownEntity),
+		LocalDomains:   c.Policy.LocalDomains,
+		DefaultMessage: c.Policy.DefaultMessage,
+		ReviewMessage:  *c.Policy.ReviewMessage,
 	}
 	for i, r := range c.Policy.Rules {
 		if r.Entity != "" {

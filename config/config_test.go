@@ -81,7 +81,7 @@ func TestGood(t *testing.T) {
 	}{
 		{"bob@example.com", "", policy.Decision{Action: policy.Accept, Rule: 3, Reason: "rule 3", Message: "Welcome aboard"}},
 		{"eve@jabber.org", "helpdesk", policy.Decision{Action: policy.Reject, Rule: 4, Reason: "rule 4", Message: "Local users only"}},
-		{"ann@partner.example", "helpdesk", policy.Decision{Action: policy.Review, Rule: 2, Reason: "rule 2"}},
+		{"ann@partner.example", "helpdesk", policy.Decision{Action: policy.Review, Rule: 2, Reason: "rule 2", Message: DefaultReviewMessage}},
 	} {
 		if got := p.Decide(policy.Request{Contact: tc.contact, Entity: tc.entity, KnownEntity: true}); got != tc.want {
 			t.Errorf("Decide(%s -> %q) = %+v, want %+v", tc.contact, tc.entity, got, tc.want)
@@ -349,5 +349,40 @@ func TestWebhookSecretFile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "webhook_secret_file") {
 			t.Errorf("%s: %v, want an error saying %q", file, err, want)
 		}
+	}
+}
+
+// review_message: a default text, another, or none; default_message goes
+// with the default's answer, and not with drop.
+func TestPolicyMessages(t *testing.T) {
+	base := "[component]\ndomain='b.example'\nserver='h:1'\nsecret='x'\n[[entity]]\nlocal='helpdesk'\n[policy]\n"
+	for _, tc := range []struct {
+		name, body string
+		want       string // the message of a review by default
+		err        string
+	}{
+		{"unset", "", DefaultReviewMessage, ""},
+		{"set", "review_message = 'Hold on.'", "Hold on.", ""},
+		{"off", "review_message = ''", "", ""},
+		{"default_message wins", "default_message = 'We will see.'", "We will see.", ""},
+		{"default_message with drop", "default = 'drop'\ndefault_message = 'x'", "", "default_message: drop sends nothing"},
+		{"a character XML forbids", "review_message = \"a\\u0001b\"", "", "review_message"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(base+tc.body+"\n"), "c.toml", noEnv)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := c.Compiled().Decide(policy.Request{Contact: "ann@x.example", Entity: "helpdesk", KnownEntity: true})
+			if d.Action != policy.Review || d.Message != tc.want {
+				t.Errorf("decision %+v, want review with %q", d, tc.want)
+			}
+		})
 	}
 }

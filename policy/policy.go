@@ -112,6 +112,12 @@ type Config struct {
 	// are lower-cased again here). A rule with LocalContact set needs at
 	// least one.
 	LocalDomains []string
+	// DefaultMessage is sent to the requester with the default's decision
+	// ("" = none; not with Drop).
+	DefaultMessage string
+	// ReviewMessage is sent to the requester when a request is held for
+	// review and what held it has no message of its own ("" = none).
+	ReviewMessage string
 }
 
 // Policy is a compiled Config, possibly with allow and deny lists (see
@@ -123,6 +129,8 @@ type Policy struct {
 	localDomains []string        // lower-case, in the order given, without duplicates
 	local        map[string]bool // the same, as a set; never written after Compile
 	allow, deny  []string        // normalised patterns, see ValidatePattern
+	defMessage   string          // Config.DefaultMessage
+	reviewMsg    string          // Config.ReviewMessage
 }
 
 // compiledRule is a Rule with what Compile derived from it. Its Rule holds
@@ -151,6 +159,15 @@ func Compile(c Config) (*Policy, error) {
 		}
 		p.unknown = a
 	}
+	if c.DefaultMessage != "" && p.def == Drop {
+		return nil, errors.New("policy: default_message: drop sends nothing, so it takes no message")
+	}
+	for name, m := range map[string]string{"default_message": c.DefaultMessage, "review_message": c.ReviewMessage} {
+		if err := checkMessage(m); err != nil {
+			return nil, fmt.Errorf("policy: %s: %w", name, err)
+		}
+	}
+	p.defMessage, p.reviewMsg = c.DefaultMessage, c.ReviewMessage
 	for _, d := range c.LocalDomains {
 		ld := strings.ToLower(d)
 		if ld == "" || strings.ContainsAny(ld, "@/*") {
@@ -278,7 +295,7 @@ type Decision struct {
 	SubscribeBack bool
 	Rule          int    // 1-based index of the matching rule; 0 when a list, the default or unknown_entity decided
 	Reason        string // "rule 2", "default", "unknown_entity", `deny list "*@spam.example"`, `allow list "example.org"`: stable, used in logs and the audit table
-	Message       string // the matching rule's message for the requester; "" unless a rule decided
+	Message       string // the message for the requester: the rule's or the default's, or for review the review message
 }
 
 // Decide returns the decision for r: the deny list (Reject) first, for any
@@ -287,6 +304,14 @@ type Decision struct {
 // matching rule, else the default. With review, SubscribeBack says whether
 // approving the request should also ask for the contact's presence.
 func (p *Policy) Decide(r Request) Decision {
+	d := p.decide(r)
+	if d.Action == Review && d.Message == "" {
+		d.Message = p.reviewMsg
+	}
+	return d
+}
+
+func (p *Policy) decide(r Request) Decision {
 	contact := strings.ToLower(r.Contact)
 	entity := strings.ToLower(r.Entity)
 	domain := contact[strings.LastIndexByte(contact, '@')+1:]
@@ -311,7 +336,7 @@ func (p *Policy) Decide(r Request) Decision {
 			return Decision{Action: rule.Action, SubscribeBack: rule.SubscribeBack, Rule: i + 1, Reason: "rule " + strconv.Itoa(i+1), Message: rule.Message}
 		}
 	}
-	return Decision{Action: p.def, Reason: "default"}
+	return Decision{Action: p.def, Reason: "default", Message: p.defMessage}
 }
 
 // matches reports whether every set matcher of the compiled rule r matches.

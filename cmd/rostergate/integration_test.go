@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"rostergate/config"
 	"rostergate/internal/xmpptest"
 )
 
@@ -225,6 +226,16 @@ func testIntegrationCLIApproveWhileRunning(t *testing.T, srv *xmpptest.Server) {
 	// The log's decision line comes before the request is stored; the
 	// admins' notice after.
 	id := waitHeld(t, admin, "alice@localhost", helpdesk)
+	// The requester hears that the request waits, once, even if she asks
+	// again.
+	if err := alice.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), waitFor)
+	defer wcancel()
+	if m, err := alice.WaitMessage(wctx, func(m xmpptest.Message) bool { return m.From == helpdesk }); err != nil || m.Body != config.DefaultReviewMessage {
+		t.Errorf("the requester was told %+v, %v; want %q", m, err, config.DefaultReviewMessage)
+	}
 
 	out, _, err := runCmd(t, "pending", "-config", d.cfg)
 	if err != nil {
@@ -248,6 +259,15 @@ func testIntegrationCLIApproveWhileRunning(t *testing.T, srv *xmpptest.Server) {
 		t.Fatal(err)
 	}
 	t.Logf("pending approve → subscribed at the user: %s", time.Since(start).Round(time.Millisecond))
+	var told int
+	for _, s := range alice.Stanzas() {
+		if strings.Contains(s, "<message") && strings.Contains(s, "administrator") {
+			told++
+		}
+	}
+	if told != 1 {
+		t.Errorf("the requester was told %d times that the request waits, want once", told)
+	}
 	if _, err := alice.WaitRosterItem(ctx, "helpdesk@bots.localhost", func(it xmpptest.RosterItem) bool { return it.Subscription == "to" }); err != nil {
 		t.Fatal(err)
 	}
