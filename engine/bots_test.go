@@ -238,3 +238,28 @@ func TestSetBotEntities(t *testing.T) {
 		t.Errorf("after a later read: a %v (want false), b %v (want true)", a, b)
 	}
 }
+
+// The component domain, though no [[entity]], takes its admins'
+// subscriptions and is online for them; anyone else's is answered as for
+// any JID that is no entity (unknown_entity: reject here).
+func TestAdminsSeeTheDomain(t *testing.T) {
+	e, db, w := newTestEngine(t, Settings{Admins: []string{"admin@good.example"}, Entities: []Entity{{Local: "helpdesk"}}})
+	handle(t, e, presence("subscribe", "admin@good.example", "bots.localhost", "s1"))
+	if got := summary(t, w); !slices.Contains(got, "presence subscribed bots.localhost>admin@good.example") ||
+		!slices.Contains(got, "presence available bots.localhost/rostergate>admin@good.example") {
+		t.Errorf("an admin subscribing to the domain got %q", got)
+	}
+	if it, err := db.Get(context.Background(), "", "admin@good.example"); err != nil || it.Sub != "from" {
+		t.Errorf("the admin's item: %+v, %v", it, err)
+	}
+	w.Reset()
+	handle(t, e, presence("probe", "admin@good.example", "bots.localhost", "p1"))
+	if got := summary(t, w); len(got) != 1 || got[0] != "presence available bots.localhost/rostergate>admin@good.example" {
+		t.Errorf("the admin's probe: %q", got)
+	}
+	w.Reset()
+	handle(t, e, presence("subscribe", "mallory@good.example", "bots.localhost", "s2"))
+	if got := summary(t, w); len(got) != 1 || got[0] != "presence unsubscribed bots.localhost>mallory@good.example" {
+		t.Errorf("a non-admin subscribing to the domain got %q", got)
+	}
+}

@@ -58,7 +58,11 @@ func (e *Engine) decide(b *batch, a stanza.Address) policy.Decision {
 	l := e.live.Load()
 	_, known := l.entities[a.Entity]
 	d := policy.Decision{}
-	if !known && l.policy.UnknownEntity() == policy.Drop {
+	if a.Entity == "" && !known && l.isAdmin(a.Contact) {
+		// The component itself: its admins may see it online (whatever the
+		// policy says of JIDs that are no entity).
+		d = policy.Decision{Action: policy.Accept, Reason: "admin of the component"}
+	} else if !known && l.policy.UnknownEntity() == policy.Drop {
 		// A JID that does not exist (RFC 6121 §8.5.1): ignored before any
 		// limit could answer it.
 		d = l.policy.Decide(policy.Request{Contact: a.Contact, Entity: a.Entity})
@@ -207,14 +211,16 @@ type probe struct {
 }
 
 // available reports whether entity has an available resource: rostergate
-// is not going offline, and it is a configured entity, or unknown_entity
-// makes every JID at the domain available.
+// is not going offline, and it is a configured entity or the component
+// domain, or unknown_entity makes every JID at the domain available.
 func (e *Engine) available(l *live, entity string) bool {
 	if e.offline.Load() {
 		return false
 	}
 	_, known := l.entities[entity]
-	return known || l.UnknownOnline
+	// The component domain is online while rostergate is: only its admins
+	// can subscribe to it when it is no [[entity]].
+	return known || l.UnknownOnline || entity == ""
 }
 
 // record adds the new state of an item to the batch, with its audit event

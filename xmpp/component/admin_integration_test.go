@@ -316,3 +316,22 @@ func testIntegrationLists(t *testing.T, srv *xmpptest.Server) {
 		t.Errorf("explain bob: %+v %v", x, err)
 	}
 }
+
+// An admin adds the component domain to the roster: accepted, and seen
+// online while rostergate is connected, offline when it stops.
+func TestIntegrationAdminSeesDomain(t *testing.T) { xmpptest.EachServer(t, testIntegrationAdminSeesDomain) }
+
+func testIntegrationAdminSeesDomain(t *testing.T, srv *xmpptest.Server) {
+	s := newSetup(t, srv, policy.Config{Default: policy.Review})
+	s.tweak = withAdmins("admin@localhost")
+	g := s.start()
+	adm := s.srv.NewUser(t, "admin")
+	send(t, adm, domain, "subscribe")
+	mustWaitPresence(t, adm, presenceFrom(domain, "subscribed"))
+	mustWaitPresence(t, adm, presenceFrom(domain+"/rostergate", ""))
+	if _, err := adm.WaitRosterItem(ctx(t), domain, func(it xmpptest.RosterItem) bool { return it.Subscription == "to" }); err != nil {
+		t.Error(err)
+	}
+	g.stop(t)
+	mustWaitPresence(t, adm, presenceFrom(domain+"/rostergate", "unavailable"))
+}
