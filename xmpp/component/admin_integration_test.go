@@ -319,7 +319,9 @@ func testIntegrationLists(t *testing.T, srv *xmpptest.Server) {
 
 // An admin adds the component domain to the roster: accepted, and seen
 // online while rostergate is connected, offline when it stops.
-func TestIntegrationAdminSeesDomain(t *testing.T) { xmpptest.EachServer(t, testIntegrationAdminSeesDomain) }
+func TestIntegrationAdminSeesDomain(t *testing.T) {
+	xmpptest.EachServer(t, testIntegrationAdminSeesDomain)
+}
 
 func testIntegrationAdminSeesDomain(t *testing.T, srv *xmpptest.Server) {
 	s := newSetup(t, srv, policy.Config{Default: policy.Review})
