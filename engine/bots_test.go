@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"rostergate/roster"
 	"rostergate/store"
 	"rostergate/subscription"
 	"rostergate/xmpp/stanza"
@@ -261,5 +263,28 @@ func TestAdminsSeeTheDomain(t *testing.T) {
 	handle(t, e, presence("subscribe", "mallory@good.example", "bots.localhost", "s2"))
 	if got := summary(t, w); len(got) != 1 || got[0] != "presence unsubscribed bots.localhost>mallory@good.example" {
 		t.Errorf("a non-admin subscribing to the domain got %q", got)
+	}
+}
+
+// Deciding a request decided already says by whom and when.
+func TestDecideTwice(t *testing.T) {
+	e, db, _ := newTestEngine(t, Settings{})
+	handle(t, e, subscribe("carol@other.example"))
+	reqs := held(t, db)
+	if len(reqs) != 1 {
+		t.Fatalf("held %+v", reqs)
+	}
+	ctx := context.Background()
+	admin := roster.Actor{JID: "admin@good.example", Via: roster.ViaChat}
+	if out := e.DecideHeld(ctx, []int64{reqs[0].ID}, false, admin); out[0].Err != nil {
+		t.Fatal(out[0].Err)
+	}
+	out := e.DecideHeld(ctx, []int64{reqs[0].ID}, true, roster.Actor{JID: "other@good.example", Via: roster.ViaAdhoc})
+	var de *roster.DecidedError
+	if !errors.As(out[0].Err, &de) || !errors.Is(out[0].Err, store.ErrNotFound) || de.Actor != "admin@good.example" || de.Via != "chat" || de.Action != "reject" {
+		t.Fatalf("approving a rejected request: %v", out[0].Err)
+	}
+	if msg := de.Error(); !strings.Contains(msg, "already rejected by admin@good.example (chat) at ") {
+		t.Errorf("the text: %s", msg)
 	}
 }

@@ -65,6 +65,7 @@ type Store interface {
 	store.Roster
 	store.Lists
 	store.Bots
+	RequestDecision(ctx context.Context, id int64) (roster.Event, error)
 }
 
 // Wire is the live stream, as the transport gives it to the engine.

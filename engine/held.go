@@ -42,6 +42,12 @@ func (e *Engine) DecideHeld(ctx context.Context, ids []int64, approve bool, acto
 		seen[id] = true
 		req, err := e.store.Request(ctx, id)
 		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				// Say who decided it, and when, if it was.
+				if ev, derr := e.store.RequestDecision(ctx, id); derr == nil {
+					err = fmt.Errorf("%w: %w", &roster.DecidedError{ID: id, Action: ev.Action, Actor: ev.Actor, Via: ev.Interface, At: ev.At}, err)
+				}
+			}
 			out[i].Err = err
 			continue
 		}

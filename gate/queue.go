@@ -40,6 +40,9 @@ type OutcomeResult struct {
 	Request  *roster.Request `json:"request,omitempty"`
 	Error    string          `json:"error,omitempty"`
 	NotFound bool            `json:"not_found,omitempty"` // the error matches store.ErrNotFound
+	// Decided says who decided the request, when it was no longer pending
+	// because it was decided.
+	Decided *roster.DecidedError `json:"decided,omitempty"`
 }
 
 // Outcomes turns r back into one roster.Outcome per id.
@@ -56,6 +59,8 @@ func (r DecideResult) Outcomes(ids []int64) []roster.Outcome {
 			out[i].Request = *o.Request
 		}
 		switch {
+		case o.Decided != nil:
+			out[i].Err = fmt.Errorf("%w: %w", o.Decided, store.ErrNotFound)
 		case o.NotFound:
 			out[i].Err = fmt.Errorf("%s: %w", o.Error, store.ErrNotFound)
 		case o.Error != "":
@@ -255,6 +260,10 @@ func (s *Service) Do(ctx context.Context, a store.Action) string {
 			if o.Err != nil {
 				r.Results[i].Error = o.Err.Error()
 				r.Results[i].NotFound = errors.Is(o.Err, store.ErrNotFound)
+				var de *roster.DecidedError
+				if errors.As(o.Err, &de) {
+					r.Results[i].Decided = de
+				}
 			}
 		}
 		res = r

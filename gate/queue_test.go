@@ -844,7 +844,7 @@ func TestDoResults(t *testing.T) {
 			{ID: held[0], Error: "request #" + id + " is named twice: store: not found", NotFound: true},
 		}}},
 		{"decide again", gate.KindDecide, `{"ids":[` + id + `],"approve":true}`, &gate.DecideResult{Results: []gate.OutcomeResult{
-			{ID: held[0], NotFound: true},
+			{ID: held[0], NotFound: true, Decided: &roster.DecidedError{ID: held[0], Action: "reject", Actor: cli.JID, Via: roster.ViaCLI}},
 		}}},
 		{"list", gate.KindList, `{"list":"allow","add":true,"pattern":"x.example"}`, &gate.ListResult{Changed: true}},
 		{"list unchanged", gate.KindList, `{"list":"allow","add":true,"pattern":"x.example"}`, &gate.ListResult{}},
@@ -870,6 +870,12 @@ func TestDoResults(t *testing.T) {
 					}
 					if w := tt.want.(*gate.DecideResult); i < len(w.Results) && w.Results[i].Error == "" && r.Results[i].NotFound {
 						r.Results[i].Error = ""
+					}
+					if d := r.Results[i].Decided; d != nil {
+						if d.At.IsZero() {
+							t.Errorf("no time in %+v", d)
+						}
+						d.At = time.Time{}
 					}
 				}
 			}
@@ -1060,4 +1066,22 @@ func heldRequest(t *testing.T, db *sqlite.DB) roster.Request {
 		t.Fatalf("held: %+v", reqs)
 	}
 	return reqs[0]
+}
+
+// Who decided a request travels through the queue to the command line.
+func TestDecidedThroughTheQueue(t *testing.T) {
+	de := &roster.DecidedError{ID: 3, Action: "accept", Actor: "admin@x", Via: "adhoc", At: time.Unix(1_700_000_000, 0).UTC()}
+	b, err := json.Marshal(gate.DecideResult{Results: []gate.OutcomeResult{{ID: 3, Error: "x", NotFound: true, Decided: de}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r gate.DecideResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	out := r.Outcomes([]int64{3})
+	var got *roster.DecidedError
+	if !errors.As(out[0].Err, &got) || *got != *de || !errors.Is(out[0].Err, store.ErrNotFound) {
+		t.Errorf("after the queue: %v", out[0].Err)
+	}
 }

@@ -7,7 +7,10 @@
 // backends, the decision engine and the interfaces, speaks in these types.
 package roster
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Subscription states an Item's Sub may hold (RFC 6121 §2.1.2.5).
 const (
@@ -107,4 +110,27 @@ type Explanation struct {
 	// JID as it stood (a name without a domain, completed with the local
 	// domain).
 	Note string
+}
+
+// DecidedError says a held request is no longer pending because it was
+// decided: by whom, through what, when. Stores and the engine wrap it with
+// their not-found error.
+type DecidedError struct {
+	ID     int64     `json:"id"`
+	Action string    `json:"action"` // accept or reject
+	Actor  string    `json:"actor"`
+	Via    string    `json:"via"`
+	At     time.Time `json:"at"`
+}
+
+func (e *DecidedError) Error() string {
+	verb := "rejected"
+	if e.Action == "accept" {
+		verb = "approved"
+	}
+	by := e.Actor
+	if e.Via != "" {
+		by += " (" + e.Via + ")"
+	}
+	return fmt.Sprintf("request #%d was already %s by %s at %s", e.ID, verb, by, e.At.UTC().Format("2006-01-02 15:04 UTC"))
 }

@@ -163,6 +163,10 @@ type Lists interface {
 
 // Audit reads the audit log.
 type Audit interface {
+	// RequestDecision returns the audit event that decided held request
+	// id (approved, rejected, expired), or an error matching ErrNotFound.
+	// It may read the whole log: it answers an admin, not a stanza.
+	RequestDecision(ctx context.Context, id int64) (roster.Event, error)
 	// Events streams the events with At >= since, oldest first, calling fn
 	// for each. An error from fn stops Events and is returned as it is.
 	Events(ctx context.Context, since time.Time, fn func(roster.Event) error) error

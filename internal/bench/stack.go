@@ -68,6 +68,9 @@ func (*nopStore) EditList(context.Context, string, string, bool, *roster.Event) 
 	return false, nil
 }
 func (*nopStore) Events(context.Context, time.Time, func(roster.Event) error) error { return nil }
+func (*nopStore) RequestDecision(context.Context, int64) (roster.Event, error) {
+	return roster.Event{}, store.ErrNotFound
+}
 func (*nopStore) QueueAction(context.Context, string, string, string) (int64, error) {
 	return 0, errors.New("bench: the no-op store queues nothing")
 }

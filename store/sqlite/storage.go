@@ -818,6 +818,24 @@ func (db *DB) Events(ctx context.Context, since time.Time, fn func(roster.Event)
 	return nil
 }
 
+// RequestDecision returns the newest audit event that decided held request
+// id, or an error matching store.ErrNotFound.
+func (db *DB) RequestDecision(ctx context.Context, id int64) (roster.Event, error) {
+	var e roster.Event
+	var at int64
+	err := db.r.QueryRowContext(ctx, `SELECT id, at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail
+		FROM audit WHERE detail = ? AND action IN ('accept', 'reject') ORDER BY id DESC LIMIT 1`, "request #"+strconv.FormatInt(id, 10)).Scan(
+		&e.ID, &at, &e.Entity, &e.Contact, &e.Kind, &e.Action, &e.Rule, &e.From, &e.To, &e.Actor, &e.Interface, &e.Detail)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, notFound{fmt.Sprintf("decision of request #%d", id)}
+	}
+	if err != nil {
+		return e, fmt.Errorf("sqlite: request decision: %w", err)
+	}
+	e.At = fromMillis(at)
+	return e, nil
+}
+
 // Check verifies the database: PRAGMA integrity_check must say "ok" and
 // PRAGMA foreign_key_check must find nothing. Otherwise the error quotes what
 // they said.

@@ -64,6 +64,20 @@ func testEvents(t *testing.T, o opener) {
 			}
 		})
 	}
+	t.Run("request decision", func(t *testing.T) {
+		commit(t, s,
+			store.Change{Audit: &roster.Event{At: t0, Action: "review", Detail: "request #5"}},
+			store.Change{Audit: &roster.Event{At: t0.Add(time.Minute), Action: "reject", Actor: "admin@x", Interface: "chat", Detail: "request #5"}},
+			store.Change{Audit: &roster.Event{At: t0, Action: "accept", Detail: "request #50"}},
+		)
+		ev, err := s.RequestDecision(ctx, 5)
+		if err != nil || ev.Action != "reject" || ev.Actor != "admin@x" || !ev.At.Equal(t0.Add(time.Minute)) {
+			t.Errorf("RequestDecision(5) = %+v, %v", ev, err)
+		}
+		if _, err := s.RequestDecision(ctx, 6); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RequestDecision(6) = %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("early stop", func(t *testing.T) {
 		stop := errors.New("storetest: stop")
 		n := 0

@@ -261,6 +261,10 @@ func OutcomeLines(domain string, approve bool, ids []int64, outs []roster.Outcom
 			} else {
 				lines = append(lines, fmt.Sprintf("%s #%d", verb, id))
 			}
+		case errors.As(o.Err, new(*roster.DecidedError)):
+			var de *roster.DecidedError
+			errors.As(o.Err, &de)
+			lines = append(lines, fmt.Sprintf("#%d: not pending: %s", id, strings.TrimPrefix(de.Error(), fmt.Sprintf("request #%d ", id))))
 		case errors.Is(o.Err, store.ErrNotFound):
 			lines = append(lines, fmt.Sprintf("#%d: not pending", id))
 		default:

@@ -1371,3 +1371,14 @@ func FuzzExecute(f *testing.F) {
 		}
 	})
 }
+
+// A request decided already: the answer says by whom and when.
+func TestOutcomeLinesDecided(t *testing.T) {
+	at := time.Date(2026, 12, 2, 6, 30, 0, 0, time.UTC)
+	err := fmt.Errorf("%w: %w", &roster.DecidedError{ID: 3, Action: "reject", Actor: "admin@localhost", Via: "chat", At: at}, store.ErrNotFound)
+	lines, ok := OutcomeLines("bots.localhost", true, []int64{3, 4}, []roster.Outcome{{ID: 3, Err: err}, {ID: 4, Err: store.ErrNotFound}})
+	want := []string{"#3: not pending: was already rejected by admin@localhost (chat) at 2026-12-02 06:30 UTC", "#4: not pending"}
+	if ok != 0 || !slices.Equal(lines, want) {
+		t.Errorf("lines %q (%d ok), want %q", lines, ok, want)
+	}
+}
