@@ -337,3 +337,23 @@ func (s *Service) IsEntity(local string) bool {
 	_, ok := slices.BinarySearch(s.Entities(), local)
 	return ok
 }
+
+// Readiness is what the readiness probe reports.
+type Readiness struct {
+	Stream string `json:"stream"` // "up" or why not
+	Store  string `json:"store"`  // "writable" or why not
+}
+
+// Ready reports whether the running instance serves: its stream to the
+// server up, its store taking writes.
+func (s *Service) Ready(ctx context.Context) (Readiness, bool) {
+	r := Readiness{Stream: "up", Store: "writable"}
+	ok := true
+	if s.eng == nil || !s.eng.Sync() {
+		r.Stream, ok = "not connected to the server", false
+	}
+	if err := s.store.Writable(ctx); err != nil {
+		r.Store, ok = err.Error(), false
+	}
+	return r, ok
+}

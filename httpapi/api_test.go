@@ -459,3 +459,27 @@ func TestDomainEntity(t *testing.T) {
 		t.Errorf("the domain's token for helpdesk: %d", status)
 	}
 }
+
+// The probes: live while the process serves; ready while the stream is up
+// and the store takes writes; no token needed.
+func TestProbes(t *testing.T) {
+	f := newFixture(t, httpapi.Options{})
+	if status, body := f.call(t, "GET", "/livez", "", ""); status != 200 || body != `{"live":true}`+"\n" {
+		t.Errorf("livez: %d %s", status, body)
+	}
+	if status, body := f.call(t, "GET", "/readyz", "", ""); status != 200 || body != `{"ready":true,"stream":"up","store":"writable"}`+"\n" {
+		t.Errorf("readyz: %d %s", status, body)
+	}
+	f.eng.Detach()
+	if status, body := f.call(t, "GET", "/readyz", "", ""); status != 503 || !strings.Contains(body, `"stream":"not connected to the server"`) {
+		t.Errorf("readyz without a stream: %d %s", status, body)
+	}
+	if status, _ := f.call(t, "POST", "/readyz", "", ""); status != 405 {
+		t.Errorf("POST /readyz: %d", status)
+	}
+	// A store that takes no writes.
+	f.db.Close()
+	if status, body := f.call(t, "GET", "/readyz", "", ""); status != 503 || !strings.Contains(body, `"store":"sqlite: not writable`) {
+		t.Errorf("readyz without a store: %d %s", status, body)
+	}
+}

@@ -108,6 +108,26 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("DELETE "+ent+"presence", s.bot(s.deletePresence))
 	mux.HandleFunc("POST "+ent+"subscriptions", s.bot(s.postSubscription))
 	mux.HandleFunc("GET "+ent+"events", s.bot(s.getEvents))
+	// Probes, without a token: they tell nothing but whether rostergate
+	// serves.
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, struct {
+			Live bool `json:"live"`
+		}{true})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		rd, ok := s.svc.Ready(ctx)
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		reply(w, status, struct {
+			Ready bool `json:"ready"`
+			gate.Readiness
+		}{ok, rd})
+	})
 	s.handler = jsonErrors(mux)
 	return s, nil
 }

@@ -242,6 +242,9 @@ type Store interface {
 	// Check verifies the stored data is consistent, and returns an error
 	// naming what is wrong otherwise.
 	Check(ctx context.Context) error
+	// Writable returns nil if a write transaction can start now (the
+	// readiness probe), else why not.
+	Writable(ctx context.Context) error
 	// Close releases the store. Nothing may be in progress.
 	Close() error
 }

@@ -101,6 +101,7 @@ func (*nopStore) CreateToken(context.Context, []byte, []string) (store.Token, er
 }
 func (*nopStore) Hold(context.Context) (func(), error) { return func() {}, nil }
 func (*nopStore) Check(context.Context) error          { return nil }
+func (*nopStore) Writable(context.Context) error       { return nil }
 func (*nopStore) Close() error                         { return nil }
 
 // batchStore counts the decisions each commit carries: the group commit's

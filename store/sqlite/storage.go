@@ -818,6 +818,19 @@ func (db *DB) Events(ctx context.Context, since time.Time, fn func(roster.Event)
 	return nil
 }
 
+// Writable starts a write transaction (BEGIN IMMEDIATE) and rolls it back:
+// nil if the database takes writes now.
+func (db *DB) Writable(ctx context.Context) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: not writable: %w", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		return fmt.Errorf("sqlite: not writable: %w", err)
+	}
+	return nil
+}
+
 // RequestDecision returns the newest audit event that decided held request
 // id, or an error matching store.ErrNotFound.
 func (db *DB) RequestDecision(ctx context.Context, id int64) (roster.Event, error) {

@@ -87,6 +87,13 @@ func testEvents(t *testing.T, o opener) {
 	})
 }
 
+// testWritable: a fresh store takes writes.
+func testWritable(t *testing.T, o opener) {
+	if err := o.fresh(t).Writable(context.Background()); err != nil {
+		t.Errorf("Writable on a fresh store: %v", err)
+	}
+}
+
 // testLists: EditList reports whether the list changed, and audits only
 // what changed.
 func testLists(t *testing.T, o opener) {

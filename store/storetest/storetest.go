@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Actions", testActions},
 		{"Hold", testHold},
 		{"Check", testCheck},
+		{"Writable", testWritable},
 		{"BotEvents", testBotEvents},
 		{"Tokens", testTokens},
 		{"BotState", testBotState},
