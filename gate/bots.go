@@ -41,6 +41,16 @@ func (s *Service) CreateToken(ctx context.Context, entities []string) (string, s
 	if len(entities) == 0 {
 		return "", store.Token{}, errors.New("gate: a token is for at least one entity")
 	}
+	return s.createToken(ctx, entities, false)
+}
+
+// CreateAdminToken makes an admin's API token (the admin API: reload),
+// for the entities named too, if any.
+func (s *Service) CreateAdminToken(ctx context.Context, entities []string) (string, store.Token, error) {
+	return s.createToken(ctx, entities, true)
+}
+
+func (s *Service) createToken(ctx context.Context, entities []string, admin bool) (string, store.Token, error) {
 	configured := s.Entities()
 	var locals []string
 	for _, name := range entities {
@@ -58,7 +68,7 @@ func (s *Service) CreateToken(ctx context.Context, entities []string) (string, s
 		return "", store.Token{}, fmt.Errorf("gate: %w", err)
 	}
 	tok := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
-	t, err := s.store.CreateToken(ctx, hashToken(tok), sortedUnique(locals))
+	t, err := s.store.CreateToken(ctx, hashToken(tok), sortedUnique(locals), admin)
 	if err != nil {
 		return "", store.Token{}, fmt.Errorf("gate: %w", err)
 	}

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -481,5 +482,44 @@ func TestProbes(t *testing.T) {
 	f.db.Close()
 	if status, body := f.call(t, "GET", "/readyz", "", ""); status != 503 || !strings.Contains(body, `"store":"sqlite: not writable`) {
 		t.Errorf("readyz without a store: %d %s", status, body)
+	}
+}
+
+// POST /-/reload: admins' tokens only; the outcome in the answer.
+func TestReloadEndpoint(t *testing.T) {
+	var calls int
+	var fail error
+	f := newFixture(t, httpapi.Options{Reload: func(context.Context) error { calls++; return fail }})
+	admin, _, err := f.svc.CreateAdminToken(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bot := f.token(t, "helpdesk")
+	for _, tc := range []struct {
+		name, token string
+		fail        error
+		status      int
+		says        string
+		calls       int
+	}{
+		{"no token", "", nil, 401, "no token", 0},
+		{"a bot's token", bot, nil, 403, "not an admin's", 0},
+		{"an admin's", admin, nil, 200, `"reloaded":true`, 1},
+		{"a config refused", admin, errors.New("config: c.toml: [policy] default: unknown action"), 422, "reload refused, the config in force is kept: config: c.toml", 2},
+	} {
+		fail = tc.fail
+		status, body := f.call(t, "POST", "/-/reload", tc.token, "")
+		if status != tc.status || !strings.Contains(body, tc.says) || calls != tc.calls {
+			t.Errorf("%s: %d %s (%d calls), want %d saying %q (%d calls)", tc.name, status, body, calls, tc.status, tc.says, tc.calls)
+		}
+	}
+	// An admin's token is no bot's.
+	if status, _ := f.call(t, "GET", "/api/v1/entities/helpdesk/roster", admin, ""); status != 403 {
+		t.Errorf("an admin's token for a bot's API: %d", status)
+	}
+	g := newFixture(t, httpapi.Options{})
+	admin2, _, _ := g.svc.CreateAdminToken(context.Background(), nil)
+	if status, _ := g.call(t, "POST", "/-/reload", admin2, ""); status != 501 {
+		t.Errorf("no reload: %d", status)
 	}
 }

@@ -55,6 +55,9 @@ type Options struct {
 	// Client posts the webhooks; default one with a 10 s timeout that
 	// follows no redirect.
 	Client *http.Client
+	// Reload does what SIGHUP does (POST /-/reload, admin tokens only); nil
+	// answers 501.
+	Reload func(ctx context.Context) error
 }
 
 // Server serves the API and delivers the webhooks; see the package
@@ -108,6 +111,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("DELETE "+ent+"presence", s.bot(s.deletePresence))
 	mux.HandleFunc("POST "+ent+"subscriptions", s.bot(s.postSubscription))
 	mux.HandleFunc("GET "+ent+"events", s.bot(s.getEvents))
+	mux.HandleFunc("POST /-/reload", s.adminOnly(s.postReload))
 	// Probes, without a token: they tell nothing but whether rostergate
 	// serves.
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
@@ -271,6 +275,66 @@ func (s *Server) retain(ctx context.Context) {
 	}
 }
 
+// token authenticates a request: a token is required, known, not revoked,
+// and within its rate. It answers the refusal itself (ok false).
+func (s *Server) token(w http.ResponseWriter, r *http.Request) (store.Token, bool) {
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimSpace(tok)
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" { // the scheme is case-insensitive (RFC 6750 §2.1, RFC 9110 §11.1)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rostergate"`)
+		fail(w, http.StatusUnauthorized, "no token: send Authorization: Bearer <token> (made with rostergate token create)")
+		return store.Token{}, false
+	}
+	t, err := s.svc.Authenticate(r.Context(), tok)
+	if errors.Is(err, gate.ErrBadToken) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rostergate", error="invalid_token"`)
+		fail(w, http.StatusUnauthorized, "%s", strings.TrimPrefix(err.Error(), "gate: "))
+		return store.Token{}, false
+	}
+	if err != nil {
+		s.log.Error("checking a token", "err", err)
+		fail(w, http.StatusInternalServerError, "checking the token failed")
+		return store.Token{}, false
+	}
+	if !s.rate.Allow(strconv.FormatInt(t.ID, 10), time.Now()) {
+		w.Header().Set("Retry-After", "1")
+		fail(w, http.StatusTooManyRequests, "token %d is over its rate of %s requests", t.ID, s.opts.Rate)
+		return store.Token{}, false
+	}
+	return t, true
+}
+
+// adminOnly serves h to admins' tokens only.
+func (s *Server) adminOnly(h func(http.ResponseWriter, *http.Request, store.Token)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.token(w, r)
+		if !ok {
+			return
+		}
+		if !t.Admin {
+			fail(w, http.StatusForbidden, "token %d is not an admin's (make one with rostergate token create -admin)", t.ID)
+			return
+		}
+		h(w, r, t)
+	}
+}
+
+// postReload does what SIGHUP does.
+func (s *Server) postReload(w http.ResponseWriter, r *http.Request, t store.Token) {
+	if s.opts.Reload == nil {
+		fail(w, http.StatusNotImplemented, "reload is not available here")
+		return
+	}
+	s.log.Info("reload asked over HTTP", "token", t.ID)
+	if err := s.opts.Reload(r.Context()); err != nil {
+		fail(w, http.StatusUnprocessableEntity, "reload refused, the config in force is kept: %v", err)
+		return
+	}
+	reply(w, http.StatusOK, struct {
+		Reloaded bool `json:"reloaded"`
+	}{true})
+}
+
 // request is what a bot's handler is given: the entity (localpart) it
 // acts for, checked against its token, and the actor it acts as.
 type request struct {
@@ -284,27 +348,8 @@ type request struct {
 // puts a bot behind it.
 func (s *Server) bot(h func(http.ResponseWriter, *http.Request, request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		tok = strings.TrimSpace(tok)
-		if !strings.EqualFold(scheme, "Bearer") || tok == "" { // the scheme is case-insensitive (RFC 6750 §2.1, RFC 9110 §11.1)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="rostergate"`)
-			fail(w, http.StatusUnauthorized, "no token: send Authorization: Bearer <token> (made with rostergate token create)")
-			return
-		}
-		t, err := s.svc.Authenticate(r.Context(), strings.TrimSpace(tok))
-		if errors.Is(err, gate.ErrBadToken) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="rostergate", error="invalid_token"`)
-			fail(w, http.StatusUnauthorized, "%s", strings.TrimPrefix(err.Error(), "gate: "))
-			return
-		}
-		if err != nil {
-			s.log.Error("checking a token", "err", err)
-			fail(w, http.StatusInternalServerError, "checking the token failed")
-			return
-		}
-		if !s.rate.Allow(strconv.FormatInt(t.ID, 10), time.Now()) {
-			w.Header().Set("Retry-After", "1")
-			fail(w, http.StatusTooManyRequests, "token %d is over its rate of %s requests", t.ID, s.opts.Rate)
+		t, ok := s.token(w, r)
+		if !ok {
 			return
 		}
 		name := r.PathValue("entity")

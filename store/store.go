@@ -85,6 +85,7 @@ type BotEvent struct {
 type Token struct {
 	ID       int64
 	Entities []string // the localparts it may act for
+	Admin    bool     // an admin's token: the admin API
 	Created  time.Time
 	LastUsed time.Time // zero if never used
 	Revoked  time.Time // zero unless revoked
@@ -200,8 +201,9 @@ type Bots interface {
 	// entity together: only once all are older than before, or once keep
 	// newer remain without them.
 	TrimBotEvents(ctx context.Context, before time.Time, keep int) (int64, error)
-	// CreateToken stores a token's hash with the entities it may act for.
-	CreateToken(ctx context.Context, hash []byte, entities []string) (Token, error)
+	// CreateToken stores a token's hash with the entities it may act for,
+	// and whether it is an admin's.
+	CreateToken(ctx context.Context, hash []byte, entities []string, admin bool) (Token, error)
 	// TokenByHash returns the token with this hash, or an error matching
 	// ErrNotFound.
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)

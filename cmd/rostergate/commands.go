@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 
@@ -94,6 +95,10 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	if err != nil {
 		return err
 	}
+	// POST /-/reload does what SIGHUP does; the instance it reloads is made
+	// below.
+	var rl *reloader
+	httpOpts.Reload = func(ctx context.Context) error { return rl.reload(ctx, "http") }
 	inst, err := instance.New(ctx, instance.Config{
 		Domain:         cfg.Component.Domain,
 		Server:         cfg.Component.Server,
@@ -110,6 +115,7 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	if err != nil {
 		return err
 	}
+	rl = &reloader{life: ctx, path: *path, cur: cfg, inst: inst, log: logger, getenv: getenv}
 	hup := p.hup
 	if hup == nil {
 		sig := make(chan os.Signal, 1)
@@ -124,7 +130,7 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
-		reloadOnHUP(reloadCtx, hup, *path, cfg, inst, logger, getenv)
+		reloadOnHUP(reloadCtx, hup, rl)
 	}()
 	// No reload outlives run, nor reaches the database once it is closed.
 	defer func() {
@@ -138,40 +144,62 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	return nil
 }
 
-// reloadOnHUP re-reads the config on each SIGHUP and puts what may change
-// in force; an invalid config is refused, with the reason logged, and the
-// one in force is kept.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, cur *config.Config, inst *instance.Instance, logger *slog.Logger, getenv func(string) string) {
+// reloader puts a re-read config in force, one reload at a time: on
+// SIGHUP, or POST /-/reload.
+type reloader struct {
+	mu sync.Mutex
+	// life is the run's context: the webhooks' deliveries live in it, not
+	// in a request's.
+	life   context.Context
+	path   string
+	cur    *config.Config
+	inst   *instance.Instance
+	log    *slog.Logger
+	getenv func(string) string
+}
+
+// reload re-reads the config and puts what may change in force; an invalid
+// config is refused, with the reason logged and returned, and the one in
+// force is kept.
+func (r *reloader) reload(ctx context.Context, via string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg, err := config.Load(r.path, r.getenv)
+	var hooks []httpapi.Webhook
+	if err == nil {
+		hooks, err = webhooks(cfg)
+	}
+	if err == nil && r.inst.HTTP != nil {
+		// Where new webhooks start is settled before the engine logs
+		// events for them.
+		r.inst.HTTP.PrepareWebhooks(r.life, hooks)
+	}
+	if err == nil {
+		err = r.inst.Service.Reload(ctx, cfg.Settings())
+	}
+	if err != nil {
+		r.log.Error("reload refused; the config in force is kept", "err", err, "via", via)
+		return err
+	}
+	if r.inst.HTTP != nil {
+		r.inst.HTTP.SetWebhooks(r.life, hooks)
+	}
+	if r.cur.RestartNeeded(cfg) {
+		r.log.Warn("reload: changes to [component], [storage], max_stanza_bytes and [http] listen and TLS take effect at the next start")
+	}
+	r.log.Info("reload done", "config", r.path, "via", via)
+	return nil
+}
+
+// reloadOnHUP reloads on each SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, r *reloader) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		cfg, err := config.Load(path, getenv)
-		var hooks []httpapi.Webhook
-		if err == nil {
-			hooks, err = webhooks(cfg)
-		}
-		if err == nil && inst.HTTP != nil {
-			// Where new webhooks start is settled before the engine logs
-			// events for them.
-			inst.HTTP.PrepareWebhooks(ctx, hooks)
-		}
-		if err == nil {
-			err = inst.Service.Reload(ctx, cfg.Settings())
-		}
-		if err != nil {
-			logger.Error("reload refused; the config in force is kept", "err", err)
-			continue
-		}
-		if inst.HTTP != nil {
-			inst.HTTP.SetWebhooks(ctx, hooks)
-		}
-		if cur.RestartNeeded(cfg) {
-			logger.Warn("reload: changes to [component], [storage], max_stanza_bytes and [http] listen and TLS take effect at the next start")
-		}
-		logger.Info("reload done", "config", path)
+		_ = r.reload(ctx, "SIGHUP") // refused reloads are logged
 	}
 }
 

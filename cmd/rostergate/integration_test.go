@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -472,5 +474,60 @@ func TestExplain(t *testing.T) {
 	}
 	if _, stderr, err := runCmd(t, "explain", "-config", "../../component.toml", "-from", "a@b"); err == nil || !strings.Contains(stderr, "-from and -to are required") {
 		t.Errorf("explain without -to: %v %q", err, stderr)
+	}
+}
+
+// POST /-/reload does what SIGHUP does, for an admin's token: the new
+// policy is in force at once; a bad config is refused and the old kept.
+func TestIntegrationReloadOverHTTP(t *testing.T) {
+	srv := xmpptest.Prosody(t)
+	cfg := filepath.Join(t.TempDir(), "component.toml")
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret)
+	text = strings.Replace(text, "[policy]\n", "[http]\nlisten = \"127.0.0.1:0\"\n[policy]\n", 1)
+	write := func(def string) {
+		if err := os.WriteFile(cfg, []byte(text+fmt.Sprintf("default = %q\n", def)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("reject")
+	out, _, err := runCmd(t, "token", "create", "-config", cfg, "-admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(out)
+	d := startRun(t, cfg, make(chan os.Signal, 1))
+	d.waitLog(t, "presence resync sent")
+	m := apiURL.FindStringSubmatch(d.log.String())
+	if m == nil {
+		t.Fatalf("no API address in the log:\n%s", d.log.String())
+	}
+	reload := func() (int, string) {
+		req, _ := http.NewRequest("POST", m[1]+"/-/reload", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	write("accept")
+	if status, body := reload(); status != 200 {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	d.waitLog(t, "via=http")
+	alice := srv.NewUser(t, "alice")
+	if err := alice.SendPresence("helpdesk@"+srv.ComponentDomain, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := alice.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" }); err != nil {
+		t.Fatalf("after the reload to accept: %v", err)
+	}
+	write("maybe")
+	if status, body := reload(); status != 422 || !strings.Contains(body, "config in force is kept") {
+		t.Errorf("a bad config: %d %s", status, body)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"rostergate/config"
 	"rostergate/gate"
 	"rostergate/roster"
+	"rostergate/store"
 	"rostergate/store/sqlite"
 )
 
@@ -25,7 +26,7 @@ func (l *stringList) Set(v string) error {
 	return nil
 }
 
-const tokenSynopsis = "create -config FILE -entity LOCAL [-entity LOCAL…] | list -config FILE | revoke -config FILE ID"
+const tokenSynopsis = "create -config FILE (-entity LOCAL [-entity LOCAL…] | -admin) | list -config FILE | revoke -config FILE ID"
 
 // cmdToken makes, lists and revokes the HTTP API's tokens. They live in the
 // database, so the running rostergate sees a new or revoked token at once.
@@ -42,9 +43,11 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs := newFlags("token "+verb, "-config FILE", stderr)
 	path := configFlag(fs)
 	var entities stringList
+	var admin *bool
 	switch verb {
 	case "create":
 		fs.Var(&entities, "entity", "the `entity` (localpart, or bare JID at the domain) the token acts for; repeat for several")
+		admin = fs.Bool("admin", false, "an admin's token: the admin API (POST /-/reload)")
 	case "list", "revoke":
 	default:
 		fmt.Fprintf(stderr, "rostergate token: unknown action %q (want create, list or revoke)\n", verb)
@@ -57,8 +60,8 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	var id int64
 	switch verb {
 	case "create":
-		if len(entities) == 0 {
-			fmt.Fprintln(stderr, "rostergate token create: name the entity it is for with -entity (e.g. -entity helpdesk)")
+		if len(entities) == 0 && !*admin {
+			fmt.Fprintln(stderr, "rostergate token create: name the entity it is for with -entity (e.g. -entity helpdesk), or make an admin's token with -admin")
 			return errUsage
 		}
 		if len(rest) > 0 {
@@ -100,13 +103,17 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	domain := cfg.Component.Domain
 	switch verb {
 	case "create":
-		tok, t, err := svc.CreateToken(ctx, entities)
+		create := svc.CreateToken
+		if *admin {
+			create = svc.CreateAdminToken
+		}
+		tok, t, err := create(ctx, entities)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, tok)
 		fmt.Fprintf(stderr, "token %d for %s: it is shown this once (only its hash is kept); send it as Authorization: Bearer <token>\n",
-			t.ID, strings.Join(entityJIDs(domain, t.Entities), ", "))
+			t.ID, tokenScope(domain, t))
 		if cfg.HTTP.Listen == "" {
 			fmt.Fprintf(stderr, "note: %s has no [http] listen: the API is off until it is set\n", cfg.Path)
 		}
@@ -127,7 +134,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tENTITIES\tCREATED\tLAST USED\tSTATE")
+	fmt.Fprintln(tw, "ID\tFOR\tCREATED\tLAST USED\tSTATE")
 	when := func(t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -139,9 +146,18 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if !t.Revoked.IsZero() {
 			state = "revoked " + when(t.Revoked)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", t.ID, strings.Join(entityJIDs(domain, t.Entities), ","), when(t.Created), when(t.LastUsed), state)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", t.ID, tokenScope(domain, t), when(t.Created), when(t.LastUsed), state)
 	}
 	return tw.Flush()
+}
+
+// tokenScope says what a token is for: "admin", entities, or both.
+func tokenScope(domain string, t store.Token) string {
+	parts := entityJIDs(domain, t.Entities)
+	if t.Admin {
+		parts = append([]string{"admin"}, parts...)
+	}
+	return strings.Join(parts, ",")
 }
 
 func entityJIDs(domain string, locals []string) []string {

@@ -96,7 +96,7 @@ func (*nopStore) DeleteCursor(context.Context, string) error                   {
 func (*nopStore) SetCursor(context.Context, string, int64) error               { return nil }
 func (*nopStore) Presences(context.Context) (map[string]store.Presence, error) { return nil, nil }
 func (*nopStore) SetPresence(context.Context, string, *store.Presence) error   { return nil }
-func (*nopStore) CreateToken(context.Context, []byte, []string) (store.Token, error) {
+func (*nopStore) CreateToken(context.Context, []byte, []string, bool) (store.Token, error) {
 	return store.Token{}, errors.New("bench: the no-op store keeps no tokens")
 }
 func (*nopStore) Hold(context.Context) (func(), error) { return func() {}, nil }

@@ -318,14 +318,14 @@ func ageCutoff(ctx context.Context, tx *sql.Tx, at int64) (int64, error) {
 	return l - 1, nil
 }
 
-const tokenColumns = `id, entities, created, last_used, revoked`
+const tokenColumns = `id, entities, admin, created, last_used, revoked`
 
 func scanToken(s scanner) (store.Token, error) {
 	var t store.Token
 	var ents string
 	var created int64
 	var used, revoked sql.NullInt64
-	if err := s.Scan(&t.ID, &ents, &created, &used, &revoked); err != nil {
+	if err := s.Scan(&t.ID, &ents, &t.Admin, &created, &used, &revoked); err != nil {
 		return t, err
 	}
 	if err := json.Unmarshal([]byte(ents), &t.Entities); err != nil {
@@ -342,7 +342,7 @@ func scanToken(s scanner) (store.Token, error) {
 }
 
 // CreateToken stores a token's hash with the entities it may act for.
-func (db *DB) CreateToken(ctx context.Context, hash []byte, entities []string) (store.Token, error) {
+func (db *DB) CreateToken(ctx context.Context, hash []byte, entities []string, admin bool) (store.Token, error) {
 	if len(hash) != 32 {
 		return store.Token{}, fmt.Errorf("sqlite: create token: hash of %d bytes, want 32", len(hash))
 	}
@@ -354,7 +354,7 @@ func (db *DB) CreateToken(ctx context.Context, hash []byte, entities []string) (
 		return store.Token{}, fmt.Errorf("sqlite: create token: %w", err)
 	}
 	now := time.Now()
-	res, err := db.w.ExecContext(ctx, `INSERT INTO tokens (hash, entities, created) VALUES (?, ?, ?)`, hash, string(ents), millis(now))
+	res, err := db.w.ExecContext(ctx, `INSERT INTO tokens (hash, entities, admin, created) VALUES (?, ?, ?, ?)`, hash, string(ents), boolInt(admin), millis(now))
 	if err != nil {
 		return store.Token{}, fmt.Errorf("sqlite: create token: %w", err)
 	}
@@ -362,7 +362,7 @@ func (db *DB) CreateToken(ctx context.Context, hash []byte, entities []string) (
 	if err != nil {
 		return store.Token{}, fmt.Errorf("sqlite: create token: %w", err)
 	}
-	return store.Token{ID: id, Entities: entities, Created: fromMillis(millis(now))}, nil
+	return store.Token{ID: id, Entities: entities, Admin: admin, Created: fromMillis(millis(now))}, nil
 }
 
 // TokenByHash returns the token with this hash.

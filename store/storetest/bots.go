@@ -145,19 +145,28 @@ func testTokens(t *testing.T, o opener) {
 	ctx := context.Background()
 	s := o.fresh(t)
 	h1, h2 := sha256.Sum256([]byte("one")), sha256.Sum256([]byte("two"))
-	tk, err := s.CreateToken(ctx, h1[:], []string{"helpdesk", ""})
+	tk, err := s.CreateToken(ctx, h1[:], []string{"helpdesk", ""}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateToken(ctx, h1[:], []string{"x"}); err == nil {
+	if _, err := s.CreateToken(ctx, h1[:], []string{"x"}, false); err == nil {
 		t.Error("a second token with the same hash: no error")
 	}
-	if _, err := s.CreateToken(ctx, []byte("short"), nil); err == nil {
+	if _, err := s.CreateToken(ctx, []byte("short"), nil, false); err == nil {
 		t.Error("a hash of 5 bytes: no error")
 	}
 	got, err := s.TokenByHash(ctx, h1[:])
 	if err != nil || got.ID != tk.ID || !slices.Equal(got.Entities, []string{"helpdesk", ""}) || !got.LastUsed.IsZero() || !got.Revoked.IsZero() {
 		t.Fatalf("TokenByHash = %+v, %v", got, err)
+	}
+	h4 := sha256.Sum256([]byte("admin"))
+	if at, err := s.CreateToken(ctx, h4[:], nil, true); err != nil || !at.Admin {
+		t.Errorf("an admin token: %+v, %v", at, err)
+	} else if got, err := s.TokenByHash(ctx, h4[:]); err != nil || !got.Admin || len(got.Entities) != 0 {
+		t.Errorf("the admin token read back: %+v, %v", got, err)
+	}
+	if got, _ := s.TokenByHash(ctx, h1[:]); got.Admin {
+		t.Error("an entity's token read back as an admin's")
 	}
 	if _, err := s.TokenByHash(ctx, h2[:]); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("TokenByHash(unknown) = %v, want ErrNotFound", err)
@@ -177,7 +186,7 @@ func testTokens(t *testing.T, o opener) {
 	// A second token for the same entity keeps a bot behind it when the
 	// first is revoked; revoking both leaves none.
 	h3 := sha256.Sum256([]byte("three"))
-	tk2, err := s.CreateToken(ctx, h3[:], []string{"helpdesk"})
+	tk2, err := s.CreateToken(ctx, h3[:], []string{"helpdesk"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +209,7 @@ func testTokens(t *testing.T, o opener) {
 		t.Errorf("RevokeToken(unknown) = %v", err)
 	}
 	ts, err := s.Tokens(ctx)
-	if err != nil || len(ts) != 2 || ts[0].Revoked.IsZero() {
+	if err != nil || len(ts) != 3 || ts[0].Revoked.IsZero() {
 		t.Fatalf("Tokens = %+v, %v", ts, err)
 	}
 }

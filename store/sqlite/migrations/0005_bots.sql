@@ -30,6 +30,7 @@ CREATE TABLE tokens (
 	id        INTEGER PRIMARY KEY AUTOINCREMENT,
 	hash      BLOB    NOT NULL UNIQUE CHECK (length(hash) = 32),
 	entities  TEXT    NOT NULL, -- JSON array of localparts
+	admin     INTEGER NOT NULL DEFAULT 0 CHECK (admin IN (0, 1)),
 	created   INTEGER NOT NULL,
 	last_used INTEGER,
 	revoked   INTEGER
