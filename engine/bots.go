@@ -348,23 +348,7 @@ func (e *Engine) SendMessage(ctx context.Context, entity string, m OutMessage) (
 		m.ID = e.NewID()
 	}
 	var buf bytes.Buffer
-	buf.WriteString("<message from='")
-	stanza.Esc(&buf, e.entityJID(entity)+"/"+e.resource)
-	buf.WriteString("' to='")
-	stanza.Esc(&buf, to.String())
-	buf.WriteString("' id='")
-	stanza.Esc(&buf, m.ID)
-	buf.WriteString("' type='")
-	stanza.Esc(&buf, m.Type)
-	buf.WriteString("'><body>")
-	stanza.Esc(&buf, m.Body)
-	buf.WriteString("</body>")
-	if m.Thread != "" {
-		buf.WriteString("<thread>")
-		stanza.Esc(&buf, m.Thread)
-		buf.WriteString("</thread>")
-	}
-	buf.WriteString("</message>")
+	stanza.MessageThread(&buf, e.entityJID(entity)+"/"+e.resource, to.String(), m.ID, m.Type, m.Body, m.Thread)
 
 	e.lock()
 	defer e.mu.Unlock()

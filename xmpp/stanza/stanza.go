@@ -325,6 +325,11 @@ func Ping(b *bytes.Buffer, from, to, id string) {
 
 // Message appends a message stanza with a body to b.
 func Message(b *bytes.Buffer, from, to, id, typ, body string) {
+	MessageThread(b, from, to, id, typ, body, "")
+}
+
+// MessageThread is Message with a thread ("" writes none).
+func MessageThread(b *bytes.Buffer, from, to, id, typ, body, thread string) {
 	b.WriteString("<message from='")
 	Esc(b, from)
 	b.WriteString("' to='")
@@ -335,7 +340,13 @@ func Message(b *bytes.Buffer, from, to, id, typ, body string) {
 	Esc(b, typ)
 	b.WriteString("'><body>")
 	Esc(b, body)
-	b.WriteString("</body></message>")
+	b.WriteString("</body>")
+	if thread != "" {
+		b.WriteString("<thread>")
+		Esc(b, thread)
+		b.WriteString("</thread>")
+	}
+	b.WriteString("</message>")
 }
 
 // PresenceError appends a presence error answering el, from from.
