@@ -91,6 +91,25 @@ type Token struct {
 	Revoked  time.Time // zero unless revoked
 }
 
+// WebKey is an admin's key to the web page: a one-time login link
+// (KindLogin) or a session (KindSession). Only a hash of its secret is
+// stored.
+type WebKey struct {
+	Hash    []byte // SHA-256 of the secret
+	Kind    string // KindLogin or KindSession
+	JID     string // the admin's bare JID
+	Created time.Time
+	// Expires is when the key stops working: a link's end, a session's
+	// idle deadline. A session never outlives Until.
+	Expires, Until time.Time
+}
+
+// Kinds of WebKey.
+const (
+	KindLogin   = "login"
+	KindSession = "session"
+)
+
 // Presence is what an entity's bot set as its presence (show, status).
 type Presence struct {
 	Show, Status string
@@ -229,6 +248,26 @@ type Bots interface {
 	SetPresence(ctx context.Context, entity string, p *Presence) error
 }
 
+// Web keeps the admins' keys to the web page: one-time login links and
+// sessions, each by the SHA-256 of its secret.
+type Web interface {
+	// CreateWebKey stores a key; a hash stored already is an error.
+	CreateWebKey(ctx context.Context, k WebKey) error
+	// TakeWebKey deletes the key of this hash and kind and returns it if
+	// it has not expired at now; otherwise (unknown, another kind, expired,
+	// taken already) it returns an error matching ErrNotFound. Of two
+	// takers of one key, one gets it.
+	TakeWebKey(ctx context.Context, hash []byte, kind string, now time.Time) (WebKey, error)
+	// WebKey returns the key of this hash and kind if it has not expired at
+	// now, else an error matching ErrNotFound. With touch > 0 it first
+	// moves the key's Expires to now+touch (never past Until).
+	WebKey(ctx context.Context, hash []byte, kind string, now time.Time, touch time.Duration) (WebKey, error)
+	// DeleteWebKey deletes a key (none: a no-op).
+	DeleteWebKey(ctx context.Context, hash []byte) error
+	// TrimWebKeys deletes the keys expired at now and returns how many.
+	TrimWebKeys(ctx context.Context, now time.Time) (int64, error)
+}
+
 // Store is everything a running rostergate keeps.
 type Store interface {
 	Roster
@@ -236,6 +275,7 @@ type Store interface {
 	Audit
 	Actions
 	Bots
+	Web
 	// Hold claims the store for one running instance until release is
 	// called or the process ends; while held, another Hold fails with an
 	// error matching ErrHeld. The command line uses it to learn whether an

@@ -54,8 +54,17 @@ func (s *nopStore) Commit(context.Context, store.Batch) (int64, error) {
 	return s.seq, nil
 }
 
-func (*nopStore) Outbox(context.Context) ([]store.Outgoing, error) { return nil, nil }
-func (*nopStore) Delivered(context.Context, int64) error           { return nil }
+func (*nopStore) CreateWebKey(context.Context, store.WebKey) error { return nil }
+func (*nopStore) TakeWebKey(context.Context, []byte, string, time.Time) (store.WebKey, error) {
+	return store.WebKey{}, store.ErrNotFound
+}
+func (*nopStore) WebKey(context.Context, []byte, string, time.Time, time.Duration) (store.WebKey, error) {
+	return store.WebKey{}, store.ErrNotFound
+}
+func (*nopStore) DeleteWebKey(context.Context, []byte) error            { return nil }
+func (*nopStore) TrimWebKeys(context.Context, time.Time) (int64, error) { return 0, nil }
+func (*nopStore) Outbox(context.Context) ([]store.Outgoing, error)      { return nil, nil }
+func (*nopStore) Delivered(context.Context, int64) error                { return nil }
 func (*nopStore) Items(context.Context, store.Filter, func(roster.Item) error) error {
 	return nil
 }

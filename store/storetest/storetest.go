@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BotEvents", testBotEvents},
 		{"Tokens", testTokens},
 		{"BotState", testBotState},
+		{"WebKeys", testWebKeys},
 	} {
 		t.Run(part.name, func(t *testing.T) { part.run(t, o) })
 	}
