@@ -116,6 +116,15 @@ type HTTP struct {
 	// value.
 	RateText string      `toml:"rate"`
 	Rate     limits.Rate `toml:"-"`
+	// WebURL is where admins reach the web page (its login links point
+	// there); default http(s)://HOST:PORT/ of listen.
+	WebURL string `toml:"web_url"`
+	// LoginTTL bounds a one-time login link's life; SessionIdle ends a
+	// session unused that long, SessionMax any session that long after
+	// its login.
+	LoginTTL    Duration `toml:"login_ttl"`
+	SessionIdle Duration `toml:"session_idle"`
+	SessionMax  Duration `toml:"session_max"`
 }
 
 // maxAvatar bounds an avatar: its vCard carries it whole, in base64.
@@ -263,7 +272,8 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Storage:   Storage{Path: "rostergate.db"},
 		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Drop)},
 		Limits:    Limits{Action: string(policy.Drop), MaxStanzaBytes: 64 << 10},
-		HTTP:      HTTP{EventRetention: Duration{7 * 24 * time.Hour}, MaxEvents: 100_000, MaxBody: 64 << 10, RateText: "100/1s"},
+		HTTP: HTTP{EventRetention: Duration{7 * 24 * time.Hour}, MaxEvents: 100_000, MaxBody: 64 << 10, RateText: "100/1s",
+			LoginTTL: Duration{5 * time.Minute}, SessionIdle: Duration{30 * time.Minute}, SessionMax: Duration{12 * time.Hour}},
 	}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
@@ -526,6 +536,30 @@ func (c *Config) validateHTTP() error {
 	var err error
 	if h.Rate, err = limits.ParseRate(h.RateText); err != nil {
 		return fmt.Errorf("[http] rate: %w", err)
+	}
+	if h.WebURL != "" {
+		u, err := url.Parse(h.WebURL)
+		switch {
+		case err != nil:
+			return fmt.Errorf("[http] web_url: %q is not a URL", h.WebURL)
+		case u.Scheme != "http" && u.Scheme != "https":
+			return fmt.Errorf("[http] web_url: %q is not an http or https URL", h.WebURL)
+		case u.Host == "":
+			return fmt.Errorf("[http] web_url: %q has no host", h.WebURL)
+		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			return fmt.Errorf("[http] web_url: %q has a query, fragment or user: give the page's address alone", h.WebURL)
+		}
+		if !strings.HasSuffix(h.WebURL, "/") {
+			h.WebURL += "/"
+		}
+	}
+	switch {
+	case h.LoginTTL.Duration < 30*time.Second || h.LoginTTL.Duration > time.Hour:
+		return fmt.Errorf("[http] login_ttl: %s is out of range (30s to 1h)", h.LoginTTL)
+	case h.SessionIdle.Duration < time.Minute || h.SessionIdle.Duration > 7*24*time.Hour:
+		return fmt.Errorf("[http] session_idle: %s is out of range (1m to 168h)", h.SessionIdle)
+	case h.SessionMax.Duration < h.SessionIdle.Duration || h.SessionMax.Duration > 30*24*time.Hour:
+		return fmt.Errorf("[http] session_max: %s is out of range (session_idle, %s, to 720h)", h.SessionMax, h.SessionIdle)
 	}
 	return nil
 }

@@ -149,15 +149,16 @@ type Engine struct {
 	// per contact domain, for the caps; counted from the store on Attach.
 	pendingTotal    int
 	pendingDomain   map[string]int
-	limitHits       map[string]int        // mu: requests over a limit, by limit
-	messagesDropped int                   // mu: messages from non-contacts dropped
-	autoReplied     map[itemKey]time.Time // mu: when each contact last got an entity's auto_reply
-	bots            bots                  // mu: what the engine knows of the bots behind entities
-	sigMu           sync.Mutex            // guards signal
-	signal          chan struct{}         // closed and replaced when bots' events are committed
-	api             bool                  // the HTTP API serves (Options.API)
-	offline         atomic.Bool           // shutting down: current presence is unavailable
-	streams         atomic.Uint64         // streams attached so far
+	limitHits       map[string]int         // mu: requests over a limit, by limit
+	messagesDropped int                    // mu: messages from non-contacts dropped
+	autoReplied     map[itemKey]time.Time  // mu: when each contact last got an entity's auto_reply
+	bots            bots                   // mu: what the engine knows of the bots behind entities
+	sigMu           sync.Mutex             // guards signal
+	signal          chan struct{}          // closed and replaced when bots' events are committed
+	api             bool                   // the HTTP API serves (Options.API)
+	inbox           atomic.Pointer[string] // SetInbox
+	offline         atomic.Bool            // shutting down: current presence is unavailable
+	streams         atomic.Uint64          // streams attached so far
 }
 
 // New validates opts and returns an Engine; the allow and deny lists are

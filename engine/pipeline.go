@@ -422,7 +422,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		}
 	}
 	for _, q := range b.queued {
-		e.tellAdmins(b, QueuedNotice(e.domain, *q, e.entityJID(q.Entity), HeldReason(q.Rule, e.live.Load().Policy.Rules())), "")
+		e.tellAdmins(b, QueuedNotice(e.domain, *q, e.entityJID(q.Entity), HeldReason(q.Rule, e.live.Load().Policy.Rules()), e.Inbox()), "")
 	}
 	if b.out.Len() == 0 {
 		return nil

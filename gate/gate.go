@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"rostergate/engine"
@@ -39,6 +40,8 @@ type Options struct {
 	Logger   *slog.Logger
 	// Wait bounds how long a queued act is waited for; default 10 s.
 	Wait time.Duration
+	// Web is the admins' web page; its zero value: there is none.
+	Web Web
 }
 
 // Service is the one service; see the package documentation.
@@ -51,6 +54,8 @@ type Service struct {
 	wait     time.Duration
 	hk       housekeeping
 	uses     botUse
+	web      Web
+	webURL   atomic.Pointer[string]
 }
 
 // ErrNotRunning is matched (errors.Is) by the error of an act asked of a
@@ -85,7 +90,8 @@ func New(opts Options) (*Service, error) {
 	if opts.Wait <= 0 {
 		opts.Wait = 10 * time.Second
 	}
-	return &Service{domain: opts.Domain, store: opts.Store, eng: opts.Engine, settings: opts.Settings, log: opts.Logger, wait: opts.Wait}, nil
+	return &Service{domain: opts.Domain, store: opts.Store, eng: opts.Engine, settings: opts.Settings, log: opts.Logger, wait: opts.Wait,
+		web: opts.Web.withDefaults()}, nil
 }
 
 // Domain returns the component domain.

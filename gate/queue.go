@@ -175,6 +175,7 @@ type housekeeping struct {
 	mu         sync.Mutex
 	stream     uint64 // the engine's stream lastExpiry was on
 	lastExpiry time.Time
+	lastTrim   time.Time // of the web page's expired keys
 }
 
 // Housekeep carries out the acts the command line queued and expires held
@@ -188,6 +189,7 @@ func (s *Service) Housekeep(ctx context.Context, now time.Time) {
 	}
 	s.runActions(ctx)
 	s.refreshBots(ctx, now)
+	s.trimWebKeys(ctx, now)
 	ttl := s.eng.ReviewTTL()
 	if ttl <= 0 {
 		return
@@ -203,6 +205,23 @@ func (s *Service) Housekeep(ctx context.Context, now time.Time) {
 	s.hk.mu.Unlock()
 	if due {
 		s.eng.Expire(ctx, now)
+	}
+}
+
+// trimWebKeys deletes the web page's expired login links and sessions,
+// every ten minutes.
+func (s *Service) trimWebKeys(ctx context.Context, now time.Time) {
+	s.hk.mu.Lock()
+	due := now.Sub(s.hk.lastTrim) >= 10*time.Minute
+	if due {
+		s.hk.lastTrim = now
+	}
+	s.hk.mu.Unlock()
+	if !due {
+		return
+	}
+	if _, err := s.store.TrimWebKeys(ctx, now); err != nil && ctx.Err() == nil {
+		s.log.Error("trimming the web page's expired logins", "err", err)
 	}
 }
 

@@ -55,6 +55,9 @@ type Options struct {
 	// Client posts the webhooks; default one with a 10 s timeout that
 	// follows no redirect.
 	Client *http.Client
+	// Web, if not nil, serves every path that is not the API's (the
+	// admins' web page).
+	Web http.Handler
 	// Reload does what SIGHUP does (POST /-/reload, admin tokens only); nil
 	// answers 501.
 	Reload func(ctx context.Context) error
@@ -133,7 +136,24 @@ func New(opts Options) (*Server, error) {
 		}{ok, rd})
 	})
 	s.handler = jsonErrors(mux)
+	if web := opts.Web; web != nil {
+		api := s.handler
+		s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if isAPIPath(r.URL.Path) {
+				api.ServeHTTP(w, r)
+				return
+			}
+			web.ServeHTTP(w, r)
+		})
+	}
 	return s, nil
+}
+
+// isAPIPath reports whether a path is the API's (JSON) rather than the web
+// page's.
+func isAPIPath(p string) bool {
+	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/-/") || p == "/api" ||
+		p == "/livez" || p == "/readyz" || p == "/metrics"
 }
 
 // jsonErrors answers what the mux refuses itself (no such path: 404; a
@@ -246,6 +266,12 @@ func (s *Server) Addr() net.Addr {
 	}
 	return s.ln.Addr()
 }
+
+// Web reports whether the server serves a web page beside the API.
+func (s *Server) Web() bool { return s.opts.Web != nil }
+
+// TLS reports whether the server serves HTTPS.
+func (s *Server) TLS() bool { return s.opts.TLSCert != "" }
 
 // Close stops serving and delivering, and waits for both.
 func (s *Server) Close() {

@@ -74,6 +74,7 @@ const (
 	ViaCLI    = "cli"        // the command line
 	ViaTTL    = "review_ttl" // rostergate itself, when a held request outlives review_ttl
 	ViaAPI    = "api"        // a bot, through the HTTP API (the actor is "token:ID")
+	ViaWeb    = "web"        // an admin, through the web page
 )
 
 // Actor is who acts, and through which interface: every act of an admin or

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 
 	"rostergate/config"
+	"rostergate/gate"
 	"rostergate/httpapi"
 	"rostergate/internal/instance"
 	"rostergate/policy"
@@ -111,6 +112,8 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 		Settings:       cfg.Settings(),
 		Logger:         logger,
 		HTTP:           httpOpts,
+		WebURL:         cfg.HTTP.WebURL,
+		Web:            gate.Web{LoginTTL: cfg.HTTP.LoginTTL.Duration, Idle: cfg.HTTP.SessionIdle.Duration, MaxSession: cfg.HTTP.SessionMax.Duration},
 	})
 	if err != nil {
 		return err

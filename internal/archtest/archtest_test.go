@@ -33,11 +33,12 @@ var allowed = map[string][]string{
 	"gate":              {"engine", "roster", "store", "subscription", "policy"},
 	"config":            {"engine", "policy", "limits", "webhook"},
 	"httpapi":           {"engine", "gate", "limits", "roster", "store", "webhook"},
+	"webui":             {"gate", "limits", "roster", "store"},
 
 	"xmpp/adminui":   {"roster", "store", "xmpp/stanza"},
 	"xmpp/component": {"engine", "gate", "roster", "xmpp/stanza", "xmpp/adminui"},
 
-	"internal/instance": {"engine", "gate", "httpapi", "store", "xmpp/component"},
+	"internal/instance": {"engine", "gate", "httpapi", "store", "webui", "xmpp/component"},
 	"internal/xmpptest": {},
 	"examples/echo-bot": {"webhook"},
 	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/xmpptest", "policy", "roster", "store", "store/sqlite", "webhook", "xmpp/component"},

@@ -15,6 +15,7 @@ import (
 	"rostergate/gate"
 	"rostergate/httpapi"
 	"rostergate/store"
+	"rostergate/webui"
 	"rostergate/xmpp/component"
 )
 
@@ -31,6 +32,11 @@ type Config struct {
 	// HTTP, if not nil, serves the bots' API and delivers their webhooks
 	// (its Service is filled in).
 	HTTP *httpapi.Options
+	// Web is the admins' web page, served beside the API when HTTP
+	// listens; WebURL where admins reach it ("": the address it listens
+	// at).
+	Web    gate.Web
+	WebURL string
 
 	// For tests: reconnect backoff bounds and the dialer (defaults as in
 	// component.Options).
@@ -44,6 +50,7 @@ type Instance struct {
 	Service   *gate.Service
 	Component *component.Component
 	HTTP      *httpapi.Server // nil without [http]
+	webURL    string
 }
 
 // New wires an Instance.
@@ -53,7 +60,7 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
-	svc, err := gate.New(gate.Options{Domain: eng.Domain(), Store: c.Store, Engine: eng, Settings: c.Settings, Logger: c.Logger})
+	svc, err := gate.New(gate.Options{Domain: eng.Domain(), Store: c.Store, Engine: eng, Settings: c.Settings, Logger: c.Logger, Web: c.Web})
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
@@ -73,18 +80,40 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
-	inst := &Instance{Engine: eng, Service: svc, Component: comp}
+	inst := &Instance{Engine: eng, Service: svc, Component: comp, webURL: c.WebURL}
 	if c.HTTP != nil {
 		o := *c.HTTP
 		o.Service = svc
 		if o.Logger == nil {
 			o.Logger = c.Logger
 		}
+		if o.Listen != "" {
+			if o.Web, err = webui.New(webui.Options{Service: svc, Secure: o.TLSCert != "", Logger: o.Logger}); err != nil {
+				return nil, fmt.Errorf("instance: %w", err)
+			}
+		}
 		if inst.HTTP, err = httpapi.New(o); err != nil {
 			return nil, fmt.Errorf("instance: %w", err)
 		}
 	}
 	return inst, nil
+}
+
+// WebAddress is http(s)://addr/, with an unspecified host read as
+// localhost: where admins reach the web page when no web_url is set.
+func WebAddress(addr string, tls bool) string {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return scheme + "://" + addr + "/"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/"
 }
 
 // Run serves until ctx is cancelled; see component.Run. The HTTP API, if
@@ -95,6 +124,13 @@ func (i *Instance) Run(ctx context.Context) error {
 			return fmt.Errorf("instance: %w", err)
 		}
 		defer i.HTTP.Close()
+		if addr := i.HTTP.Addr(); addr != nil && i.HTTP.Web() {
+			u := i.webURL
+			if u == "" {
+				u = WebAddress(addr.String(), i.HTTP.TLS())
+			}
+			i.Service.SetWebURL(u)
+		}
 	}
 	return i.Component.Run(ctx)
 }

@@ -47,6 +47,10 @@ type Service interface {
 	// EditList adds pattern to, or removes it from, list "allow" or
 	// "deny". Its errors are user-facing (e.g. a bad pattern).
 	EditList(ctx context.Context, actor roster.Actor, list string, add bool, pattern string) (bool, error)
+	// LoginMessage makes a one-time login link to the web page for admin
+	// and returns the message that gives it. Its errors are user-facing
+	// (e.g. there is no web page).
+	LoginMessage(ctx context.Context, admin string) (string, error)
 }
 
 // maxRosterLines bounds what an admin interface lists of one roster.

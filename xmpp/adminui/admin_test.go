@@ -47,6 +47,7 @@ type fakeOps struct {
 	rosters    map[string][]roster.Item
 	allow      []string
 	deny       []string
+	noWeb      bool
 	calls      []string
 }
 
@@ -149,6 +150,14 @@ func (f *fakeOps) Roster(_ context.Context, entity string, _ int) ([]roster.Item
 		return nil, errors.New("disk on fire")
 	}
 	return f.rosters[entity], nil
+}
+
+func (f *fakeOps) LoginMessage(_ context.Context, admin string) (string, error) {
+	f.record("LoginMessage %s", admin)
+	if f.noWeb {
+		return "", errors.New("there is no web page ([http] listen is not set)")
+	}
+	return "Your login link: https://rg.example.com/login/rgl_x", nil
 }
 
 func (f *fakeOps) Lists(context.Context) ([]string, []string, error) {
@@ -1154,6 +1163,9 @@ func TestChat(t *testing.T) {
 			"#13 bob@example.com → sales@bots.localhost (default, 5m ago)\n" +
 			"#14 carol@localhost → bots.localhost (rule 1, 2d ago)\n" +
 			`Answer with "approve ID…" or "reject ID…".`, nil},
+		{"login", "login", nil, "Your login link: https://rg.example.com/login/rgl_x", []string{"LoginMessage admin@localhost"}},
+		{"login without a web page", "LOGIN", func(f *fakeOps) { f.noWeb = true }, "login: there is no web page ([http] listen is not set)", []string{"LoginMessage admin@localhost"}},
+		{"login takes no argument", "login me", nil, `login: unexpected argument "me" (usage: login)`, nil},
 		{"pending none", "pending", func(f *fakeOps) { f.pending = nil }, "No pending requests.", nil},
 		{"pending error", "pending", func(f *fakeOps) { f.pendingErr = errors.New("database is locked") }, "pending: database is locked", nil},
 		{"approve", "approve #12 13", nil, "Approved #12 (alice@localhost → helpdesk@bots.localhost)\nApproved #13 (bob@example.com → sales@bots.localhost)",

@@ -41,10 +41,11 @@ var chatVerbs = map[string]chatVerb{
 	"unallow": {"unallow PATTERN", "remove PATTERN from the allow list", 1},
 	"deny":    {"deny PATTERN", "add PATTERN to the deny list", 1},
 	"undeny":  {"undeny PATTERN", "remove PATTERN from the deny list", 1},
+	"login":   {"login", "a link that logs you in to the web page (it works once, within minutes)", 0},
 }
 
 // helpOrder is the order verbs appear in help.
-var helpOrder = []string{"pending", "approve", "reject", "explain", "roster", "lists", "allow", "unallow", "deny", "undeny", "help"}
+var helpOrder = []string{"pending", "approve", "reject", "explain", "roster", "lists", "allow", "unallow", "deny", "undeny", "login", "help"}
 
 // quoteShort quotes s for an error message, cut to 40 characters.
 func quoteShort(s string) string {
@@ -143,6 +144,12 @@ func (h *Handler) Chat(ctx context.Context, actor, body string) string {
 	switch cmd.Verb {
 	case "help":
 		return h.help()
+	case "login":
+		msg, err := h.ops.LoginMessage(ctx, actor)
+		if err != nil {
+			return "login: " + roster.UserText(err)
+		}
+		return msg
 	case "pending":
 		reqs, err := h.ops.Pending(ctx)
 		if err != nil {
