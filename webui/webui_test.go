@@ -485,7 +485,7 @@ func TestListsExplainRosters(t *testing.T) {
 		t.Errorf("rosters:\n%s", body)
 	}
 	_, body, _ = get(t, c, r.srv.URL+"/rosters/helpdesk")
-	if !strings.Contains(body, "<td>alice@localhost</td><td>from</td>") {
+	if !strings.Contains(body, `<td data-label="Contact">alice@localhost</td><td data-label="Subscription">from</td>`) {
 		t.Errorf("helpdesk's roster:\n%s", body)
 	}
 	if code, body, _ := get(t, c, r.srv.URL+"/rosters/nosuch"); code != 404 || !strings.Contains(body, "nosuch@"+domain+" is not an entity") {
