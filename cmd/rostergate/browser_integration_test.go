@@ -98,7 +98,7 @@ func textOf[S chromedp.Selectable](sel S, into *string) chromedp.Action[chromedp
 // eval runs a script, as a step.
 func eval(js string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Evaluate[bool](js + "; true")(ctx, t)
+		_, err := chromedp.Evaluate[bool](js+"; true")(ctx, t)
 		return err
 	})
 }
