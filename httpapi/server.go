@@ -115,6 +115,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("POST "+ent+"subscriptions", s.bot(s.postSubscription))
 	mux.HandleFunc("GET "+ent+"events", s.bot(s.getEvents))
 	mux.HandleFunc("POST /-/reload", s.adminOnly(s.postReload))
+	s.adminRoutes(mux)
 	// Probes, without a token: they tell nothing but whether rostergate
 	// serves.
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
