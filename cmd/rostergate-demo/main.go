@@ -311,6 +311,10 @@ func run(ctx context.Context, bin, echoBin, server string, keep bool, out io.Wri
 	d.expect(ctx, gina, alerts, "unsubscribed")
 	d.roster(ctx, gina, alerts, "none", "")
 
+	d.title("The web page: the admin sends login and gets a one-time link (README \"The web page\")")
+	d.chat(ctx, adm, srv.ComponentDomain, "login")
+	d.message(ctx, adm, srv.ComponentDomain, "/login/rgl_")
+
 	d.title("A bot: alice adds echo and says hi; examples/echo-bot gets the webhook and answers through the API")
 	echo := "echo@" + srv.ComponentDomain
 	d.send(alice, echo, "subscribe")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"rostergate/engine"
@@ -88,7 +89,9 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 			o.Logger = c.Logger
 		}
 		if o.Listen != "" {
-			if o.Web, err = webui.New(webui.Options{Service: svc, Secure: o.TLSCert != "", Logger: o.Logger}); err != nil {
+			if o.Web, err = webui.New(webui.Options{Service: svc, Logger: o.Logger,
+				// Secure cookies over TLS, here or at a proxy in front.
+				Secure: o.TLSCert != "" || strings.HasPrefix(c.WebURL, "https://")}); err != nil {
 				return nil, fmt.Errorf("instance: %w", err)
 			}
 		}
