@@ -548,6 +548,8 @@ func (c *Config) validateHTTP() error {
 			return fmt.Errorf("[http] web_url: %q has no host", h.WebURL)
 		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 			return fmt.Errorf("[http] web_url: %q has a query, fragment or user: give the page's address alone", h.WebURL)
+		case u.Path != "" && u.Path != "/":
+			return fmt.Errorf("[http] web_url: %q has a path: the page is served at the root of its host (give it a host of its own behind a proxy)", h.WebURL)
 		}
 		if !strings.HasSuffix(h.WebURL, "/") {
 			h.WebURL += "/"

@@ -333,7 +333,8 @@ func TestWebhookSecretFile(t *testing.T) {
 	if e.WebhookSecret != good || e.WebhookMaxAge.Duration != 24*time.Hour || e.SendTo != "subscribers" {
 		t.Errorf("entity = %+v", e)
 	}
-	if h := c.HTTP; h.Listen != "" || h.EventRetention.Duration != 7*24*time.Hour || h.MaxEvents != 100_000 || h.MaxBody != 64<<10 || h.Rate.String() != "100/1s" {
+	if h := c.HTTP; h.Listen != "" || h.EventRetention.Duration != 7*24*time.Hour || h.MaxEvents != 100_000 || h.MaxBody != 64<<10 || h.Rate.String() != "100/1s" ||
+		h.WebURL != "" || h.LoginTTL.Duration != 5*time.Minute || h.SessionIdle.Duration != 30*time.Minute || h.SessionMax.Duration != 12*time.Hour {
 		t.Errorf("[http] defaults = %+v", h)
 	}
 	if !c.Settings().Entities[0].Webhook {

@@ -255,3 +255,12 @@ func (s *Service) HeldReason(rule string) string {
 	}
 	return s.eng.HeldWhy(rule)
 }
+
+// AuditPage returns a page of the audit log (see store.AuditQuery).
+func (s *Service) AuditPage(ctx context.Context, q store.AuditQuery) ([]roster.Event, error) {
+	evs, err := s.store.AuditPage(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	return evs, nil
+}

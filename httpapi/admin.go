@@ -239,9 +239,6 @@ type AuditEvent struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
-// errEnough stops reading the audit log once a page is full.
-var errEnough = errors.New("httpapi: enough")
-
 // adminAudit pages through the audit log, oldest first: ?after=ID (the
 // last id of the previous page), ?since=RFC 3339 time, ?limit (default
 // 100, at most 1000).
@@ -269,22 +266,18 @@ func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request, _ store.Toke
 			return
 		}
 	}
-	out := []AuditEvent{}
-	more := false
-	err = s.svc.Audit(r.Context(), since, func(e roster.Event) error {
-		if e.ID <= after {
-			return nil
-		}
-		if len(out) == limit {
-			more = true
-			return errEnough
-		}
-		out = append(out, AuditEvent{e.ID, e.At.UTC(), s.svc.EntityJID(e.Entity), e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail})
-		return nil
-	})
-	if err != nil && !errors.Is(err, errEnough) {
+	evs, err := s.svc.AuditPage(r.Context(), store.AuditQuery{After: after, Since: since, Limit: limit + 1})
+	if err != nil {
 		s.failWith(w, err)
 		return
+	}
+	more := len(evs) > limit
+	if more {
+		evs = evs[:limit]
+	}
+	out := make([]AuditEvent, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, AuditEvent{e.ID, e.At.UTC(), s.svc.EntityJID(e.Entity), e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail})
 	}
 	next := after
 	if len(out) > 0 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -138,5 +140,35 @@ func TestAdminAPI(t *testing.T) {
 	}
 	if code, body := f.call(t, "GET", "/api/v1/admin/entities/nosuch/roster", admin, ""); code != 404 || !strings.Contains(body, "not an entity") {
 		t.Errorf("no such entity: %d %s", code, body)
+	}
+}
+
+// With a web page mounted, the API's paths stay the API's (JSON refusals
+// included) and every other path is the page's.
+func TestWebBesideAPI(t *testing.T) {
+	web := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "web page: "+r.URL.Path) })
+	f := newFixture(t, httpapi.Options{Web: web})
+	for path, want := range map[string]string{
+		"/":                            "web page: /",
+		"/inbox":                       "web page: /inbox",
+		"/login/rgl_x":                 "web page: /login/rgl_x",
+		"/apix":                        "web page: /apix",
+		"/livez":                       `{"live":true}`,
+		"/api/v1/nope":                 `{"error":"no such resource`,
+		"/api/v1/admin/requests":       `{"error":"no token`,
+		"/api/v1/entities/x/roster":    `{"error":"no token`,
+		"/-/reload":                    `{"error":"/-/reload does not take GET`,
+		"/api/v1/../inbox":             `{"error":"no such resource`,
+		"/api/v1/entities/../../inbox": `{"error":"no such resource`,
+	} {
+		resp, err := http.Get(f.http.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(b), want) {
+			t.Errorf("GET %s: %d %q, want %q…", path, resp.StatusCode, b, want)
+		}
 	}
 }

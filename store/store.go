@@ -190,6 +190,24 @@ type Audit interface {
 	// Events streams the events with At >= since, oldest first, calling fn
 	// for each. An error from fn stops Events and is returned as it is.
 	Events(ctx context.Context, since time.Time, fn func(roster.Event) error) error
+	// AuditPage returns up to q.Limit events that match q, by id: newest
+	// first with q.Desc, else oldest first.
+	AuditPage(ctx context.Context, q AuditQuery) ([]roster.Event, error)
+}
+
+// AuditQuery selects a page of the audit log. Zero fields select
+// everything.
+type AuditQuery struct {
+	Entity    string // the entity's localpart, when HasEntity ("" is the domain itself)
+	HasEntity bool
+	Contact   string // a part of the contact's JID, any case
+	Action    string
+	Via       string // the interface
+	Since     time.Time
+	After     int64 // only ids above
+	Before    int64 // only ids below (0: no bound)
+	Limit     int   // at least 1, at most 10,000
+	Desc      bool  // newest first
 }
 
 // Actions is the queue of the command line's acts.

@@ -8,10 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,10 +60,18 @@ func (h *Handler) loginSend(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusTooManyRequests, "login", p)
 		return
 	}
-	if err := h.svc.SendLoginLink(r.Context(), j); err != nil {
-		h.log.Info("web: no login link sent", "jid", j, "why", err)
-	} else {
-		h.log.Info("web: login link sent over XMPP", "admin", j)
+	// At most one link a minute to a JID, sent after the answer: the
+	// answer is the same, and as quick, whoever the JID is.
+	if h.sendsTo.Allow(j, now) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+			defer cancel()
+			if err := h.svc.SendLoginLink(ctx, j); err != nil {
+				h.log.Info("web: no login link sent", "jid", j, "why", err)
+			} else {
+				h.log.Info("web: login link sent over XMPP", "admin", j)
+			}
+		}()
 	}
 	p.Notes = []string{"If " + j + " is an admin of " + h.svc.Domain() + ", a login link is on its way to it over XMPP (it works once, within minutes)."}
 	h.render(w, http.StatusOK, "login", p)
@@ -158,10 +166,13 @@ type request struct {
 
 type inboxData struct {
 	Filter   inboxFilter
-	Query    string
-	Entities []string
-	Rows     []request
-	Total    int // held, before the filter
+	Filtered bool
+	// Action is where the decisions go (the inbox, filtered as it is
+	// shown); RowsURL where the live update reads the rows.
+	Action, RowsURL template.URL
+	Entities        []string // JIDs
+	Rows            []request
+	Total           int // held, before the filter
 }
 
 func (h *Handler) inboxData(ctx context.Context, f inboxFilter) (inboxData, error) {
@@ -169,13 +180,19 @@ func (h *Handler) inboxData(ctx context.Context, f inboxFilter) (inboxData, erro
 	if err != nil {
 		return inboxData{}, err
 	}
-	d := inboxData{Filter: f, Query: f.query(), Entities: h.svc.Entities(), Total: len(reqs)}
+	d := inboxData{Filter: f, Total: len(reqs), Action: "/inbox", RowsURL: "/inbox/rows"}
+	if q := f.query(); q != "" {
+		d.Filtered, d.Action, d.RowsURL = true, template.URL("/inbox?"+q), template.URL("/inbox/rows?"+q)
+	}
+	for _, e := range h.svc.Entities() {
+		d.Entities = append(d.Entities, h.svc.EntityJID(e))
+	}
 	q := strings.ToLower(f.Q)
 	for _, r := range reqs {
 		ej := h.svc.EntityJID(r.Entity)
 		why := h.svc.HeldReason(r.Rule)
 		switch {
-		case f.Entity != "" && f.Entity != r.Entity && f.Entity != ej:
+		case f.Entity != "" && f.Entity != ej:
 			continue
 		case f.Domain != "" && domainOf(r.Contact) != f.Domain:
 			continue
@@ -195,10 +212,15 @@ func domainOf(j string) string {
 }
 
 func (h *Handler) inbox(w http.ResponseWriter, r *http.Request, s session) {
-	h.showInbox(w, r, s, nil, nil)
+	h.showInbox(w, r, s, http.StatusOK, nil, nil)
 }
 
-func (h *Handler) showInbox(w http.ResponseWriter, r *http.Request, s session, notes, errs []string) {
+// refuseDecision shows the inbox with what is wrong with a decision's form.
+func (h *Handler) refuseDecision(w http.ResponseWriter, r *http.Request, s session, msg string) {
+	h.showInbox(w, r, s, http.StatusUnprocessableEntity, nil, []string{msg})
+}
+
+func (h *Handler) showInbox(w http.ResponseWriter, r *http.Request, s session, status int, notes, errs []string) {
 	p := h.newPage(r.Context(), s, "Inbox", "inbox")
 	p.Notes, p.Errors = notes, errs
 	d, err := h.inboxData(r.Context(), readInboxFilter(r))
@@ -207,7 +229,7 @@ func (h *Handler) showInbox(w http.ResponseWriter, r *http.Request, s session, n
 		return
 	}
 	p.Data = d
-	h.render(w, http.StatusOK, "inbox", p)
+	h.render(w, status, "inbox", p)
 }
 
 // inboxRows is the inbox's table body alone, for the live update.
@@ -226,7 +248,8 @@ func (h *Handler) inboxRows(w http.ResponseWriter, r *http.Request, s session) {
 
 // inboxEvents tells the page (server-sent events) when the held requests
 // change: one arrives, or someone decides one, through any interface and
-// any instance. It looks every Poll, and ends with the session.
+// any instance. One watcher reads the store for every open page (hub); the
+// session is checked every 30 s, and the stream ends with it.
 func (h *Handler) inboxEvents(w http.ResponseWriter, r *http.Request, s session) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -234,45 +257,44 @@ func (h *Handler) inboxEvents(w http.ResponseWriter, r *http.Request, s session)
 		return
 	}
 	rc := http.NewResponseController(w)
+	send := func(format string, args ...any) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return false
+		}
+		fl.Flush()
+		return true
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, "retry: 5000\n\n")
-	fl.Flush()
+	if !send("retry: 5000\n\n") {
+		return
+	}
+	ch, done := h.hub.subscribe()
+	defer done()
 	ctx := r.Context()
-	last, beat := "", h.now()
-	tick := time.NewTicker(h.poll)
-	defer tick.Stop()
+	beat := time.NewTicker(15 * time.Second)
+	defer beat.Stop()
+	check := time.NewTicker(30 * time.Second)
+	defer check.Stop()
 	for {
-		if _, err := h.svc.Session(ctx, s.secret, false); err != nil {
-			fmt.Fprint(w, "event: ended\ndata: the session ended\n\n")
-			fl.Flush()
-			return
-		}
-		reqs, err := h.svc.Pending(ctx)
-		if err == nil {
-			v := version(reqs)
-			if v != last {
-				_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-				if _, err := fmt.Fprintf(w, "event: changed\ndata: %d\n\n", len(reqs)); err != nil {
-					return
-				}
-				fl.Flush()
-				last, beat = v, h.now()
-			}
-		}
-		if h.now().Sub(beat) >= 15*time.Second {
-			_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := fmt.Fprint(w, ": still here\n\n"); err != nil {
-				return
-			}
-			fl.Flush()
-			beat = h.now()
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case st := <-ch:
+			if !send("event: changed\ndata: %d\n\n", st.n) {
+				return
+			}
+		case <-beat.C:
+			if !send(": still here\n\n") {
+				return
+			}
+		case <-check.C:
+			if _, err := h.svc.Session(ctx, s.secret, false); err != nil {
+				send("event: ended\ndata: the session ended\n\n")
+				return
+			}
 		}
 	}
 }
@@ -298,37 +320,39 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, s session) {
 		a, id, ok := strings.Cut(one, ":")
 		n, err := strconv.ParseInt(id, 10, 64)
 		if !ok || err != nil || n <= 0 {
-			h.showInbox(w, r, s, nil, []string{fmt.Sprintf("%q is not an act on a request", one)})
+			h.refuseDecision(w, r, s, fmt.Sprintf("%q is not an act on a request", one))
 			return
 		}
 		action, ids = a, []int64{n}
 	} else {
+		if n := len(r.PostForm["id"]); n > maxDecide {
+			h.refuseDecision(w, r, s, fmt.Sprintf("%d requests at once; at most %d.", n, maxDecide))
+			return
+		}
+		seen := map[int64]bool{}
 		for _, v := range r.PostForm["id"] {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n <= 0 {
-				h.showInbox(w, r, s, nil, []string{fmt.Sprintf("%q is not a request id", v)})
+				h.refuseDecision(w, r, s, fmt.Sprintf("%q is not a request id", v))
 				return
 			}
-			if !slices.Contains(ids, n) {
+			if !seen[n] {
+				seen[n] = true
 				ids = append(ids, n)
 			}
 		}
 	}
 	if action != "approve" && action != "reject" {
-		h.showInbox(w, r, s, nil, []string{fmt.Sprintf("%q is neither approve nor reject", action)})
+		h.refuseDecision(w, r, s, fmt.Sprintf("%q is neither approve nor reject", action))
 		return
 	}
 	if len(ids) == 0 {
-		h.showInbox(w, r, s, nil, []string{"No request ticked: tick the requests to " + action + "."})
-		return
-	}
-	if len(ids) > maxDecide {
-		h.showInbox(w, r, s, nil, []string{fmt.Sprintf("%d requests at once; at most %d.", len(ids), maxDecide)})
+		h.refuseDecision(w, r, s, "No request ticked: tick the requests to "+action+".")
 		return
 	}
 	outs, err := h.svc.Decide(r.Context(), s.actor(), ids, action == "approve")
 	if err != nil {
-		h.showInbox(w, r, s, nil, []string{roster.UserText(err)})
+		h.showInbox(w, r, s, http.StatusInternalServerError, nil, []string{roster.UserText(err)})
 		return
 	}
 	var notes, errs []string
@@ -351,7 +375,7 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, s session) {
 			errs = append(errs, fmt.Sprintf("#%d: %s", id, roster.UserText(o.Err)))
 		}
 	}
-	h.showInbox(w, r, s, notes, errs)
+	h.showInbox(w, r, s, http.StatusOK, notes, errs)
 }
 
 // --- audit ---
@@ -361,111 +385,98 @@ const auditPage = 100
 
 type auditFilter struct {
 	Entity, Contact, Action, Via, Since string
-	Before                              int64
 }
 
 type auditData struct {
-	Filter  auditFilter
-	Query   string // the filter, for the download and paging links
-	Events  []roster.Event
-	Older   int64 // Before for the next page; 0 if none
-	Actions []string
-	Vias    []string
-}
-
-func (f auditFilter) match(e roster.Event) bool {
-	switch {
-	case f.Entity != "" && e.Entity != f.Entity:
-		return false
-	case f.Contact != "" && !strings.Contains(strings.ToLower(e.Contact), strings.ToLower(f.Contact)):
-		return false
-	case f.Action != "" && e.Action != f.Action:
-		return false
-	case f.Via != "" && e.Interface != f.Via:
-		return false
-	}
-	return true
+	Filter        auditFilter
+	CSV, JSON     template.URL // the matches as files
+	Older         template.URL // the next page; "" if none
+	Events        []roster.Event
+	Actions, Vias []string
+	Entities      []string // JIDs
 }
 
 func (h *Handler) audit(w http.ResponseWriter, r *http.Request, s session) {
-	q := r.URL.Query()
-	f := auditFilter{Entity: q.Get("entity"), Contact: strings.TrimSpace(q.Get("contact")), Action: q.Get("action"), Via: q.Get("via"), Since: strings.TrimSpace(q.Get("since"))}
+	v := r.URL.Query()
+	f := auditFilter{Entity: strings.TrimSpace(v.Get("entity")), Contact: strings.TrimSpace(v.Get("contact")), Action: strings.TrimSpace(v.Get("action")),
+		Via: v.Get("via"), Since: strings.TrimSpace(v.Get("since"))}
 	p := h.newPage(r.Context(), s, "Audit log", "audit")
-	var since time.Time
+	q := store.AuditQuery{Contact: f.Contact, Action: f.Action, Via: f.Via}
 	if f.Since != "" {
 		t, err := time.Parse("2006-01-02", f.Since)
 		if err != nil {
 			p.Errors = append(p.Errors, fmt.Sprintf("since: %q is not a date as 2026-12-31", f.Since))
-			f.Since = ""
 		}
-		since = t
+		q.Since = t
 	}
-	if b := q.Get("before"); b != "" {
+	if b := v.Get("before"); b != "" {
 		n, err := strconv.ParseInt(b, 10, 64)
 		if err != nil || n <= 0 {
 			p.Errors = append(p.Errors, fmt.Sprintf("before: %q is not an event id", b))
 		}
-		f.Before = n
+		q.Before = n
 	}
-	if e := f.Entity; e != "" {
-		local, err := roster.ParseEntity(h.svc.Domain(), e)
+	if f.Entity != "" {
+		local, err := roster.ParseEntity(h.svc.Domain(), f.Entity)
 		if err != nil {
 			p.Errors = append(p.Errors, "entity: "+roster.UserText(err))
 		}
-		f.Entity = local
+		q.Entity, q.HasEntity = local, true
 	}
-	switch format := q.Get("format"); format {
+	if len(p.Errors) > 0 {
+		p.Data = auditData{Filter: f}
+		h.render(w, http.StatusUnprocessableEntity, "audit", p)
+		return
+	}
+	switch format := v.Get("format"); format {
 	case "", "html":
 	case "csv", "json":
-		if len(p.Errors) > 0 {
-			h.fail(w, r, http.StatusUnprocessableEntity, strings.Join(p.Errors, "; "))
-			return
-		}
-		h.auditDownload(w, r, f, since, format)
+		h.auditDownload(w, r, q, format)
 		return
 	default:
 		h.fail(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("format: %q is not one of csv, json", format))
 		return
 	}
-	// The newest page before f.Before: a ring of the last auditPage+1
-	// matches, oldest first as the log streams.
-	ring := make([]roster.Event, 0, auditPage+1)
-	err := h.svc.Audit(r.Context(), since, func(e roster.Event) error {
-		if (f.Before > 0 && e.ID >= f.Before) || !f.match(e) {
-			return nil
-		}
-		if len(ring) == auditPage+1 {
-			copy(ring, ring[1:])
-			ring = ring[:auditPage]
-		}
-		ring = append(ring, e)
-		return nil
-	})
+	q.Desc, q.Limit = true, auditPage+1
+	evs, err := h.svc.AuditPage(r.Context(), q)
 	if err != nil {
 		h.fail(w, r, http.StatusInternalServerError, "The audit log could not be read: "+err.Error())
 		return
 	}
-	d := auditData{Filter: f, Actions: []string{"accept", "reject", "review", "drop", "state", "add", "remove"},
-		Vias: []string{roster.ViaStream, roster.ViaChat, roster.ViaAdhoc, roster.ViaCLI, roster.ViaWeb, roster.ViaAPI, roster.ViaTTL}}
-	if len(ring) > auditPage {
-		ring = ring[1:]
-		d.Older = ring[0].ID
-	}
-	slices.Reverse(ring)
-	d.Events = ring
-	v := url.Values{}
+	keep := url.Values{}
 	for k, x := range map[string]string{"entity": f.Entity, "contact": f.Contact, "action": f.Action, "via": f.Via, "since": f.Since} {
 		if x != "" {
-			v.Set(k, x)
+			keep.Set(k, x)
 		}
 	}
-	d.Query = v.Encode()
+	link := func(k, x string) template.URL {
+		l := url.Values{}
+		for kk, vv := range keep {
+			l[kk] = vv
+		}
+		l.Set(k, x)
+		return template.URL("/audit?" + l.Encode())
+	}
+	d := auditData{Filter: f, CSV: link("format", "csv"), JSON: link("format", "json"),
+		Actions: []string{"accept", "reject", "review", "drop", "state", "add", "remove"},
+		Vias:    []string{roster.ViaStream, roster.ViaChat, roster.ViaAdhoc, roster.ViaCLI, roster.ViaWeb, roster.ViaAPI, roster.ViaTTL}}
+	if len(evs) > auditPage {
+		evs = evs[:auditPage]
+		d.Older = link("before", strconv.FormatInt(evs[len(evs)-1].ID, 10))
+	}
+	for _, e := range h.svc.Entities() {
+		d.Entities = append(d.Entities, h.svc.EntityJID(e))
+	}
+	d.Events = evs
 	p.Data = d
 	h.render(w, http.StatusOK, "audit", p)
 }
 
-// auditDownload streams the matching events, oldest first, as CSV or JSON.
-func (h *Handler) auditDownload(w http.ResponseWriter, r *http.Request, f auditFilter, since time.Time, format string) {
+// auditDownload writes the matching events, oldest first, as CSV or JSON:
+// read a thousand at a time, so that no read of the store stays open on a
+// slow download. A download cut short by an error is aborted, not ended
+// cleanly.
+func (h *Handler) auditDownload(w http.ResponseWriter, r *http.Request, q store.AuditQuery, format string) {
 	name := "rostergate-audit-" + h.now().UTC().Format("20060102-150405") + "." + format
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	type row struct {
@@ -482,11 +493,9 @@ func (h *Handler) auditDownload(w http.ResponseWriter, r *http.Request, f auditF
 		Via     string    `json:"via"`
 		Detail  string    `json:"detail,omitempty"`
 	}
-	var (
-		cw    *csv.Writer
-		enc   *json.Encoder
-		first = true
-	)
+	rc := http.NewResponseController(w)
+	var cw *csv.Writer
+	var enc *json.Encoder
 	if format == "csv" {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		cw = csv.NewWriter(w)
@@ -496,30 +505,48 @@ func (h *Handler) auditDownload(w http.ResponseWriter, r *http.Request, f auditF
 		enc = json.NewEncoder(w)
 		_, _ = w.Write([]byte("["))
 	}
-	err := h.svc.Audit(r.Context(), since, func(e roster.Event) error {
-		if (f.Before > 0 && e.ID >= f.Before) || !f.match(e) {
-			return nil
+	abort := func(err error) {
+		h.log.Error("web: audit download cut short", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	q.Limit, q.Desc = 1000, false
+	first := true
+	for {
+		evs, err := h.svc.AuditPage(r.Context(), q)
+		if err != nil {
+			abort(err)
 		}
-		ej := h.svc.EntityJID(e.Entity)
-		if cw != nil {
-			return cw.Write([]string{strconv.FormatInt(e.ID, 10), e.At.UTC().Format(time.RFC3339Nano), cell(ej), cell(e.Contact), cell(e.Kind),
-				cell(e.Action), cell(e.Rule), cell(e.From), cell(e.To), cell(e.Actor), cell(e.Interface), cell(e.Detail)})
-		}
-		if !first {
-			if _, err := w.Write([]byte(",")); err != nil {
-				return err
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		for _, e := range evs {
+			ej := h.svc.EntityJID(e.Entity)
+			if cw != nil {
+				err = cw.Write([]string{strconv.FormatInt(e.ID, 10), e.At.UTC().Format(time.RFC3339Nano), cell(ej), cell(e.Contact), cell(e.Kind),
+					cell(e.Action), cell(e.Rule), cell(e.From), cell(e.To), cell(e.Actor), cell(e.Interface), cell(e.Detail)})
+			} else {
+				if !first {
+					_, err = w.Write([]byte(","))
+				}
+				if err == nil {
+					err = enc.Encode(row{e.ID, e.At.UTC(), ej, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail})
+				}
 			}
+			if err != nil {
+				abort(err)
+			}
+			first = false
 		}
-		first = false
-		return enc.Encode(row{e.ID, e.At.UTC(), ej, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail})
-	})
+		if len(evs) < q.Limit {
+			break
+		}
+		q.After = evs[len(evs)-1].ID
+	}
 	if cw != nil {
 		cw.Flush()
-	} else {
-		_, _ = w.Write([]byte("]\n"))
-	}
-	if err != nil {
-		h.log.Error("web: audit download cut short", "err", err)
+		if err := cw.Error(); err != nil {
+			abort(err)
+		}
+	} else if _, err := w.Write([]byte("]\n")); err != nil {
+		abort(err)
 	}
 }
 
@@ -654,11 +681,15 @@ func (h *Handler) explain(w http.ResponseWriter, r *http.Request, s session) {
 	h.render(w, status, "explain", p)
 }
 
-// clientIP is the address a request came from (no proxy is trusted).
+// clientIP is the address a request came from (no proxy is trusted); an
+// IPv6 address stands for its /64, which one host may hold whole.
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 	}
 	return host
 }

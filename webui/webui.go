@@ -26,6 +26,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -65,7 +66,8 @@ type Handler struct {
 	h      http.Handler
 	// sends bounds the login links asked for on the login page: per
 	// address, and in all.
-	sends, sendsAll *limits.Buckets
+	sends, sendsTo, sendsAll *limits.Buckets
+	hub                      *hub
 }
 
 // New returns a Handler.
@@ -85,11 +87,13 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{svc: opts.Service, log: opts.Logger, secure: opts.Secure, poll: opts.Poll, now: opts.Now,
 		cookie:   "rostergate_session",
 		sends:    limits.NewBuckets(limits.Rate{N: 3, Per: time.Minute}, 10_000),
+		sendsTo:  limits.NewBuckets(limits.Rate{N: 1, Per: time.Minute}, 10_000),
 		sendsAll: limits.NewBuckets(limits.Rate{N: 30, Per: time.Minute}, 1),
 	}
 	if h.secure {
 		h.cookie = "__Host-rostergate_session"
 	}
+	h.hub = newHub(opts.Service, opts.Poll, opts.Logger)
 	var err error
 	if h.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -131,6 +135,9 @@ func New(opts Options) (*Handler, error) {
 // ServeHTTP serves the page.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.h.ServeHTTP(w, r) }
 
+// maxForm bounds a form's body.
+const maxForm = 64 << 10
+
 // headers sets what every answer carries: no caching (pages name JIDs), no
 // framing, no referrer (a login link must not leak), scripts and styles
 // only from the page's own files.
@@ -142,6 +149,14 @@ func headers(next http.Handler) http.Handler {
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")
+		if r.Method == http.MethodPost {
+			// Forms only, and small: nothing here takes more.
+			if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" && r.ContentLength != 0 {
+				http.Error(w, "webui: forms only (application/x-www-form-urlencoded)", http.StatusUnsupportedMediaType)
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -176,7 +191,11 @@ func (h *Handler) admin(page func(http.ResponseWriter, *http.Request, session)) 
 			if c != nil {
 				h.clearCookie(w)
 			}
-			if r.Method == http.MethodGet && r.URL.Path != "/inbox/events" && r.URL.Path != "/inbox/rows" {
+			if r.Method == http.MethodGet && r.URL.Path == "/inbox/events" {
+				w.WriteHeader(http.StatusNoContent) // tells EventSource to stop
+				return
+			}
+			if (r.Method == http.MethodGet && r.URL.Path != "/inbox/rows") || r.URL.Path == "/logout" {
 				http.Redirect(w, r, "/login", http.StatusSeeOther)
 				return
 			}

@@ -239,9 +239,18 @@ func TestIntegrationBrowser(t *testing.T) {
 		chromedp.Navigate(base+"/inbox"),
 		chromedp.WaitVisible(chromedp.ID("#rows")),
 		shots.shot("inbox-phone"),
-		chromedp.EmulateViewport(1280, 900),
 	); err != nil {
 		t.Fatalf("on a phone: %v", err)
+	}
+	// Nothing wider than the phone: no sideways scrolling, of the page or
+	// of the table.
+	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth &&
+		[...document.querySelectorAll('.scroll')].every(e => e.scrollWidth <= e.clientWidth)`))
+	if err != nil || !fits {
+		t.Errorf("the inbox is wider than a phone's screen (%v)", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatal(err)
 	}
 
 	// Log out; then a made-up link and an expired one are refused.

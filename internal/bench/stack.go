@@ -77,6 +77,9 @@ func (*nopStore) EditList(context.Context, string, string, bool, *roster.Event) 
 	return false, nil
 }
 func (*nopStore) Events(context.Context, time.Time, func(roster.Event) error) error { return nil }
+func (*nopStore) AuditPage(context.Context, store.AuditQuery) ([]roster.Event, error) {
+	return nil, nil
+}
 func (*nopStore) RequestDecision(context.Context, int64) (roster.Event, error) {
 	return roster.Event{}, store.ErrNotFound
 }

@@ -91,7 +91,7 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 		if o.Listen != "" {
 			if o.Web, err = webui.New(webui.Options{Service: svc, Logger: o.Logger,
 				// Secure cookies over TLS, here or at a proxy in front.
-				Secure: o.TLSCert != "" || strings.HasPrefix(c.WebURL, "https://")}); err != nil {
+				Secure: o.TLSCert != "" || strings.HasPrefix(strings.ToLower(c.WebURL), "https://")}); err != nil {
 				return nil, fmt.Errorf("instance: %w", err)
 			}
 		}

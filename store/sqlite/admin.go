@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"rostergate/roster"
 	"rostergate/store"
+	"strings"
 	"time"
 )
 
@@ -156,4 +157,56 @@ func (db *DB) Action(ctx context.Context, id int64) (store.Action, error) {
 		a.Done = fromMillis(done.Int64)
 	}
 	return a, nil
+}
+
+// AuditPage returns a page of the audit log, its filters in SQL.
+func (db *DB) AuditPage(ctx context.Context, q store.AuditQuery) ([]roster.Event, error) {
+	if q.Limit < 1 || q.Limit > 10_000 {
+		return nil, fmt.Errorf("sqlite: audit page: limit %d out of range (1 to 10000)", q.Limit)
+	}
+	where := []string{"id > ?"}
+	args := []any{q.After}
+	if q.Before > 0 {
+		where, args = append(where, "id < ?"), append(args, q.Before)
+	}
+	if q.HasEntity {
+		where, args = append(where, "entity = ?"), append(args, q.Entity)
+	}
+	if q.Contact != "" {
+		where, args = append(where, "instr(lower(contact), lower(?)) > 0"), append(args, q.Contact)
+	}
+	if q.Action != "" {
+		where, args = append(where, "action = ?"), append(args, q.Action)
+	}
+	if q.Via != "" {
+		where, args = append(where, "interface = ?"), append(args, q.Via)
+	}
+	if !q.Since.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, millis(q.Since))
+	}
+	order := "ASC"
+	if q.Desc {
+		order = "DESC"
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT id, at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail
+		FROM audit WHERE `+strings.Join(where, " AND ")+` ORDER BY id `+order+` LIMIT ?`, append(args, q.Limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit page: %w", err)
+	}
+	defer rows.Close()
+	var out []roster.Event
+	for rows.Next() {
+		var e roster.Event
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.Entity, &e.Contact, &e.Kind, &e.Action, &e.Rule,
+			&e.From, &e.To, &e.Actor, &e.Interface, &e.Detail); err != nil {
+			return nil, fmt.Errorf("sqlite: audit page: %w", err)
+		}
+		e.At = fromMillis(at)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: audit page: %w", err)
+	}
+	return out, nil
 }

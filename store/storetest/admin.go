@@ -229,3 +229,55 @@ func testCheck(t *testing.T, o opener) {
 		wantCheck(t, s)
 	})
 }
+
+// testAuditPage: pages of the audit log by id, both ways, with each filter.
+func testAuditPage(t *testing.T, o opener) {
+	ctx := context.Background()
+	s := o.fresh(t)
+	var batch []store.Change
+	for i := range 10 {
+		e := &roster.Event{At: t0.Add(time.Duration(i) * time.Second), Entity: "helpdesk", Contact: fmt.Sprintf("u%d@Example.com", i),
+			Action: "accept", Interface: "web", Detail: fmt.Sprint(i)}
+		if i%2 == 1 {
+			e.Entity, e.Action, e.Interface = "", "reject", "chat"
+		}
+		batch = append(batch, store.Change{Audit: e})
+	}
+	commit(t, s, batch...)
+	details := func(evs []roster.Event) []string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Detail)
+		}
+		return out
+	}
+	all, err := s.AuditPage(ctx, store.AuditQuery{Limit: 100})
+	if err != nil || len(all) != 10 {
+		t.Fatalf("everything: %d, %v", len(all), err)
+	}
+	id := func(i int) int64 { return all[i].ID }
+	for _, tc := range []struct {
+		name string
+		q    store.AuditQuery
+		want []string
+	}{
+		{"oldest first, a page", store.AuditQuery{Limit: 3}, []string{"0", "1", "2"}},
+		{"after", store.AuditQuery{Limit: 3, After: id(2)}, []string{"3", "4", "5"}},
+		{"newest first", store.AuditQuery{Limit: 3, Desc: true}, []string{"9", "8", "7"}},
+		{"newest before", store.AuditQuery{Limit: 3, Desc: true, Before: id(7)}, []string{"6", "5", "4"}},
+		{"the domain's", store.AuditQuery{Limit: 100, HasEntity: true, Entity: ""}, []string{"1", "3", "5", "7", "9"}},
+		{"an entity's", store.AuditQuery{Limit: 2, HasEntity: true, Entity: "helpdesk", Desc: true}, []string{"8", "6"}},
+		{"contact, any case", store.AuditQuery{Limit: 100, Contact: "U3@EXAMPLE"}, []string{"3"}},
+		{"action and via", store.AuditQuery{Limit: 100, Action: "reject", Via: "chat", Before: id(5)}, []string{"1", "3"}},
+		{"since", store.AuditQuery{Limit: 100, Since: t0.Add(8 * time.Second)}, []string{"8", "9"}},
+		{"nothing", store.AuditQuery{Limit: 100, Via: "api"}, nil},
+	} {
+		got, err := s.AuditPage(ctx, tc.q)
+		if err != nil || !slices.Equal(details(got), tc.want) {
+			t.Errorf("%s: %q, %v; want %q", tc.name, details(got), err, tc.want)
+		}
+	}
+	if _, err := s.AuditPage(ctx, store.AuditQuery{}); err == nil {
+		t.Error("a limit of 0: no error")
+	}
+}

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GetMany", testGetMany},
 		{"NotFound", testNotFound},
 		{"Events", testEvents},
+		{"AuditPage", testAuditPage},
 		{"Lists", testLists},
 		{"Actions", testActions},
 		{"Hold", testHold},

@@ -13,14 +13,15 @@
       rows.querySelectorAll('input[name="id"]').forEach(function (c) { c.checked = all.checked; });
     });
   }
-  var query = live.getAttribute("data-query");
-  var busy = false;
+  var rowsURL = live.getAttribute("data-rows");
+  var busy = false, dirty = false;
   function refresh() {
-    if (busy) return;
+    if (busy) { dirty = true; return; } // once this fetch ends
     busy = true;
+    dirty = false;
     var ticked = {};
     rows.querySelectorAll('input[name="id"]:checked').forEach(function (c) { ticked[c.value] = true; });
-    fetch("/inbox/rows" + (query ? "?" + query : ""), { credentials: "same-origin" }).then(function (r) {
+    fetch(rowsURL, { credentials: "same-origin" }).then(function (r) {
       if (!r.ok) throw new Error(r.status);
       var held = r.headers.get("X-Held");
       return r.text().then(function (html) {
@@ -32,12 +33,16 @@
         if (count) count.textContent = held;
         document.body.setAttribute("data-refreshed", String(Date.now()));
       });
-    }).catch(function () {}).then(function () { busy = false; });
+    }).catch(function () {}).then(function () {
+      busy = false;
+      if (dirty) refresh();
+    });
   }
   if (window.EventSource) {
     var es = new EventSource("/inbox/events");
     es.addEventListener("changed", refresh);
     es.addEventListener("ended", function () { es.close(); });
+    window.addEventListener("pagehide", function () { es.close(); });
   } else {
     setInterval(refresh, 5000);
   }
