@@ -373,7 +373,7 @@ func TestReloadOnRealSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startRun(t, cfg, nil)
-	d.waitLog(t, "msg=starting") // logged once SIGHUP is caught
+	d.waitLog(t, "rostergate: starting: ") // logged once SIGHUP is caught
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, text, `"admin@localhost", "ops@localhost"`), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestReloadOnRealSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitLog(t, "reload done")
-	if !strings.Contains(d.log.String(), "msg=\"settings reloaded\" entities=1 rules=0 admins=2") {
+	if !strings.Contains(d.log.String(), "rostergate.engine: settings reloaded: entities=1 rules=0 admins=2\n") {
 		t.Errorf("the reload did not put the new config in force:\n%s", d.log.String())
 	}
 }
@@ -419,7 +419,7 @@ func testIntegrationReviewTTL(t *testing.T, srv *xmpptest.Server) {
 	if _, err := admin.WaitMessage(ctx, func(m xmpptest.Message) bool { return m.Body == notice }); err != nil {
 		t.Errorf("the admin was not told %q: %v", notice, err)
 	}
-	d.waitLog(t, "msg=\"held request expired\" id="+id+" ")
+	d.waitLog(t, "rostergate.engine: held request expired: id="+id+" ")
 
 	// The rejection is stored before it is sent: nothing is pending now.
 	out, _, err := runCmd(t, "pending", "-config", d.cfg)

@@ -7,9 +7,10 @@ package instance
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/gate"
@@ -27,7 +28,10 @@ type Config struct {
 	Version                string
 	Store                  store.Store
 	Settings               engine.Settings
-	Logger                 *slog.Logger
+	// Logger is the root logger; each part logs through a sub-logger
+	// named after it (component, engine, gate, http), which follows the
+	// root's level. nil logs nothing.
+	Logger hclog.Logger
 	// HTTP, if not nil, serves the bots' API and delivers their webhooks
 	// (its Service is filled in).
 	HTTP *httpapi.Options
@@ -48,12 +52,15 @@ type Instance struct {
 
 // New wires an Instance.
 func New(ctx context.Context, c Config) (*Instance, error) {
-	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger,
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger.Named("engine"),
 		API: c.HTTP != nil && c.HTTP.Listen != ""})
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
-	svc, err := gate.New(gate.Options{Domain: eng.Domain(), Store: c.Store, Engine: eng, Settings: c.Settings, Logger: c.Logger})
+	svc, err := gate.New(gate.Options{Domain: eng.Domain(), Store: c.Store, Engine: eng, Settings: c.Settings, Logger: c.Logger.Named("gate")})
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
@@ -65,7 +72,7 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 		Version:        c.Version,
 		Engine:         eng,
 		Service:        svc,
-		Logger:         c.Logger,
+		Logger:         c.Logger.Named("component"),
 		MinBackoff:     c.MinBackoff,
 		MaxBackoff:     c.MaxBackoff,
 		Dial:           c.Dial,
@@ -78,7 +85,7 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 		o := *c.HTTP
 		o.Service = svc
 		if o.Logger == nil {
-			o.Logger = c.Logger
+			o.Logger = c.Logger.Named("http")
 		}
 		if inst.HTTP, err = httpapi.New(o); err != nil {
 			return nil, fmt.Errorf("instance: %w", err)
