@@ -120,14 +120,14 @@ type HTTP struct {
 	Rate     limits.Rate `toml:"-"`
 }
 
-// Log is the [log] table. Either key may be left out ("").
+// Log is the [log] table.
 type Log struct {
-	// Level is trace, debug, info, warn or error, lower case: the level
-	// at start unless the -log-level flag is given, and the level a reload
-	// (SIGHUP) puts in force.
+	// Level is trace, debug, info, warn or error, lower case, or "" when
+	// the file sets none: the level at start unless the -log-level flag is
+	// given, and the level a reload (SIGHUP) puts in force.
 	Level string `toml:"level"`
-	// Format is text or json, lower case; the -log-format flag wins over
-	// it. Only a restart puts a new format in force.
+	// Format is text (the default) or json, lower case; the -log-format
+	// flag wins over it. Only a restart puts a new format in force.
 	Format string `toml:"format"`
 }
 
@@ -284,6 +284,7 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Drop)},
 		Limits:    Limits{Action: string(policy.Drop), MaxStanzaBytes: 64 << 10},
 		HTTP:      HTTP{EventRetention: Duration{7 * 24 * time.Hour}, MaxEvents: 100_000, MaxBody: 64 << 10, RateText: "100/1s"},
+		Log:       Log{Format: "text"},
 	}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
@@ -484,7 +485,7 @@ func (c *Config) validateLog() error {
 	if l.Level != "" && !slices.Contains(LogLevels, l.Level) {
 		return fmt.Errorf("[log] level: unknown value %q (want %s)", l.Level, oneOf(LogLevels))
 	}
-	if l.Format != "" && !slices.Contains(LogFormats, l.Format) {
+	if !slices.Contains(LogFormats, l.Format) {
 		return fmt.Errorf("[log] format: unknown value %q (want %s)", l.Format, oneOf(LogFormats))
 	}
 	return nil

@@ -283,6 +283,47 @@ func TestBad(t *testing.T) {
 	}
 }
 
+// [log] level and format: either may be left out (level "": none set;
+// format: text), and they are lower-cased.
+func TestLog(t *testing.T) {
+	const head = "[component]\ndomain='b.example'\nserver='h:1'\nsecret='x'\n"
+	tests := []struct {
+		name, text string
+		want       Log
+		wantErr    string
+	}{
+		{"none", "", Log{Format: "text"}, ""},
+		{"empty table", "[log]\n", Log{Format: "text"}, ""},
+		{"level", "[log]\nlevel = 'debug'\n", Log{Level: "debug", Format: "text"}, ""},
+		{"trace", "[log]\nlevel = 'trace'\n", Log{Level: "trace", Format: "text"}, ""},
+		{"upper case", "[log]\nlevel = 'WARN'\nformat = 'JSON'\n", Log{Level: "warn", Format: "json"}, ""},
+		{"format", "[log]\nformat = 'json'\n", Log{Format: "json"}, ""},
+		{"empty format", "[log]\nformat = ''\n", Log{}, `[log] format: unknown value "" (want text or json)`},
+		{"bad level", "[log]\nlevel = 'verbose'\n", Log{}, `[log] level: unknown value "verbose" (want trace, debug, info, warn or error)`},
+		{"off is no level", "[log]\nlevel = 'off'\n", Log{}, `[log] level: unknown value "off"`},
+		{"bad format", "[log]\nformat = 'logfmt'\n", Log{}, `[log] format: unknown value "logfmt" (want text or json)`},
+		{"unknown key", "[log]\nfile = 'x.log'\n", Log{}, `unknown key "log.file"`},
+		{"not a string", "[log]\nlevel = 2\n", Log{}, "log.level"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(head+tc.text), "log.toml", noEnv)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Log != tc.want {
+				t.Errorf("[log] = %+v, want %+v", c.Log, tc.want)
+			}
+		})
+	}
+}
+
 func TestMissingFile(t *testing.T) {
 	_, err := Load("testdata/nope.toml", noEnv)
 	if err == nil || !strings.Contains(err.Error(), "config: open testdata/nope.toml") {

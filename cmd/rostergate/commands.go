@@ -179,6 +179,7 @@ type reloader struct {
 func (r *reloader) reload(ctx context.Context, via string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.log.Debug("reload: reading the config", "config", r.path, "via", via)
 	cfg, err := config.Load(r.path, r.getenv)
 	var hooks []httpapi.Webhook
 	if err == nil {
