@@ -116,8 +116,9 @@ func TestExampleUncommented(t *testing.T) {
 		t.Fatalf("%v\n%s", err, src)
 	}
 	if len(c.Admin.JIDs) == 0 || c.Policy.ReviewTTL.Duration == 0 || len(c.Policy.LocalDomains) == 0 ||
-		c.Limits.ContactRate.IsZero() || c.Limits.DomainRate.IsZero() || c.Limits.MaxPending == 0 || c.Limits.MaxPendingPerDomain == 0 {
-		t.Errorf("an example is missing: %+v %+v %+v", c.Admin, c.Policy, c.Limits)
+		c.Limits.ContactRate.IsZero() || c.Limits.DomainRate.IsZero() || c.Limits.MaxPending == 0 || c.Limits.MaxPendingPerDomain == 0 ||
+		c.Log.Level == "" {
+		t.Errorf("an example is missing: %+v %+v %+v %+v", c.Admin, c.Policy, c.Limits, c.Log)
 	}
 	last := c.Compiled().Rules()[len(c.Policy.Rules)-1]
 	if last.Regex == "" || last.LocalContact == nil || last.Message == "" {
