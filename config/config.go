@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,6 +46,7 @@ type Config struct {
 	Policy    Policy    `toml:"policy"`
 	Limits    Limits    `toml:"limits"`
 	HTTP      HTTP      `toml:"http"`
+	Log       Log       `toml:"log"`
 
 	compiled *policy.Policy
 }
@@ -126,6 +128,24 @@ type HTTP struct {
 	SessionIdle Duration `toml:"session_idle"`
 	SessionMax  Duration `toml:"session_max"`
 }
+
+// Log is the [log] table.
+type Log struct {
+	// Level is trace, debug, info, warn or error, lower case, or "" when
+	// the file sets none: the level at start unless the -log-level flag is
+	// given, and the level a reload (SIGHUP) puts in force.
+	Level string `toml:"level"`
+	// Format is text (the default) or json, lower case; the -log-format
+	// flag wins over it. Only a restart puts a new format in force.
+	Format string `toml:"format"`
+}
+
+// LogLevels and LogFormats are the values [log] level and format take,
+// as the flags -log-level and -log-format do.
+var (
+	LogLevels  = []string{"trace", "debug", "info", "warn", "error"}
+	LogFormats = []string{"text", "json"}
+)
 
 // maxAvatar bounds an avatar: its vCard carries it whole, in base64.
 const maxAvatar = 64 << 10
@@ -274,6 +294,7 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Limits:    Limits{Action: string(policy.Drop), MaxStanzaBytes: 64 << 10},
 		HTTP: HTTP{EventRetention: Duration{7 * 24 * time.Hour}, MaxEvents: 100_000, MaxBody: 64 << 10, RateText: "100/1s",
 			LoginTTL: Duration{5 * time.Minute}, SessionIdle: Duration{30 * time.Minute}, SessionMax: Duration{12 * time.Hour}},
+		Log: Log{Format: "text"},
 	}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
@@ -461,7 +482,31 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 	if err := c.validateLimits(); err != nil {
 		return err
 	}
-	return c.validateHTTP()
+	if err := c.validateHTTP(); err != nil {
+		return err
+	}
+	return c.validateLog()
+}
+
+// validateLog checks and lower-cases the [log] table.
+func (c *Config) validateLog() error {
+	l := &c.Log
+	l.Level, l.Format = strings.ToLower(l.Level), strings.ToLower(l.Format)
+	if l.Level != "" && !slices.Contains(LogLevels, l.Level) {
+		return fmt.Errorf("[log] level: unknown value %q (want %s)", l.Level, oneOf(LogLevels))
+	}
+	if !slices.Contains(LogFormats, l.Format) {
+		return fmt.Errorf("[log] format: unknown value %q (want %s)", l.Format, oneOf(LogFormats))
+	}
+	return nil
+}
+
+// oneOf lists choices as a sentence does: "a, b or c".
+func oneOf(choices []string) string {
+	if len(choices) < 2 {
+		return strings.Join(choices, "")
+	}
+	return strings.Join(choices[:len(choices)-1], ", ") + " or " + choices[len(choices)-1]
 }
 
 // validateBot checks an entity's webhook and send_to.

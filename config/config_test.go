@@ -116,8 +116,9 @@ func TestExampleUncommented(t *testing.T) {
 		t.Fatalf("%v\n%s", err, src)
 	}
 	if len(c.Admin.JIDs) == 0 || c.Policy.ReviewTTL.Duration == 0 || len(c.Policy.LocalDomains) == 0 ||
-		c.Limits.ContactRate.IsZero() || c.Limits.DomainRate.IsZero() || c.Limits.MaxPending == 0 || c.Limits.MaxPendingPerDomain == 0 {
-		t.Errorf("an example is missing: %+v %+v %+v", c.Admin, c.Policy, c.Limits)
+		c.Limits.ContactRate.IsZero() || c.Limits.DomainRate.IsZero() || c.Limits.MaxPending == 0 || c.Limits.MaxPendingPerDomain == 0 ||
+		c.Log.Level == "" {
+		t.Errorf("an example is missing: %+v %+v %+v %+v", c.Admin, c.Policy, c.Limits, c.Log)
 	}
 	last := c.Compiled().Rules()[len(c.Policy.Rules)-1]
 	if last.Regex == "" || last.LocalContact == nil || last.Message == "" {
@@ -278,6 +279,47 @@ func TestBad(t *testing.T) {
 			}
 			if got := err.Error(); got != strings.TrimSpace(string(want)) {
 				t.Errorf("error:\n got %s\nwant %s", got, strings.TrimSpace(string(want)))
+			}
+		})
+	}
+}
+
+// [log] level and format: either may be left out (level "": none set;
+// format: text), and they are lower-cased.
+func TestLog(t *testing.T) {
+	const head = "[component]\ndomain='b.example'\nserver='h:1'\nsecret='x'\n"
+	tests := []struct {
+		name, text string
+		want       Log
+		wantErr    string
+	}{
+		{"none", "", Log{Format: "text"}, ""},
+		{"empty table", "[log]\n", Log{Format: "text"}, ""},
+		{"level", "[log]\nlevel = 'debug'\n", Log{Level: "debug", Format: "text"}, ""},
+		{"trace", "[log]\nlevel = 'trace'\n", Log{Level: "trace", Format: "text"}, ""},
+		{"upper case", "[log]\nlevel = 'WARN'\nformat = 'JSON'\n", Log{Level: "warn", Format: "json"}, ""},
+		{"format", "[log]\nformat = 'json'\n", Log{Format: "json"}, ""},
+		{"empty format", "[log]\nformat = ''\n", Log{}, `[log] format: unknown value "" (want text or json)`},
+		{"bad level", "[log]\nlevel = 'verbose'\n", Log{}, `[log] level: unknown value "verbose" (want trace, debug, info, warn or error)`},
+		{"off is no level", "[log]\nlevel = 'off'\n", Log{}, `[log] level: unknown value "off"`},
+		{"bad format", "[log]\nformat = 'logfmt'\n", Log{}, `[log] format: unknown value "logfmt" (want text or json)`},
+		{"unknown key", "[log]\nfile = 'x.log'\n", Log{}, `unknown key "log.file"`},
+		{"not a string", "[log]\nlevel = 2\n", Log{}, "log.level"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(head+tc.text), "log.toml", noEnv)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Log != tc.want {
+				t.Errorf("[log] = %+v, want %+v", c.Log, tc.want)
 			}
 		})
 	}

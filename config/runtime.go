@@ -35,10 +35,12 @@ func (c *Config) Settings() engine.Settings {
 
 // RestartNeeded reports whether going from c to next changes what only a
 // restart puts in force: the [component] and [storage] sections and
-// [limits] max_stanza_bytes, [http] listen and its TLS files.
+// [limits] max_stanza_bytes, [http] listen and its TLS files, and [log]
+// format.
 func (c *Config) RestartNeeded(next *Config) bool {
 	a, b := c.Component, next.Component
 	return a.Domain != b.Domain || a.Server != b.Server || a.Secret != b.Secret || a.Resource != b.Resource ||
 		a.Keepalive != b.Keepalive || c.Storage.Path != next.Storage.Path || c.Limits.MaxStanzaBytes != next.Limits.MaxStanzaBytes ||
-		c.HTTP.Listen != next.HTTP.Listen || c.HTTP.TLSCert != next.HTTP.TLSCert || c.HTTP.TLSKey != next.HTTP.TLSKey
+		c.HTTP.Listen != next.HTTP.Listen || c.HTTP.TLSCert != next.HTTP.TLSCert || c.HTTP.TLSKey != next.HTTP.TLSKey ||
+		c.Log.Format != next.Log.Format
 }

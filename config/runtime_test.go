@@ -218,8 +218,8 @@ subscribe_back = true
 }
 
 // RestartNeeded is true for what only a restart puts in force: every
-// [component] and [storage] key, and max_stanza_bytes; false for the rest,
-// which a reload puts in force.
+// [component] and [storage] key, max_stanza_bytes and [log] format; false
+// for the rest, [log] level among them, which a reload puts in force.
 func TestRestartNeeded(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("other\n"), 0o600); err != nil {
@@ -244,6 +244,8 @@ func TestRestartNeeded(t *testing.T) {
 		"policy.unknown_entity":         `"reject"`,
 		"policy.review_ttl":             `"72h"`,
 		"policy.local_domains":          `["example.com"]`,
+		"log.level":                     `"info"`,
+		"log.format":                    `"text"`,
 	}
 	render := func(change map[string]string) []byte {
 		kv := map[string]string{}
@@ -258,7 +260,7 @@ func TestRestartNeeded(t *testing.T) {
 			}
 		}
 		var b strings.Builder
-		for _, section := range []string{"component", "storage", "admin", "policy", "limits"} {
+		for _, section := range []string{"component", "storage", "admin", "policy", "limits", "log"} {
 			b.WriteString("[" + section + "]\n")
 			for _, k := range sortedKeys(kv) {
 				if key, ok := strings.CutPrefix(k, section+"."); ok {
@@ -295,6 +297,7 @@ func TestRestartNeeded(t *testing.T) {
 		{"component.keepalive", map[string]string{"component.keepalive": `"45s"`}, true},
 		{"storage.path", map[string]string{"storage.path": `"other.db"`}, true},
 		{"limits.max_stanza_bytes", map[string]string{"limits.max_stanza_bytes": `131072`}, true},
+		{"log.format", map[string]string{"log.format": `"json"`}, true},
 
 		{"policy.default", map[string]string{"policy.default": `"accept"`}, false},
 		{"policy.unknown_entity", map[string]string{"policy.unknown_entity": `"accept"`}, false},
@@ -307,6 +310,9 @@ func TestRestartNeeded(t *testing.T) {
 		{"limits.max_pending", map[string]string{"limits.max_pending": `1`}, false},
 		{"limits.max_pending_per_domain", map[string]string{"limits.max_pending_per_domain": `1`}, false},
 		{"limits.action", map[string]string{"limits.action": `"reject"`}, false},
+		{"log.level", map[string]string{"log.level": `"debug"`}, false},
+		{"log.level unset", map[string]string{"log.level": ""}, false},
+		{"log.format unset, the default", map[string]string{"log.format": ""}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,12 +47,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"mellium.im/xmpp/jid"
 
 	"rostergate/roster"
@@ -107,7 +107,7 @@ type Options struct {
 	Resource string // resource of the entities' available presence; default "rostergate"
 	Store    Store
 	Settings Settings
-	Logger   *slog.Logger
+	Logger   hclog.Logger
 	// API says the bots' HTTP API serves: an entity a token has been used
 	// for has a bot behind it only then (otherwise no one would read its
 	// events).
@@ -121,7 +121,7 @@ var ErrNotConnected = errors.New("engine: not connected to the server")
 // Engine decides and records; see the package documentation.
 type Engine struct {
 	store    Store
-	log      *slog.Logger
+	log      hclog.Logger
 	domain   string // the component's domain, normalised (a domainpart)
 	resource string
 	live     atomic.Pointer[live] // settings in force
@@ -175,7 +175,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.Resource = "rostergate"
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		opts.Logger = hclog.NewNullLogger()
 	}
 	var rnd [6]byte
 	_, _ = crand.Read(rnd[:])

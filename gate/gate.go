@@ -16,10 +16,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/roster"
@@ -37,7 +38,7 @@ type Options struct {
 	// Settings are the configured settings: what Explain and Entities use
 	// where there is no Engine.
 	Settings engine.Settings
-	Logger   *slog.Logger
+	Logger   hclog.Logger
 	// Wait bounds how long a queued act is waited for; default 10 s.
 	Wait time.Duration
 	// Web is the admins' web page; its zero value: there is none.
@@ -50,7 +51,7 @@ type Service struct {
 	store    store.Store
 	eng      *engine.Engine
 	settings engine.Settings
-	log      *slog.Logger
+	log      hclog.Logger
 	wait     time.Duration
 	hk       housekeeping
 	uses     botUse
@@ -85,7 +86,7 @@ func New(opts Options) (*Service, error) {
 		return nil, errors.New("gate: no domain")
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		opts.Logger = hclog.NewNullLogger()
 	}
 	if opts.Wait <= 0 {
 		opts.Wait = 10 * time.Second

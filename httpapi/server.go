@@ -24,13 +24,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/gate"
 	"rostergate/limits"
@@ -51,7 +52,7 @@ type Options struct {
 	EventRetention time.Duration
 	MaxEvents      int
 	Webhooks       []Webhook
-	Logger         *slog.Logger
+	Logger         hclog.Logger
 	// Client posts the webhooks; default one with a 10 s timeout that
 	// follows no redirect.
 	Client *http.Client
@@ -68,7 +69,8 @@ type Options struct {
 type Server struct {
 	opts    Options
 	svc     *gate.Service
-	log     *slog.Logger
+	log     hclog.Logger
+	hookLog hclog.Logger // the webhooks' deliveries: log, named "webhook"
 	rate    *limits.Buckets
 	handler http.Handler
 
@@ -95,7 +97,7 @@ func New(opts Options) (*Server, error) {
 		opts.MaxEvents = 100_000
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		opts.Logger = hclog.NewNullLogger()
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{
@@ -103,7 +105,7 @@ func New(opts Options) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	s := &Server{opts: opts, svc: opts.Service, log: opts.Logger, rate: limits.NewBuckets(opts.Rate, 100_000)}
+	s := &Server{opts: opts, svc: opts.Service, log: opts.Logger, hookLog: opts.Logger.Named("webhook"), rate: limits.NewBuckets(opts.Rate, 100_000)}
 	s.hooks.running = map[string]*hook{}
 	mux := http.NewServeMux()
 	const ent = "/api/v1/entities/{entity}/"
@@ -230,7 +232,7 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 	}
 	s.wg.Add(3)
 	go func() {

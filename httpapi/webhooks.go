@@ -84,7 +84,7 @@ func (s *Server) PrepareWebhooks(ctx context.Context, ws []Webhook) {
 			continue
 		}
 		if _, err := s.startCursor(ctx, w.Entity, "webhook:"+w.Entity); err != nil {
-			s.log.Error("reading a webhook's cursor", "entity", s.svc.EntityJID(w.Entity), "err", err)
+			s.hookLog.Error("reading a webhook's cursor", "entity", s.svc.EntityJID(w.Entity), "err", err)
 		}
 	}
 }
@@ -116,7 +116,7 @@ func (s *Server) SetWebhooks(ctx context.Context, ws []Webhook) {
 				// newest event, not with this one's backlog. (A new URL
 				// goes on where the old one stood.)
 				if err := s.svc.DeleteCursor(context.WithoutCancel(ctx), "webhook:"+ent); err != nil {
-					s.log.Error("forgetting a removed webhook's cursor", "entity", s.svc.EntityJID(ent), "err", err)
+					s.hookLog.Error("forgetting a removed webhook's cursor", "entity", s.svc.EntityJID(ent), "err", err)
 				}
 			}
 		}
@@ -128,7 +128,7 @@ func (s *Server) SetWebhooks(ctx context.Context, ws []Webhook) {
 		// Where it starts is settled before anything more is logged: a
 		// new webhook starts after the newest event (see startCursor).
 		if _, err := s.startCursor(ctx, w.Entity, "webhook:"+w.Entity); err != nil {
-			s.log.Error("reading the webhook's cursor; its delivery tries again", "entity", s.svc.EntityJID(w.Entity), "err", err)
+			s.hookLog.Error("reading the webhook's cursor; its delivery tries again", "entity", s.svc.EntityJID(w.Entity), "err", err)
 		}
 		hctx, cancel := context.WithCancel(ctx)
 		h := &hook{cfg: w, cancel: cancel, done: make(chan struct{})}
@@ -159,7 +159,7 @@ func (h *hooks) stopAll() {
 // not known to be taken.
 func (s *Server) deliver(ctx context.Context, w Webhook) {
 	cursorName := "webhook:" + w.Entity
-	log := s.log.With("entity", s.svc.EntityJID(w.Entity), "webhook", w.URL)
+	log := s.hookLog.With("entity", s.svc.EntityJID(w.Entity), "webhook", w.URL)
 	cursor, err := s.startCursor(ctx, w.Entity, cursorName)
 	for err != nil {
 		log.Error("reading the webhook's cursor", "err", err)
@@ -363,7 +363,7 @@ func (s *Server) post(ctx context.Context, w Webhook, ev store.BotEvent) error {
 	}
 	out, err := MessageRequest{To: msg.From, Body: rep.Reply.Body, Type: typ, Thread: thread}.check()
 	if err != nil {
-		s.log.Warn("webhook reply not sent: not a message", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID, "err", err)
+		s.hookLog.Warn("webhook reply not sent: not a message", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID, "err", err)
 		return nil
 	}
 	out.Reply = true
@@ -372,7 +372,7 @@ func (s *Server) post(ctx context.Context, w Webhook, ev store.BotEvent) error {
 		_, err := s.svc.SendMessage(ctx, actor, w.Entity, out)
 		if err == nil || !errors.Is(err, engine.ErrNotConnected) {
 			if err != nil {
-				s.log.Warn("webhook reply not sent", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID, "err", err)
+				s.hookLog.Warn("webhook reply not sent", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID, "err", err)
 			}
 			return nil
 		}
@@ -381,7 +381,7 @@ func (s *Server) post(ctx context.Context, w Webhook, ev store.BotEvent) error {
 			return ctx.Err()
 		}
 		if time.Since(ev.At) > w.MaxAge {
-			s.log.Error("webhook reply dropped: not connected within webhook_max_age", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID)
+			s.hookLog.Error("webhook reply dropped: not connected within webhook_max_age", "entity", s.svc.EntityJID(w.Entity), "id", ev.ID)
 			return nil
 		}
 	}

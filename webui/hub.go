@@ -2,9 +2,10 @@ package webui
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/gate"
 )
@@ -15,7 +16,7 @@ import (
 type hub struct {
 	svc  *gate.Service
 	poll time.Duration
-	log  *slog.Logger
+	log  hclog.Logger
 
 	mu      sync.Mutex
 	subs    map[chan held]struct{}
@@ -30,7 +31,7 @@ type held struct {
 	n       int
 }
 
-func newHub(svc *gate.Service, poll time.Duration, log *slog.Logger) *hub {
+func newHub(svc *gate.Service, poll time.Duration, log hclog.Logger) *hub {
 	return &hub{svc: svc, poll: poll, log: log, subs: map[chan held]struct{}{}}
 }
 
@@ -71,7 +72,7 @@ func (h *hub) run() {
 			return
 		}
 		if err != nil {
-			h.log.Warn("web: reading the held requests for the live inbox", "err", err)
+			h.log.Warn("reading the held requests for the live inbox", "err", err)
 		} else if v := version(reqs); v != h.last.version {
 			h.last = held{v, len(reqs)}
 			for ch := range h.subs {

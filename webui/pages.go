@@ -67,9 +67,9 @@ func (h *Handler) loginSend(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 			defer cancel()
 			if err := h.svc.SendLoginLink(ctx, j); err != nil {
-				h.log.Info("web: no login link sent", "jid", j, "why", err)
+				h.log.Info("no login link sent", "jid", j, "why", err)
 			} else {
-				h.log.Info("web: login link sent over XMPP", "admin", j)
+				h.log.Info("login link sent over XMPP", "admin", j)
 			}
 		}()
 	}
@@ -100,17 +100,17 @@ func (h *Handler) loginUse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.setCookie(w, sec, k.Until)
-	h.log.Info("web: logged in", "admin", k.JID)
+	h.log.Info("logged in", "admin", k.JID)
 	http.Redirect(w, r, "/inbox", http.StatusSeeOther)
 }
 
 func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.Is(err, gate.ErrLogin) {
-		h.log.Error("web: login", "err", err)
+		h.log.Error("checking a login link", "err", err)
 		h.fail(w, r, http.StatusInternalServerError, "The login could not be checked: "+err.Error())
 		return
 	}
-	h.log.Warn("web: login link refused", "why", err)
+	h.log.Warn("login link refused", "why", err)
 	msg := strings.TrimPrefix(err.Error(), "gate: ")
 	h.fail(w, r, http.StatusForbidden, "This login link does not work: "+msg+". Send \"login\" to "+h.svc.Domain()+" over XMPP for a new one.")
 }
@@ -121,7 +121,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	h.clearCookie(w)
-	h.log.Info("web: logged out", "admin", s.JID)
+	h.log.Info("logged out", "admin", s.JID)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
@@ -242,7 +242,7 @@ func (h *Handler) inboxRows(w http.ResponseWriter, r *http.Request, s session) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("X-Held", strconv.Itoa(d.Total))
 	if err := h.pages["inbox"].ExecuteTemplate(w, "rows", page{CSRF: s.CSRF, Data: d}); err != nil {
-		h.log.Error("web: rendering the inbox's rows", "err", err)
+		h.log.Error("rendering the inbox's rows", "err", err)
 	}
 }
 
@@ -506,7 +506,7 @@ func (h *Handler) auditDownload(w http.ResponseWriter, r *http.Request, q store.
 		_, _ = w.Write([]byte("["))
 	}
 	abort := func(err error) {
-		h.log.Error("web: audit download cut short", "err", err)
+		h.log.Error("audit download cut short", "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	q.Limit, q.Desc = 1000, false

@@ -25,11 +25,12 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/gate"
 	"rostergate/limits"
@@ -46,7 +47,7 @@ type Options struct {
 	// Secure says the page is served over TLS: the cookie is then Secure
 	// (and named with the __Host- prefix).
 	Secure bool
-	Logger *slog.Logger
+	Logger hclog.Logger
 	// Poll is how often the live inbox looks for changes; default 2 s.
 	Poll time.Duration
 	// Now is the clock; default time.Now.
@@ -56,7 +57,7 @@ type Options struct {
 // Handler serves the web page; see the package documentation.
 type Handler struct {
 	svc    *gate.Service
-	log    *slog.Logger
+	log    hclog.Logger
 	secure bool
 	poll   time.Duration
 	now    func() time.Time
@@ -76,7 +77,7 @@ func New(opts Options) (*Handler, error) {
 		return nil, errors.New("webui: no service")
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		opts.Logger = hclog.NewNullLogger()
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = 2 * time.Second
@@ -184,7 +185,7 @@ func (h *Handler) admin(page func(http.ResponseWriter, *http.Request, session)) 
 		}
 		if err != nil {
 			if !errors.Is(err, gate.ErrLogin) && !errors.Is(err, http.ErrNoCookie) {
-				h.log.Error("web: reading a session", "err", err)
+				h.log.Error("reading a session", "err", err)
 				h.fail(w, r, http.StatusInternalServerError, "The session could not be read: "+err.Error())
 				return
 			}
@@ -206,7 +207,7 @@ func (h *Handler) admin(page func(http.ResponseWriter, *http.Request, session)) 
 		if r.Method == http.MethodPost {
 			got := r.PostFormValue("csrf")
 			if subtle.ConstantTimeCompare([]byte(got), []byte(s.CSRF)) != 1 {
-				h.log.Warn("web: a form without its CSRF token refused", "admin", s.JID, "path", r.URL.Path)
+				h.log.Warn("a form without its CSRF token refused", "admin", s.JID, "path", r.URL.Path)
 				h.fail(w, r, http.StatusForbidden, "Refused: the form did not come from this page (its CSRF token is missing or wrong). Reload the page and try again.")
 				return
 			}
@@ -259,7 +260,7 @@ func (h *Handler) render(w http.ResponseWriter, status int, name string, p page)
 	}
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout", p); err != nil {
-		h.log.Error("web: rendering a page", "page", name, "err", err)
+		h.log.Error("rendering a page", "page", name, "err", err)
 		http.Error(w, "webui: rendering "+name+": "+err.Error(), http.StatusInternalServerError)
 		return
 	}

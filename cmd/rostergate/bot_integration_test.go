@@ -50,7 +50,7 @@ type child struct {
 	api  string // the HTTP API's base URL
 }
 
-var apiURL = regexp.MustCompile(`HTTP API listening"? url=(http://127\.0\.0\.1:[0-9]+)/api/v1/`)
+var apiURL = regexp.MustCompile(`rostergate\.http: HTTP API listening: url=(http://127\.0\.0\.1:[0-9]+)/api/v1/ `)
 
 func startChild(t *testing.T, cfg string) *child {
 	t.Helper()

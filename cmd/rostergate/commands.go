@@ -6,13 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/config"
 	"rostergate/gate"
@@ -69,19 +71,28 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	stdout, stderr, getenv := p.stdout, p.stderr, p.getenv
 	fs := newFlags("run", "-config FILE", stderr)
 	path := configFlag(fs)
-	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-	format := fs.String("log-format", "text", "log `format`: text or json")
+	level := fs.String("log-level", "", "log `level`: trace, debug, info, warn or error (default: [log] level in the config, else info)")
+	format := fs.String("log-format", "", "log `format`: text or json (default: [log] format in the config, else text)")
 	if help, err := parse(fs, args, stdout); help || err != nil {
 		return err
 	}
-	logger, err := newLogger(stderr, *level, *format)
-	if err != nil {
+	var flags logFlags
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "log-level":
+			flags.level = level
+		case "log-format":
+			flags.format = format
+		}
+	})
+	if err := flags.check(); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
+	logger := newLogger(stderr, flags.startLevel(cfg), flags.json(cfg))
 	db, err := sqlite.Open(ctx, cfg.Storage.Path)
 	if err != nil {
 		return err
@@ -118,7 +129,7 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	if err != nil {
 		return err
 	}
-	rl = &reloader{life: ctx, path: *path, cur: cfg, inst: inst, log: logger, getenv: getenv}
+	rl = &reloader{life: ctx, path: *path, cur: cfg, inst: inst, log: logger, baseLevel: flags.baseLevel(), getenv: getenv}
 	hup := p.hup
 	if hup == nil {
 		sig := make(chan os.Signal, 1)
@@ -153,12 +164,16 @@ type reloader struct {
 	mu sync.Mutex
 	// life is the run's context: the webhooks' deliveries live in it, not
 	// in a request's.
-	life   context.Context
-	path   string
-	cur    *config.Config
-	inst   *instance.Instance
-	log    *slog.Logger
-	getenv func(string) string
+	life context.Context
+	path string
+	cur  *config.Config
+	inst *instance.Instance
+	// log is the root logger: its level is the sub-loggers' too.
+	log hclog.Logger
+	// baseLevel is the level when the config sets no [log] level: the
+	// -log-level flag's, else info.
+	baseLevel hclog.Level
+	getenv    func(string) string
 }
 
 // reload re-reads the config and puts what may change in force; an invalid
@@ -167,6 +182,7 @@ type reloader struct {
 func (r *reloader) reload(ctx context.Context, via string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.log.Debug("reload: reading the config", "config", r.path, "via", via)
 	cfg, err := config.Load(r.path, r.getenv)
 	var hooks []httpapi.Webhook
 	if err == nil {
@@ -187,11 +203,31 @@ func (r *reloader) reload(ctx context.Context, via string) error {
 	if r.inst.HTTP != nil {
 		r.inst.HTTP.SetWebhooks(r.life, hooks)
 	}
+	r.setLevel(cfg, via)
 	if r.cur.RestartNeeded(cfg) {
-		r.log.Warn("reload: changes to [component], [storage], max_stanza_bytes and [http] listen and TLS take effect at the next start")
+		r.log.Warn("reload: changes to [component], [storage], max_stanza_bytes, [http] listen and TLS, and [log] format take effect at the next start")
 	}
 	r.log.Info("reload done", "config", r.path, "via", via)
 	return nil
+}
+
+// setLevel puts the log level of cfg in force: [log] level if the file
+// sets it, else the base level (the -log-level flag's, else info). A change
+// is logged, while the more verbose of the two levels is in force.
+func (r *reloader) setLevel(cfg *config.Config, via string) {
+	to := r.baseLevel
+	if cfg.Log.Level != "" {
+		to = hclog.LevelFromString(cfg.Log.Level)
+	}
+	from := r.log.GetLevel()
+	if to == from {
+		return
+	}
+	if to < from {
+		r.log.SetLevel(to)
+	}
+	r.log.Info("log level changed", "from", from.String(), "to", to.String(), "via", via)
+	r.log.SetLevel(to)
 }
 
 // reloadOnHUP reloads on each SIGHUP until ctx ends.
@@ -235,19 +271,62 @@ func webhooks(cfg *config.Config) ([]httpapi.Webhook, error) {
 	return out, nil
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("-log-level: unknown level %q (want debug, info, warn or error)", level)
+// logTimeFormat is RFC 3339 with milliseconds.
+const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// logFlags are the -log-level and -log-format flags of run; nil when not
+// given.
+type logFlags struct{ level, format *string }
+
+// check refuses an unknown level or format.
+func (f logFlags) check() error {
+	if f.level != nil && !slices.Contains(config.LogLevels, strings.ToLower(*f.level)) {
+		return fmt.Errorf("-log-level: unknown level %q (want %s)", *f.level, oneOf(config.LogLevels))
 	}
-	o := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, o)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, o)), nil
+	if f.format != nil && !slices.Contains(config.LogFormats, strings.ToLower(*f.format)) {
+		return fmt.Errorf("-log-format: unknown format %q (want %s)", *f.format, oneOf(config.LogFormats))
 	}
-	return nil, fmt.Errorf("-log-format: unknown format %q (want text or json)", format)
+	return nil
+}
+
+// startLevel is the level at start: the flag's, else [log] level, else
+// info.
+func (f logFlags) startLevel(cfg *config.Config) hclog.Level {
+	if f.level == nil && cfg.Log.Level != "" {
+		return hclog.LevelFromString(cfg.Log.Level)
+	}
+	return f.baseLevel()
+}
+
+// baseLevel is the level when the config sets none: the flag's, else info.
+func (f logFlags) baseLevel() hclog.Level {
+	if f.level != nil {
+		return hclog.LevelFromString(*f.level)
+	}
+	return hclog.Info
+}
+
+// json says whether to log in JSON: the flag's format, else [log] format,
+// else text.
+func (f logFlags) json(cfg *config.Config) bool {
+	if f.format != nil {
+		return strings.EqualFold(*f.format, "json")
+	}
+	return cfg.Log.Format == "json"
+}
+
+// newLogger returns the root logger, named rostergate: text lines, or one
+// JSON object a line.
+func newLogger(w io.Writer, level hclog.Level, json bool) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "rostergate", Output: w, Level: level, JSONFormat: json, TimeFormat: logTimeFormat})
+}
+
+// oneOf lists choices as a sentence does: "a, b or c".
+func oneOf(choices []string) string {
+	if len(choices) < 2 {
+		return strings.Join(choices, "")
+	}
+	return strings.Join(choices[:len(choices)-1], ", ") + " or " + choices[len(choices)-1]
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) string) error {

@@ -171,14 +171,15 @@ func startDaemonPolicy(t *testing.T, srv *xmpptest.Server, policy string) *daemo
 	return d
 }
 
-// startRun runs `rostergate run -config cfg` in this process until the
-// test ends, reloading on hup (nil: on SIGHUP, as main has it).
-func startRun(t *testing.T, cfg string, hup chan os.Signal) *daemon {
+// startRun runs `rostergate run -config cfg` (and flags) in this process
+// until the test ends, reloading on hup (nil: on SIGHUP, as main has it).
+func startRun(t *testing.T, cfg string, hup chan os.Signal, flags ...string) *daemon {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{cfg: cfg, cancel: cancel, done: make(chan error, 1), log: &logBuffer{}, hup: hup}
 	p := proc{stdout: &bytes.Buffer{}, stderr: d.log, getenv: noEnv, hup: hup}
-	go func() { d.done <- run(ctx, []string{"run", "-config", cfg}, p) }()
+	args := append([]string{"run", "-config", cfg}, flags...)
+	go func() { d.done <- run(ctx, args, p) }()
 	t.Cleanup(func() {
 		cancel()
 		timer := time.NewTimer(waitFor)
@@ -373,7 +374,7 @@ func TestReloadOnRealSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startRun(t, cfg, nil)
-	d.waitLog(t, "msg=starting") // logged once SIGHUP is caught
+	d.waitLog(t, "rostergate: starting: ") // logged once SIGHUP is caught
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, text, `"admin@localhost", "ops@localhost"`), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +382,7 @@ func TestReloadOnRealSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitLog(t, "reload done")
-	if !strings.Contains(d.log.String(), "msg=\"settings reloaded\" entities=1 rules=0 admins=2") {
+	if !strings.Contains(d.log.String(), "rostergate.engine: settings reloaded: entities=1 rules=0 admins=2\n") {
 		t.Errorf("the reload did not put the new config in force:\n%s", d.log.String())
 	}
 }
@@ -419,7 +420,7 @@ func testIntegrationReviewTTL(t *testing.T, srv *xmpptest.Server) {
 	if _, err := admin.WaitMessage(ctx, func(m xmpptest.Message) bool { return m.Body == notice }); err != nil {
 		t.Errorf("the admin was not told %q: %v", notice, err)
 	}
-	d.waitLog(t, "msg=\"held request expired\" id="+id+" ")
+	d.waitLog(t, "rostergate.engine: held request expired: id="+id+" ")
 
 	// The rejection is stored before it is sent: nothing is pending now.
 	out, _, err := runCmd(t, "pending", "-config", d.cfg)
@@ -530,4 +531,44 @@ func TestIntegrationReloadOverHTTP(t *testing.T) {
 	if status, body := reload(); status != 422 || !strings.Contains(body, "config in force is kept") {
 		t.Errorf("a bad config: %d %s", status, body)
 	}
+}
+
+// A reload to [log] level = "debug" reaches every part: the engine's debug
+// lines (a subscription's change of state) appear after it, not before.
+func TestIntegrationReloadLogLevel(t *testing.T) {
+	srv := xmpptest.Prosody(t)
+	cfg := filepath.Join(t.TempDir(), "component.toml")
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret)
+	write := func(level string) {
+		t.Helper()
+		c := strings.Replace(text, "[policy]\n", fmt.Sprintf("[log]\nlevel = %q\n[policy]\n", level), 1) + "default = \"accept\"\n"
+		if err := os.WriteFile(cfg, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("info")
+	d := startRun(t, cfg, make(chan os.Signal, 1))
+	d.waitLog(t, "presence resync sent")
+	helpdesk := "helpdesk@" + srv.ComponentDomain
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	subscribe := func(u *xmpptest.Client) {
+		t.Helper()
+		if err := u.SendPresence(helpdesk, "subscribe"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subscribe(srv.NewUser(t, "alice"))
+	d.waitLog(t, "rostergate.engine: decision: entity="+helpdesk+" contact=alice@localhost ")
+	if out := d.log.String(); strings.Contains(out, "[DEBUG]") {
+		t.Errorf("a debug line at level info:\n%s", out)
+	}
+	write("debug")
+	d.reload(t)
+	d.waitLog(t, "rostergate: log level changed: from=info to=debug via=SIGHUP\n")
+	subscribe(srv.NewUser(t, "bob"))
+	d.waitLog(t, "[DEBUG] rostergate.engine: state: entity="+helpdesk+" contact=bob@localhost ")
 }

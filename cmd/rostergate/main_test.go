@@ -43,7 +43,10 @@ func TestUsage(t *testing.T) {
 		{name: "roster -h", args: []string{"roster", "-h"}, wantOut: "-entity localpart"},
 		{name: "bad flag", args: []string{"check", "-confg", "x"}, wantErr: errUsage, wantStderr: "flag provided but not defined: -confg"},
 		{name: "stray argument", args: []string{"check", "extra"}, wantErr: errUsage, wantStderr: `unexpected argument "extra"`},
-		{name: "bad log level", args: []string{"run", "-log-level", "loud"}, wantErrMsg: `-log-level: unknown level "loud"`},
+		{name: "bad log level", args: []string{"run", "-log-level", "loud"}, wantErrMsg: `-log-level: unknown level "loud" (want trace, debug, info, warn or error)`},
+		{name: "empty log level", args: []string{"run", "-log-level", ""}, wantErrMsg: `-log-level: unknown level "" (want trace, debug, info, warn or error)`},
+		{name: "log level off", args: []string{"run", "-log-level", "off"}, wantErrMsg: `-log-level: unknown level "off"`},
+		{name: "bad log format", args: []string{"run", "-log-format", "logfmt"}, wantErrMsg: `-log-format: unknown format "logfmt" (want text or json)`},
 		{name: "missing config", args: []string{"check", "-config", "nope.toml"}, wantErrMsg: "config: open nope.toml: no such file or directory"},
 	}
 	for _, tc := range tests {

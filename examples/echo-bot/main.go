@@ -11,12 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/webhook"
 )
@@ -40,10 +41,11 @@ func main() {
 	secretFile := flag.String("secret-file", env("ECHO_SECRET_FILE", "echo.whsec"), "file holding the webhook secret, whsec_...")
 	entity := flag.String("entity", env("ECHO_ENTITY", "echo"), "the entity's localpart")
 	flag.Parse()
-	token := mustRead(*tokenFile)
-	secret, err := webhook.ParseSecret(mustRead(*secretFile))
+	log := hclog.New(&hclog.LoggerOptions{Name: "echo-bot", Output: os.Stderr, TimeFormat: "2006-01-02T15:04:05.000Z07:00"})
+	token := mustRead(log, *tokenFile)
+	secret, err := webhook.ParseSecret(mustRead(log, *secretFile))
 	if err != nil {
-		fail(*secretFile, err)
+		fail(log, *secretFile, err)
 	}
 	send := strings.TrimSuffix(*api, "/") + "/api/v1/entities/" + url.PathEscape(*entity) + "/messages"
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -56,13 +58,13 @@ func main() {
 		}
 		// Check the body exactly as received, before decoding it.
 		if err := secret.Verify(r.Header, body, time.Now(), 0); err != nil {
-			slog.Warn("webhook refused", "err", err)
+			log.Warn("webhook refused", "err", err)
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
 		var ev event
 		if err := json.Unmarshal(body, &ev); err != nil {
-			slog.Warn("unreadable event, ignored", "err", err)
+			log.Warn("unreadable event, ignored", "err", err)
 		}
 		m := ev.Message
 		// Answer chat and normal ("") messages with a text; never errors (no loops).
@@ -79,7 +81,7 @@ func main() {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			if resp.StatusCode/100 == 4 { // refused (say, not a subscriber): trying again would not help
-				slog.Warn("answer refused", "event", ev.ID, "to", m.From, "status", resp.Status, "why", string(bytes.TrimSpace(msg)))
+				log.Warn("answer refused", "event", ev.ID, "to", m.From, "status", resp.Status, "why", string(bytes.TrimSpace(msg)))
 				w.WriteHeader(http.StatusNoContent)
 				return
 			}
@@ -88,27 +90,27 @@ func main() {
 			}
 		}
 		if err != nil { // 502: rostergate sends the event again later
-			slog.Error("answer failed", "event", ev.ID, "to", m.From, "err", err)
+			log.Error("answer failed", "event", ev.ID, "to", m.From, "err", err)
 			http.Error(w, "rostergate API call failed", http.StatusBadGateway)
 			return
 		}
-		slog.Info("echoed", "event", ev.ID, "to", m.From)
+		log.Info("echoed", "event", ev.ID, "to", m.From)
 		w.WriteHeader(http.StatusNoContent)
 	})
-	slog.Info("echo-bot listening", "addr", *listen, "entity", *entity, "api", *api)
+	log.Info("echo-bot listening", "addr", *listen, "entity", *entity, "api", *api)
 	srv := &http.Server{Addr: *listen, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
-	fail(*listen, srv.ListenAndServe())
+	fail(log, *listen, srv.ListenAndServe())
 }
 
 // env returns the environment variable name, or def if it is unset or empty.
 func env(name, def string) string { return cmp.Or(os.Getenv(name), def) }
 
-func mustRead(file string) string {
+func mustRead(log hclog.Logger, file string) string {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		fail(file, err)
+		fail(log, file, err)
 	}
 	return string(bytes.TrimSpace(b))
 }
 
-func fail(what string, err error) { slog.Error(what, "err", err); os.Exit(1) }
+func fail(log hclog.Logger, what string, err error) { log.Error(what, "err", err); os.Exit(1) }

@@ -7,10 +7,11 @@ package instance
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/gate"
@@ -29,7 +30,10 @@ type Config struct {
 	Version                string
 	Store                  store.Store
 	Settings               engine.Settings
-	Logger                 *slog.Logger
+	// Logger is the root logger; each part logs through a sub-logger
+	// named after it (component, engine, gate, http), which follows the
+	// root's level. nil logs nothing.
+	Logger hclog.Logger
 	// HTTP, if not nil, serves the bots' API and delivers their webhooks
 	// (its Service is filled in).
 	HTTP *httpapi.Options
@@ -56,12 +60,15 @@ type Instance struct {
 
 // New wires an Instance.
 func New(ctx context.Context, c Config) (*Instance, error) {
-	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger,
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger.Named("engine"),
 		API: c.HTTP != nil && c.HTTP.Listen != ""})
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
-	svc, err := gate.New(gate.Options{Domain: eng.Domain(), Store: c.Store, Engine: eng, Settings: c.Settings, Logger: c.Logger, Web: c.Web})
+	svc, err := gate.New(gate.Options{Domain: eng.Domain(), Store: c.Store, Engine: eng, Settings: c.Settings, Logger: c.Logger.Named("gate"), Web: c.Web})
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
@@ -73,7 +80,7 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 		Version:        c.Version,
 		Engine:         eng,
 		Service:        svc,
-		Logger:         c.Logger,
+		Logger:         c.Logger.Named("component"),
 		MinBackoff:     c.MinBackoff,
 		MaxBackoff:     c.MaxBackoff,
 		Dial:           c.Dial,
@@ -86,10 +93,10 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 		o := *c.HTTP
 		o.Service = svc
 		if o.Logger == nil {
-			o.Logger = c.Logger
+			o.Logger = c.Logger.Named("http")
 		}
 		if o.Listen != "" {
-			if o.Web, err = webui.New(webui.Options{Service: svc, Logger: o.Logger,
+			if o.Web, err = webui.New(webui.Options{Service: svc, Logger: c.Logger.Named("web"),
 				// Secure cookies over TLS, here or at a proxy in front.
 				Secure: o.TLSCert != "" || strings.HasPrefix(strings.ToLower(c.WebURL), "https://")}); err != nil {
 				return nil, fmt.Errorf("instance: %w", err)

@@ -2,12 +2,13 @@ package component
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/store/sqlite"
@@ -57,7 +58,7 @@ func startVirtual(t *testing.T, vt *virtualTime, minB, maxB time.Duration) *fake
 	}
 	comp, _, _, err := newStack(testOpts{
 		Options: Options{Server: srv.addr(), Secret: "s3cret", MinBackoff: minB, MaxBackoff: maxB,
-			Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))},
+			Logger: hclog.New(&hclog.LoggerOptions{Output: testWriter{t}})},
 		Domain: "bots.localhost", Settings: engine.Settings{Policy: testPolicy(t)}, Store: db,
 	})
 	if err != nil {

@@ -16,13 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
@@ -45,7 +45,7 @@ type Options struct {
 
 	Engine  *engine.Engine // decides and records
 	Service *gate.Service  // what admins' commands act on
-	Logger  *slog.Logger
+	Logger  hclog.Logger
 
 	// MinBackoff and MaxBackoff bound the reconnect delay; defaults 500 ms and 30 s.
 	MinBackoff, MaxBackoff time.Duration
@@ -57,7 +57,7 @@ type Options struct {
 // the server and the engine.
 type Component struct {
 	opts   Options
-	log    *slog.Logger
+	log    hclog.Logger
 	eng    *engine.Engine
 	svc    *gate.Service
 	domain string // the component's domain, normalised
@@ -110,7 +110,7 @@ func New(opts Options) (*Component, error) {
 		opts.MaxBackoff = 30 * time.Second
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		opts.Logger = hclog.NewNullLogger()
 	}
 	if opts.Dial == nil {
 		opts.Dial = func(ctx context.Context, addr string) (net.Conn, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
-	"log/slog"
 	"net"
 	"regexp"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/roster"
@@ -419,7 +420,7 @@ func TestProbes(t *testing.T) {
 func TestOutboxReplayAfterDrop(t *testing.T) {
 	var fs *flakyStore
 	log := newLogWatch(t)
-	ended := log.on(`msg="stream from the server ended"`)
+	ended := log.on("engine: stream from the server ended: ")
 	h := start(t, "s3cret", func(o *testOpts) {
 		flaky(&fs)(o)
 		o.Logger = log.logger()
@@ -523,7 +524,7 @@ func TestSecretNotLogged(t *testing.T) {
 		}
 		comp, _, _, err := newStack(testOpts{
 			Options: Options{Server: srv.addr(), Secret: s,
-				Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+				Logger: hclog.New(&hclog.LoggerOptions{Output: &log, Level: hclog.Debug})},
 			Domain: "bots.localhost", Settings: engine.Settings{Policy: testPolicy(t)}, Store: db})
 		if err != nil {
 			t.Fatal(err)

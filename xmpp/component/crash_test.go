@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/policy"
@@ -59,7 +60,7 @@ func crashChild() int {
 	c, _, _, err := newStack(testOpts{
 		Options: Options{
 			Server: os.Getenv("ROSTERGATE_SERVER"), Secret: "s3cret",
-			Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			Logger:     hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Info}),
 			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		},
 		Domain:   "bots.localhost",
@@ -338,7 +339,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	}
 	log := childLog.String()
 	t.Logf("%d requests over %d kills (SIGKILL), all consistent; outbox replays after a kill: %d; decisions: %d",
-		total, kills, strings.Count(log, "outbox replayed"), strings.Count(log, "msg=decision"))
+		total, kills, strings.Count(log, "outbox replayed"), strings.Count(log, "engine: decision: "))
 	if t.Failed() {
 		t.Logf("rostergate's log:\n%s", log)
 	}

@@ -8,13 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/gate"
@@ -197,11 +198,16 @@ type testOpts struct {
 // newStack wires a Component as the command line does (see
 // internal/instance, which this package's own tests cannot import).
 func newStack(o testOpts) (*Component, *engine.Engine, *gate.Service, error) {
-	eng, err := engine.New(context.Background(), engine.Options{Domain: o.Domain, Resource: o.Resource, Store: o.Store, Settings: o.Settings, Logger: o.Logger})
+	root := o.Logger
+	if root == nil {
+		root = hclog.NewNullLogger()
+	}
+	o.Logger = root.Named("component")
+	eng, err := engine.New(context.Background(), engine.Options{Domain: o.Domain, Resource: o.Resource, Store: o.Store, Settings: o.Settings, Logger: root.Named("engine")})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	svc, err := gate.New(gate.Options{Domain: o.Domain, Store: o.Store, Engine: eng, Settings: o.Settings, Logger: o.Logger})
+	svc, err := gate.New(gate.Options{Domain: o.Domain, Store: o.Store, Engine: eng, Settings: o.Settings, Logger: root.Named("gate")})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -245,7 +251,7 @@ func start(t *testing.T, secret string, tweak func(*testOpts)) *harness {
 		Options: Options{
 			Server:     srv.addr(),
 			Secret:     secret,
-			Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Logger:     hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug}),
 			Version:    "test",
 			MinBackoff: 10 * time.Millisecond,
 			MaxBackoff: 50 * time.Millisecond,

@@ -6,7 +6,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"mellium.im/xmpp/jid"
 
 	"rostergate/engine"
@@ -174,7 +174,7 @@ func runStanzas(t *testing.T, env *fuzzEnv, data []byte) []byte {
 	ctx := context.Background()
 	c, eng, _, err := newStack(testOpts{
 		Options: Options{
-			Logger:         slog.New(slog.DiscardHandler),
+			Logger:         hclog.NewNullLogger(),
 			Version:        "fuzz <1.0> & 'more'",
 			MaxStanzaBytes: fuzzStanzaMax,
 		},

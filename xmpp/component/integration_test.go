@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	gatesvc "rostergate/gate"
@@ -75,7 +76,7 @@ func (s *setup) start() *gate {
 		Secret:   s.srv.ComponentSecret,
 		Settings: settings,
 		Store:    db,
-		Logger:   slog.New(slog.NewTextHandler(io.MultiWriter(logWriter{t}, log), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:   hclog.New(&hclog.LoggerOptions{Output: io.MultiWriter(logWriter{t}, log), Level: hclog.Debug}),
 		Version:  "test",
 		// The servers restart within a second or two; keep retries quick.
 		MinBackoff: 50 * time.Millisecond,
@@ -630,7 +631,7 @@ func testIntegrationSecondInstance(t *testing.T, srv *xmpptest.Server) {
 	inst, err := instance.New(context.Background(), instance.Config{
 		Domain: srv.ComponentDomain, Server: srv.ComponentAddr, Secret: srv.ComponentSecret,
 		Settings: s.settings(), Store: db,
-		Logger:     slog.New(slog.NewTextHandler(refused, nil)),
+		Logger:     hclog.New(&hclog.LoggerOptions{Output: refused}),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 	})
 	if err != nil {

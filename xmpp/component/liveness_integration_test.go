@@ -2,12 +2,13 @@ package component_test
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/internal/instance"
@@ -33,7 +34,7 @@ func testIdleIsNotStalled(t *testing.T, srv *xmpptest.Server) {
 		Keepalive: 250 * time.Millisecond,
 		Settings:  engine.Settings{Policy: p},
 		Store:     db,
-		Logger:    slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:    hclog.New(&hclog.LoggerOptions{Output: log, Level: hclog.Debug}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func testIdleIsNotStalled(t *testing.T, srv *xmpptest.Server) {
 	time.Sleep(2 * time.Second) // eight keepalive intervals of idleness: what is under test
 	stop()
 	out := log.String()
-	if strings.Contains(out, "stalled") || strings.Count(out, "msg=connected") != 1 {
+	if strings.Contains(out, "stalled") || strings.Count(out, "component: connected: ") != 1 {
 		t.Errorf("an idle stream was taken for a stalled one:\n%s", out)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"rostergate/engine"
 	"rostergate/roster"
@@ -202,7 +203,7 @@ func TestBigStanzaFloodBounded(t *testing.T) {
 	var fs *flakyStore
 	h := start(t, "s3cret", func(o *testOpts) {
 		flaky(&fs)(o)
-		o.Logger = slog.New(slog.DiscardHandler) // a line per stanza would be most of the heap
+		o.Logger = hclog.NewNullLogger() // a line per stanza would be most of the heap
 		// Small socket buffers, so that the flood backs up to the writer
 		// soon after the component stops reading it, whatever the
 		// system's TCP autotuning would allow.

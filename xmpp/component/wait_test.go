@@ -2,7 +2,6 @@ package component
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"runtime"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // Helpers that let a test wait on the event it needs, with a deadline,
@@ -70,8 +71,8 @@ func (w *logWatch) Write(p []byte) (int, error) {
 }
 
 // logger returns a debug-level logger writing to w.
-func (w *logWatch) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+func (w *logWatch) logger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: w, Level: hclog.Debug})
 }
 
 // gateReconnects lets the component's first dial through and holds every
