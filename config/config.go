@@ -14,9 +14,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -116,7 +118,16 @@ type HTTP struct {
 	// value.
 	RateText string      `toml:"rate"`
 	Rate     limits.Rate `toml:"-"`
+	// MetricsAllowText are the addresses (CIDRs, or IPs) that may GET
+	// /metrics; MetricsAllow their value. Default loopback; [] turns
+	// /metrics off (403 to everyone). A reload puts a change in force.
+	MetricsAllowText []string       `toml:"metrics_allow"`
+	MetricsAllow     []netip.Prefix `toml:"-"`
 }
+
+// defaultMetricsAllow is who may GET /metrics unless [http] metrics_allow
+// says otherwise: this host only.
+var defaultMetricsAllow = []string{"127.0.0.0/8", "::1/128"}
 
 // maxAvatar bounds an avatar: its vCard carries it whole, in base64.
 const maxAvatar = 64 << 10
@@ -263,7 +274,8 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Storage:   Storage{Path: "rostergate.db"},
 		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Drop)},
 		Limits:    Limits{Action: string(policy.Drop), MaxStanzaBytes: 64 << 10},
-		HTTP:      HTTP{EventRetention: Duration{7 * 24 * time.Hour}, MaxEvents: 100_000, MaxBody: 64 << 10, RateText: "100/1s"},
+		HTTP: HTTP{EventRetention: Duration{7 * 24 * time.Hour}, MaxEvents: 100_000, MaxBody: 64 << 10, RateText: "100/1s",
+			MetricsAllowText: slices.Clone(defaultMetricsAllow)},
 	}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
@@ -527,7 +539,41 @@ func (c *Config) validateHTTP() error {
 	if h.Rate, err = limits.ParseRate(h.RateText); err != nil {
 		return fmt.Errorf("[http] rate: %w", err)
 	}
+	h.MetricsAllow = make([]netip.Prefix, 0, len(h.MetricsAllowText))
+	for _, a := range h.MetricsAllowText {
+		p, err := parseAllow(a)
+		if err != nil {
+			return fmt.Errorf("[http] metrics_allow: %q is neither an IP address nor a CIDR prefix (127.0.0.1, 10.0.0.0/8, ::1/128)", a)
+		}
+		h.MetricsAllow = append(h.MetricsAllow, p)
+	}
 	return nil
+}
+
+// parseAllow reads one address of an allow-list: a CIDR prefix, or an IP
+// address (a prefix of one address). An IPv4-mapped IPv6 address is taken
+// as the IPv4 one, as peers' addresses are.
+func parseAllow(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, errors.New("a zone is not allowed")
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // validateAdmin normalises [admin] jids: bare JIDs of users, each once.

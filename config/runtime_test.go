@@ -258,7 +258,7 @@ func TestRestartNeeded(t *testing.T) {
 			}
 		}
 		var b strings.Builder
-		for _, section := range []string{"component", "storage", "admin", "policy", "limits"} {
+		for _, section := range []string{"component", "storage", "admin", "policy", "limits", "http"} {
 			b.WriteString("[" + section + "]\n")
 			for _, k := range sortedKeys(kv) {
 				if key, ok := strings.CutPrefix(k, section+"."); ok {
@@ -307,6 +307,7 @@ func TestRestartNeeded(t *testing.T) {
 		{"limits.max_pending", map[string]string{"limits.max_pending": `1`}, false},
 		{"limits.max_pending_per_domain", map[string]string{"limits.max_pending_per_domain": `1`}, false},
 		{"limits.action", map[string]string{"limits.action": `"reject"`}, false},
+		{"http.metrics_allow", map[string]string{"http.metrics_allow": `["10.0.0.0/8"]`}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
