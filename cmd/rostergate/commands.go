@@ -17,6 +17,7 @@ import (
 	"rostergate/config"
 	"rostergate/httpapi"
 	"rostergate/internal/instance"
+	"rostergate/metrics"
 	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store/sqlite"
@@ -98,7 +99,7 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	// POST /-/reload does what SIGHUP does; the instance it reloads is made
 	// below.
 	var rl *reloader
-	httpOpts.Reload = func(ctx context.Context) error { return rl.reload(ctx, "http") }
+	httpOpts.Reload = func(ctx context.Context) error { return rl.reload(ctx, metrics.ViaHTTP) }
 	inst, err := instance.New(ctx, instance.Config{
 		Domain:         cfg.Component.Domain,
 		Server:         cfg.Component.Server,
@@ -160,10 +161,11 @@ type reloader struct {
 
 // reload re-reads the config and puts what may change in force; an invalid
 // config is refused, with the reason logged and returned, and the one in
-// force is kept.
-func (r *reloader) reload(ctx context.Context, via string) error {
+// force is kept. Either way the outcome is counted in the metrics.
+func (r *reloader) reload(ctx context.Context, via string) (err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer func() { r.inst.Metrics.Reloaded(via, err) }()
 	cfg, err := config.Load(r.path, r.getenv)
 	var hooks []httpapi.Webhook
 	if err == nil {
@@ -183,6 +185,7 @@ func (r *reloader) reload(ctx context.Context, via string) error {
 	}
 	if r.inst.HTTP != nil {
 		r.inst.HTTP.SetWebhooks(r.life, hooks)
+		r.inst.HTTP.SetMetricsAllow(cfg.HTTP.MetricsAllow)
 	}
 	if r.cur.RestartNeeded(cfg) {
 		r.log.Warn("reload: changes to [component], [storage], max_stanza_bytes and [http] listen and TLS take effect at the next start")
@@ -199,7 +202,7 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, r *reloader) {
 			return
 		case <-hup:
 		}
-		_ = r.reload(ctx, "SIGHUP") // refused reloads are logged
+		_ = r.reload(ctx, metrics.ViaSIGHUP) // refused reloads are logged, and counted
 	}
 }
 
@@ -213,7 +216,7 @@ func httpOptions(cfg *config.Config) (*httpapi.Options, error) {
 	}
 	h := cfg.HTTP
 	return &httpapi.Options{Listen: h.Listen, TLSCert: h.TLSCert, TLSKey: h.TLSKey, MaxBody: h.MaxBody, Rate: h.Rate,
-		EventRetention: h.EventRetention.Duration, MaxEvents: h.MaxEvents, Webhooks: hooks}, nil
+		EventRetention: h.EventRetention.Duration, MaxEvents: h.MaxEvents, Webhooks: hooks, MetricsAllow: h.MetricsAllow}, nil
 }
 
 // webhooks returns the entities' webhooks.
@@ -268,6 +271,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		}
 		fmt.Fprintf(stdout, "http API   %s://%s/api/v1/ (rate %s per token; events kept %s, at most %d per entity)\n",
 			scheme, h.Listen, h.Rate, h.EventRetention, h.MaxEvents)
+		if len(h.MetricsAllow) == 0 {
+			fmt.Fprintf(stdout, "metrics    off ([http] metrics_allow is empty)\n")
+		} else {
+			allow := make([]string, len(h.MetricsAllow))
+			for i, p := range h.MetricsAllow {
+				allow[i] = p.String()
+			}
+			fmt.Fprintf(stdout, "metrics    %s://%s/metrics to %s\n", scheme, h.Listen, strings.Join(allow, ", "))
+		}
 	} else {
 		fmt.Fprintf(stdout, "http API   off ([http] listen not set)\n")
 	}
