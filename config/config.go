@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -127,6 +128,11 @@ type HTTP struct {
 	LoginTTL    Duration `toml:"login_ttl"`
 	SessionIdle Duration `toml:"session_idle"`
 	SessionMax  Duration `toml:"session_max"`
+	// MetricsAllowText are the addresses (CIDRs, or IPs) that may GET
+	// /metrics; MetricsAllow their value. Default loopback; [] turns
+	// /metrics off (403 to everyone). A reload puts a change in force.
+	MetricsAllowText []string       `toml:"metrics_allow"`
+	MetricsAllow     []netip.Prefix `toml:"-"`
 }
 
 // Log is the [log] table.
@@ -146,6 +152,10 @@ var (
 	LogLevels  = []string{"trace", "debug", "info", "warn", "error"}
 	LogFormats = []string{"text", "json"}
 )
+
+// defaultMetricsAllow is who may GET /metrics unless [http] metrics_allow
+// says otherwise: this host only.
+var defaultMetricsAllow = []string{"127.0.0.0/8", "::1/128"}
 
 // maxAvatar bounds an avatar: its vCard carries it whole, in base64.
 const maxAvatar = 64 << 10
@@ -293,7 +303,8 @@ func Parse(b []byte, path string, getenv func(string) string) (*Config, error) {
 		Policy:    Policy{Default: string(policy.Review), UnknownEntity: string(policy.Drop)},
 		Limits:    Limits{Action: string(policy.Drop), MaxStanzaBytes: 64 << 10},
 		HTTP: HTTP{EventRetention: Duration{7 * 24 * time.Hour}, MaxEvents: 100_000, MaxBody: 64 << 10, RateText: "100/1s",
-			LoginTTL: Duration{5 * time.Minute}, SessionIdle: Duration{30 * time.Minute}, SessionMax: Duration{12 * time.Hour}},
+			LoginTTL: Duration{5 * time.Minute}, SessionIdle: Duration{30 * time.Minute}, SessionMax: Duration{12 * time.Hour},
+			MetricsAllowText: slices.Clone(defaultMetricsAllow)},
 		Log: Log{Format: "text"},
 	}
 	md, err := toml.Decode(string(b), c)
@@ -608,7 +619,41 @@ func (c *Config) validateHTTP() error {
 	case h.SessionMax.Duration < h.SessionIdle.Duration || h.SessionMax.Duration > 30*24*time.Hour:
 		return fmt.Errorf("[http] session_max: %s is out of range (session_idle, %s, to 720h)", h.SessionMax, h.SessionIdle)
 	}
+	h.MetricsAllow = make([]netip.Prefix, 0, len(h.MetricsAllowText))
+	for _, a := range h.MetricsAllowText {
+		p, err := parseAllow(a)
+		if err != nil {
+			return fmt.Errorf("[http] metrics_allow: %q is neither an IP address nor a CIDR prefix (127.0.0.1, 10.0.0.0/8, ::1/128)", a)
+		}
+		h.MetricsAllow = append(h.MetricsAllow, p)
+	}
 	return nil
+}
+
+// parseAllow reads one address of an allow-list: a CIDR prefix, or an IP
+// address (a prefix of one address). An IPv4-mapped IPv6 address is taken
+// as the IPv4 one, as peers' addresses are.
+func parseAllow(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, errors.New("a zone is not allowed")
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // validateAdmin normalises [admin] jids: bare JIDs of users, each once.

@@ -260,7 +260,7 @@ func TestRestartNeeded(t *testing.T) {
 			}
 		}
 		var b strings.Builder
-		for _, section := range []string{"component", "storage", "admin", "policy", "limits", "log"} {
+		for _, section := range []string{"component", "storage", "admin", "policy", "limits", "log", "http"} {
 			b.WriteString("[" + section + "]\n")
 			for _, k := range sortedKeys(kv) {
 				if key, ok := strings.CutPrefix(k, section+"."); ok {
@@ -313,6 +313,7 @@ func TestRestartNeeded(t *testing.T) {
 		{"log.level", map[string]string{"log.level": `"debug"`}, false},
 		{"log.level unset", map[string]string{"log.level": ""}, false},
 		{"log.format unset, the default", map[string]string{"log.format": ""}, false},
+		{"http.metrics_allow", map[string]string{"http.metrics_allow": `["10.0.0.0/8"]`}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -112,6 +112,11 @@ type Options struct {
 	// for has a bot behind it only then (otherwise no one would read its
 	// events).
 	API bool
+	// OnCommit, if set, is told of each commit of state: how long the
+	// store took, and how many changes the batch held. It is called by the
+	// batch in flight, after the commit and before the replies are written:
+	// it must be quick and must not call the engine.
+	OnCommit func(d time.Duration, changes int)
 }
 
 // ErrNotConnected is returned by acts while no stream is up: the stanza
@@ -159,6 +164,13 @@ type Engine struct {
 	inbox           atomic.Pointer[string] // SetInbox
 	offline         atomic.Bool            // shutting down: current presence is unavailable
 	streams         atomic.Uint64          // streams attached so far
+
+	// For monitoring (stats.go).
+	decisions   decisionCounts           // mu: decisions on requests, by action and kind
+	heldDecided map[heldKey]uint64       // mu: held requests decided, by decision and interface
+	outbox      []int64                  // the outbox rows' ids, oldest first; touched like delivered
+	outboxDepth atomic.Int64             // len(outbox), for Stats
+	onCommit    func(time.Duration, int) // Options.OnCommit
 }
 
 // New validates opts and returns an Engine; the allow and deny lists are
@@ -189,6 +201,8 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		limitHits:     map[string]int{},
 		autoReplied:   map[itemKey]time.Time{},
 		api:           opts.API,
+		heldDecided:   map[heldKey]uint64{},
+		onCommit:      opts.OnCommit,
 	}
 	allow, deny, err := opts.Store.Lists(ctx)
 	if err != nil {
@@ -293,6 +307,8 @@ func (e *Engine) Close(ctx context.Context, w Wire, final []byte) {
 	if e.delivered > 0 && w.Failed() == nil {
 		if err := e.store.Delivered(ctx, e.delivered); err != nil {
 			e.log.Error("clearing the outbox", "err", err)
+		} else {
+			e.outboxDeleted(e.delivered)
 		}
 		e.delivered = 0
 	}
@@ -308,6 +324,11 @@ func (e *Engine) replay(ctx context.Context, w Wire) error {
 	if err != nil {
 		return fmt.Errorf("engine: reading the outbox: %w", err)
 	}
+	e.outbox = e.outbox[:0]
+	for _, r := range rows {
+		e.outbox = append(e.outbox, r.ID)
+	}
+	e.outboxDepth.Store(int64(len(e.outbox)))
 	if len(rows) == 0 {
 		return nil
 	}

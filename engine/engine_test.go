@@ -255,6 +255,9 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 			if len(out) != 1 {
 				t.Errorf("outbox after the stream showed itself alive: %d rows, want only the newest", len(out))
 			}
+			if got := e.Stats().OutboxDepth; got != len(out) {
+				t.Errorf("Stats().OutboxDepth = %d, the outbox holds %d rows", got, len(out))
+			}
 		})
 	}
 }
@@ -322,6 +325,9 @@ func TestAcknowledgeOnlyAnAnswerToOurClose(t *testing.T) {
 			}
 			if kept := len(out) > 0; kept != tc.kept {
 				t.Errorf("outbox kept the reply: %t, want %t", kept, tc.kept)
+			}
+			if got := e.Stats().OutboxDepth; got != len(out) {
+				t.Errorf("Stats().OutboxDepth = %d, the outbox holds %d rows", got, len(out))
 			}
 		})
 	}

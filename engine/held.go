@@ -92,6 +92,8 @@ func (e *Engine) DecideHeld(ctx context.Context, ids []int64, approve bool, acto
 			out[i].Err = err
 		}
 		e.recount(ctx)
+	} else if len(decided) > 0 {
+		e.heldDecided[heldKey{approve, actor.Via}] += uint64(len(decided))
 	}
 	return out
 }

@@ -403,11 +403,17 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 			return ErrNotConnected
 		}
 		var err error
+		start := time.Now()
 		id, err = e.store.Commit(ctx, store.Batch{Changes: b.changes, Send: b.durable.String(), Delivered: e.delivered, BotEvents: b.events})
 		if err != nil {
 			e.log.Error("storing state failed; replies withheld", "err", err, "changes", len(b.changes))
 			return fmt.Errorf("engine: commit: %w", err)
 		}
+		if e.onCommit != nil {
+			e.onCommit(time.Since(start), len(b.changes))
+		}
+		e.outboxDeleted(e.delivered)
+		e.outboxAdd(id)
 		e.delivered = 0
 		if len(b.events) > 0 {
 			e.notifyEvents()
@@ -418,6 +424,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		if err := e.store.Delivered(ctx, e.delivered); err != nil {
 			e.log.Warn("clearing the outbox", "err", err)
 		} else {
+			e.outboxDeleted(e.delivered)
 			e.delivered = 0
 		}
 	}
@@ -487,6 +494,7 @@ func (e *Engine) Acknowledge(ctx context.Context) {
 			e.log.Error("clearing the outbox", "err", err)
 			return
 		}
+		e.outboxDeleted(e.delivered)
 		e.delivered = 0
 	}
 }

@@ -52,6 +52,9 @@ func machineItem(it roster.Item) (subscription.Item, error) {
 	return subscription.Item{State: s, Approved: it.Approved}, err
 }
 
+// reasonAdmin is the reason an admin may subscribe to the component domain.
+const reasonAdmin = "admin of the component"
+
 // decide runs a new request through the limits and the policy, and logs the
 // decision once.
 func (e *Engine) decide(b *batch, a stanza.Address) policy.Decision {
@@ -61,7 +64,7 @@ func (e *Engine) decide(b *batch, a stanza.Address) policy.Decision {
 	if a.Entity == "" && !known && l.isAdmin(a.Contact) {
 		// The component itself: its admins may see it online (whatever the
 		// policy says of JIDs that are no entity).
-		d = policy.Decision{Action: policy.Accept, Reason: "admin of the component"}
+		d = policy.Decision{Action: policy.Accept, Reason: reasonAdmin}
 	} else if !known && l.policy.UnknownEntity() == policy.Drop {
 		// A JID that does not exist (RFC 6121 §8.5.1): ignored before any
 		// limit could answer it.
@@ -76,6 +79,7 @@ func (e *Engine) decide(b *batch, a stanza.Address) policy.Decision {
 			}
 		}
 	}
+	e.countDecision(d.Action, d.Reason)
 	e.log.Info("decision", "entity", e.entityJID(a.Entity), "contact", a.Contact,
 		"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack)
 	return d
@@ -171,6 +175,7 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 	} else if r.Note == "pre-approved" {
 		ev.Action = "accept"
 		ev.Rule = "pre-approved"
+		e.countDecision(policy.Accept, "pre-approved")
 	}
 	if !r.Changed(cur) && kind == subscription.Probe {
 		ev = nil // probes are answered, not audited

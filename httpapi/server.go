@@ -15,6 +15,11 @@
 // body over the limit, 422 a value that is wrong (a JID that does not parse,
 // an unknown type), 429 over the token's rate, 503 rostergate not connected
 // to its server. Nothing is stored or sent for a refused request.
+//
+// Beside the API the listener serves the probes (GET /livez, /readyz), the
+// reload (POST /-/reload, admins' tokens) and, when given a handler, the
+// metrics (GET /metrics, without a token, to the addresses on an
+// allow-list only; package metrics makes the handler).
 package httpapi
 
 import (
@@ -26,9 +31,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -62,6 +70,14 @@ type Options struct {
 	// Reload does what SIGHUP does (POST /-/reload, admin tokens only); nil
 	// answers 501.
 	Reload func(ctx context.Context) error
+	// Metrics, if set, answers GET /metrics, without a token, to the
+	// addresses in MetricsAllow (none: to no one); the others get 403.
+	// SetMetricsAllow changes the list.
+	Metrics      http.Handler
+	MetricsAllow []netip.Prefix
+	// OnDelivered, if set, is told of each event a webhook took: how long
+	// after the event was committed. It must be quick.
+	OnDelivered func(lag time.Duration)
 }
 
 // Server serves the API and delivers the webhooks; see the package
@@ -80,6 +96,8 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	hooks hooks
+
+	metricsAllow atomic.Pointer[[]netip.Prefix] // who may GET /metrics
 }
 
 // New returns a Server; Start makes it listen.
@@ -107,6 +125,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, svc: opts.Service, log: opts.Logger, hookLog: opts.Logger.Named("webhook"), rate: limits.NewBuckets(opts.Rate, 100_000)}
 	s.hooks.running = map[string]*hook{}
+	s.SetMetricsAllow(opts.MetricsAllow)
 	mux := http.NewServeMux()
 	const ent = "/api/v1/entities/{entity}/"
 	mux.HandleFunc("GET "+ent+"roster", s.bot(s.getRoster))
@@ -138,6 +157,9 @@ func New(opts Options) (*Server, error) {
 			gate.Readiness
 		}{ok, rd})
 	})
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", s.metricsGuard(opts.Metrics))
+	}
 	s.handler = jsonErrors(mux)
 	if web := opts.Web; web != nil {
 		api := s.handler
@@ -362,6 +384,36 @@ func (s *Server) postReload(w http.ResponseWriter, r *http.Request, t store.Toke
 	reply(w, http.StatusOK, struct {
 		Reloaded bool `json:"reloaded"`
 	}{true})
+}
+
+// SetMetricsAllow puts in force who may GET /metrics: the peers whose
+// address is in one of allow (none: no one). A reload may change it.
+func (s *Server) SetMetricsAllow(allow []netip.Prefix) {
+	a := slices.Clone(allow)
+	s.metricsAllow.Store(&a)
+}
+
+// metricsGuard serves h to the peers MetricsAllow lets in: the address of
+// the connection, not a header a proxy may set.
+func (s *Server) metricsGuard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		allow := *s.metricsAllow.Load()
+		if len(allow) == 0 {
+			fail(w, http.StatusForbidden, "/metrics is off: [http] metrics_allow is empty")
+			return
+		}
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			fail(w, http.StatusForbidden, "/metrics: the peer's address %q is not an IP address", r.RemoteAddr)
+			return
+		}
+		ip := ap.Addr().Unmap()
+		if !slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			fail(w, http.StatusForbidden, "/metrics: %s is not in [http] metrics_allow", ip)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // request is what a bot's handler is given: the entity (localpart) it

@@ -243,6 +243,9 @@ func (s *Server) deliver(ctx context.Context, w Webhook) {
 				err := s.post(ctx, w, ev)
 				if err == nil {
 					s.hooks.delivered.Add(1)
+					if s.opts.OnDelivered != nil {
+						s.opts.OnDelivered(time.Since(ev.At))
+					}
 					failures = 0
 					break
 				}

@@ -105,7 +105,14 @@ func TestWebhookDelivery(t *testing.T) {
 	hook := httptest.NewServer(rcv)
 	defer hook.Close()
 	hooks := []httpapi.Webhook{{Entity: "helpdesk", URL: hook.URL + "/in", Secret: sec, MaxAge: time.Hour}}
-	f := newFixture(t, httpapi.Options{Listen: "127.0.0.1:0", Webhooks: hooks}, engine.Entity{Local: "helpdesk", Webhook: true})
+	var lagMu sync.Mutex
+	var lags []time.Duration
+	onDelivered := func(lag time.Duration) {
+		lagMu.Lock()
+		lags = append(lags, lag)
+		lagMu.Unlock()
+	}
+	f := newFixture(t, httpapi.Options{Listen: "127.0.0.1:0", Webhooks: hooks, OnDelivered: onDelivered}, engine.Entity{Local: "helpdesk", Webhook: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := f.api.Start(ctx); err != nil {
@@ -137,6 +144,13 @@ func TestWebhookDelivery(t *testing.T) {
 	if st := f.api.Stats(); st.Delivered != 2 || st.Failures != 2 || st.Dropped != 0 {
 		t.Errorf("stats %+v", st)
 	}
+	// Each event taken is told with its lag: the first waited out two
+	// retries (at least 250 ms, then 500 ms, by backoff).
+	lagMu.Lock()
+	if len(lags) != 2 || lags[0] < 750*time.Millisecond || lags[0] > 20*time.Second || lags[1] < 0 || lags[1] > 20*time.Second {
+		t.Errorf("lags told: %v, want two, the first at least 750ms", lags)
+	}
+	lagMu.Unlock()
 	f.api.Close()
 	if c, _, err := f.svc.Cursor(context.Background(), "webhook:helpdesk"); err != nil || c != got[1].ID {
 		t.Errorf("cursor %d, %v; want %d", c, err, got[1].ID)

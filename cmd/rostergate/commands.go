@@ -20,6 +20,7 @@ import (
 	"rostergate/gate"
 	"rostergate/httpapi"
 	"rostergate/internal/instance"
+	"rostergate/metrics"
 	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store/sqlite"
@@ -110,7 +111,7 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 	// POST /-/reload does what SIGHUP does; the instance it reloads is made
 	// below.
 	var rl *reloader
-	httpOpts.Reload = func(ctx context.Context) error { return rl.reload(ctx, "http") }
+	httpOpts.Reload = func(ctx context.Context) error { return rl.reload(ctx, metrics.ViaHTTP) }
 	inst, err := instance.New(ctx, instance.Config{
 		Domain:         cfg.Component.Domain,
 		Server:         cfg.Component.Server,
@@ -178,11 +179,12 @@ type reloader struct {
 
 // reload re-reads the config and puts what may change in force; an invalid
 // config is refused, with the reason logged and returned, and the one in
-// force is kept.
-func (r *reloader) reload(ctx context.Context, via string) error {
+// force is kept. Either way the outcome is counted in the metrics.
+func (r *reloader) reload(ctx context.Context, via string) (err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.log.Debug("reload: reading the config", "config", r.path, "via", via)
+	defer func() { r.inst.Metrics.Reloaded(via, err) }()
 	cfg, err := config.Load(r.path, r.getenv)
 	var hooks []httpapi.Webhook
 	if err == nil {
@@ -202,6 +204,7 @@ func (r *reloader) reload(ctx context.Context, via string) error {
 	}
 	if r.inst.HTTP != nil {
 		r.inst.HTTP.SetWebhooks(r.life, hooks)
+		r.inst.HTTP.SetMetricsAllow(cfg.HTTP.MetricsAllow)
 	}
 	r.setLevel(cfg, via)
 	if r.cur.RestartNeeded(cfg) {
@@ -238,7 +241,7 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, r *reloader) {
 			return
 		case <-hup:
 		}
-		_ = r.reload(ctx, "SIGHUP") // refused reloads are logged
+		_ = r.reload(ctx, metrics.ViaSIGHUP) // refused reloads are logged, and counted
 	}
 }
 
@@ -252,7 +255,7 @@ func httpOptions(cfg *config.Config) (*httpapi.Options, error) {
 	}
 	h := cfg.HTTP
 	return &httpapi.Options{Listen: h.Listen, TLSCert: h.TLSCert, TLSKey: h.TLSKey, MaxBody: h.MaxBody, Rate: h.Rate,
-		EventRetention: h.EventRetention.Duration, MaxEvents: h.MaxEvents, Webhooks: hooks}, nil
+		EventRetention: h.EventRetention.Duration, MaxEvents: h.MaxEvents, Webhooks: hooks, MetricsAllow: h.MetricsAllow}, nil
 }
 
 // webhooks returns the entities' webhooks.
@@ -356,6 +359,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		}
 		fmt.Fprintf(stdout, "web page   %s (login links last %s; sessions end after %s idle, %s at most)\n",
 			web, h.LoginTTL, h.SessionIdle, h.SessionMax)
+		if len(h.MetricsAllow) == 0 {
+			fmt.Fprintf(stdout, "metrics    off ([http] metrics_allow is empty)\n")
+		} else {
+			allow := make([]string, len(h.MetricsAllow))
+			for i, p := range h.MetricsAllow {
+				allow[i] = p.String()
+			}
+			fmt.Fprintf(stdout, "metrics    %s://%s/metrics to %s\n", scheme, h.Listen, strings.Join(allow, ", "))
+		}
 	} else {
 		fmt.Fprintf(stdout, "http API   off ([http] listen not set)\nweb page   off\n")
 	}

@@ -366,24 +366,66 @@ func testIntegrationReload(t *testing.T, srv *xmpptest.Server) {
 // its own, so this one is the only catcher (without a catcher SIGHUP would
 // end the process). No server is needed: a reload does not wait for the
 // stream.
+//
+// Each reload's outcome is in the metrics too (via="SIGHUP"), and a reload
+// puts [http] metrics_allow in force.
 func TestReloadOnRealSIGHUP(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "component.toml")
 	const text = "[component]\ndomain = \"bots.localhost\"\nserver = \"127.0.0.1:1\"\nsecret = \"x\"\n" +
-		"[storage]\npath = \"rg.db\"\n[[entity]]\nlocal = \"helpdesk\"\n[admin]\njids = [%s]\n"
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, text, `"admin@localhost"`), 0o600); err != nil {
-		t.Fatal(err)
+		"[storage]\npath = \"rg.db\"\n[[entity]]\nlocal = \"helpdesk\"\n[http]\nlisten = \"127.0.0.1:0\"\n%s[admin]\njids = [%s]\n"
+	write := func(http, admins string) {
+		t.Helper()
+		if err := os.WriteFile(cfg, fmt.Appendf(nil, text, http, admins), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
+	hup := func() {
+		t.Helper()
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("", `"admin@localhost"`)
 	d := startRun(t, cfg, nil)
 	d.waitLog(t, "rostergate: starting: ") // logged once SIGHUP is caught
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, text, `"admin@localhost", "ops@localhost"`), 0o600); err != nil {
-		t.Fatal(err)
+	d.waitLog(t, "HTTP API listening")
+	m := apiURL.FindStringSubmatch(d.log.String())
+	if m == nil {
+		t.Fatalf("no API address in the log:\n%s", d.log.String())
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
+	const ok, failed, last = `rostergate_config_reloads_total{result="success",via="SIGHUP"}`, `rostergate_config_reloads_total{result="failure",via="SIGHUP"}`,
+		`rostergate_config_last_reload_successful`
+	if _, s, _ := scrapeMetrics(t, m[1]); s[ok] != 0 || s[failed] != 0 || s[last] != 1 {
+		t.Errorf("before any reload: %s %v, %s %v, %s %v", ok, s[ok], failed, s[failed], last, s[last])
 	}
+	write("", `"admin@localhost", "ops@localhost"`)
+	hup()
 	d.waitLog(t, "reload done")
 	if !strings.Contains(d.log.String(), "rostergate.engine: settings reloaded: entities=1 rules=0 admins=2\n") {
 		t.Errorf("the reload did not put the new config in force:\n%s", d.log.String())
+	}
+	if s := waitMetric(t, m[1], ok, 1); s[failed] != 0 || s[last] != 1 {
+		t.Errorf("after a reload: %s %v, %s %v", failed, s[failed], last, s[last])
+	}
+	write("", `"not a JID@@"`)
+	hup()
+	d.waitLog(t, "reload refused")
+	if s := waitMetric(t, m[1], failed, 1); s[ok] != 1 || s[last] != 0 {
+		t.Errorf("after a refused reload: %s %v, %s %v", ok, s[ok], last, s[last])
+	}
+	// metrics_allow changed by a reload: 127.0.0.1 is no longer let in.
+	write("metrics_allow = [\"10.0.0.0/8\"]\n", `"admin@localhost"`)
+	hup()
+	deadline := time.Now().Add(waitFor)
+	for {
+		status, _, _ := scrapeMetrics(t, m[1])
+		if status == http.StatusForbidden {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /metrics from 127.0.0.1 after metrics_allow = [\"10.0.0.0/8\"]: %d, want 403", status)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -530,6 +572,38 @@ func TestIntegrationReloadOverHTTP(t *testing.T) {
 	write("maybe")
 	if status, body := reload(); status != 422 || !strings.Contains(body, "config in force is kept") {
 		t.Errorf("a bad config: %d %s", status, body)
+	}
+
+	// The metrics tell both reloads (via="http"), and what alice's request
+	// did; no label holds a JID.
+	status, s, values := scrapeMetrics(t, m[1])
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", status)
+	}
+	for series, want := range map[string]float64{
+		`rostergate_config_reloads_total{result="success",via="http"}`:   1,
+		`rostergate_config_reloads_total{result="failure",via="http"}`:   1,
+		`rostergate_config_reloads_total{result="success",via="SIGHUP"}`: 0,
+		`rostergate_config_last_reload_successful`:                       0,
+		`rostergate_decisions_total{action="accept",rule="default"}`:     1,
+		`rostergate_decisions_total{action="reject",rule="default"}`:     0,
+		`rostergate_stream_up`:     1,
+		`rostergate_held_requests`: 0,
+	} {
+		if got, ok := s[series]; !ok || got != want {
+			t.Errorf("%s = %v (present: %t), want %v", series, got, ok, want)
+		}
+	}
+	for _, series := range []string{`rostergate_stanzas_total{direction="in",kind="presence"}`, `rostergate_stanzas_total{direction="out",kind="presence"}`,
+		`rostergate_commit_duration_seconds_count`} {
+		if s[series] < 1 {
+			t.Errorf("%s = %v, want at least 1", series, s[series])
+		}
+	}
+	for _, v := range values {
+		if strings.Contains(v, "@") {
+			t.Errorf("a label value holds a JID: %q", v)
+		}
 	}
 }
 

@@ -38,7 +38,8 @@ var allowed = map[string][]string{
 	"xmpp/adminui":   {"roster", "store", "xmpp/stanza"},
 	"xmpp/component": {"engine", "gate", "roster", "xmpp/stanza", "xmpp/adminui"},
 
-	"internal/instance": {"engine", "gate", "httpapi", "store", "webui", "xmpp/component"},
+	"metrics":           {"engine", "httpapi", "xmpp/component"},
+	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component"},
 	"internal/xmpptest": {},
 	"examples/echo-bot": {"webhook"},
 	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/xmpptest", "policy", "roster", "store", "store/sqlite", "webhook", "xmpp/component"},
@@ -49,7 +50,7 @@ var allowed = map[string][]string{
 // engine, the service and every interface.
 var driverFree = []string{
 	"roster", "store", "subscription", "policy", "limits", "xmpp/stanza",
-	"engine", "gate", "config", "xmpp/adminui", "xmpp/component", "internal/instance", "httpapi", "webhook",
+	"engine", "gate", "config", "xmpp/adminui", "xmpp/component", "internal/instance", "httpapi", "webhook", "metrics",
 }
 
 // drivers are the packages only a concrete store (and cmd, tests) may link.

@@ -1,6 +1,6 @@
 // Package instance wires one running rostergate: the decision engine over a
-// store, the service over both, and the XEP-0114 transport that feeds the
-// engine. The command line and the benchmarks start rostergate through it,
+// store, the service over both, the XEP-0114 transport that feeds the
+// engine, the HTTP side and the metrics that watch them all. The command line and the benchmarks start rostergate through it,
 // so that they run the same assembly.
 package instance
 
@@ -16,6 +16,7 @@ import (
 	"rostergate/engine"
 	"rostergate/gate"
 	"rostergate/httpapi"
+	"rostergate/metrics"
 	"rostergate/store"
 	"rostergate/webui"
 	"rostergate/xmpp/component"
@@ -56,15 +57,19 @@ type Instance struct {
 	Component *component.Component
 	HTTP      *httpapi.Server // nil without [http]
 	webURL    string
+	// Metrics are served at GET /metrics on the HTTP listener; the command
+	// line records its reloads in them.
+	Metrics *metrics.Metrics
 }
 
 // New wires an Instance.
 func New(ctx context.Context, c Config) (*Instance, error) {
+	m := metrics.New(c.Version)
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
 	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger.Named("engine"),
-		API: c.HTTP != nil && c.HTTP.Listen != ""})
+		API: c.HTTP != nil && c.HTTP.Listen != "", OnCommit: m.ObserveCommit})
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
@@ -88,7 +93,8 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
-	inst := &Instance{Engine: eng, Service: svc, Component: comp, webURL: c.WebURL}
+	inst := &Instance{Engine: eng, Service: svc, Component: comp, Metrics: m, webURL: c.WebURL}
+	src := metrics.Sources{Engine: eng, Stream: comp}
 	if c.HTTP != nil {
 		o := *c.HTTP
 		o.Service = svc
@@ -102,9 +108,14 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 				return nil, fmt.Errorf("instance: %w", err)
 			}
 		}
+		o.Metrics, o.OnDelivered = m.Handler(), m.ObserveDelivered
 		if inst.HTTP, err = httpapi.New(o); err != nil {
 			return nil, fmt.Errorf("instance: %w", err)
 		}
+		src.Webhooks = inst.HTTP
+	}
+	if err := m.Watch(src); err != nil {
+		return nil, fmt.Errorf("instance: %w", err)
 	}
 	return inst, nil
 }

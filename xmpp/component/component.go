@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,6 +75,11 @@ type Component struct {
 	// The clock and the wait between reconnects; tests replace them.
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) bool
+
+	// For monitoring (Stats).
+	up         atomic.Bool
+	reconnects atomic.Uint64
+	in, out    stanzaCounter
 }
 
 // sleep waits d, or until ctx is done; it reports whether d passed.
@@ -248,6 +254,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if !up {
 			msg = "could not connect, retrying"
 		}
+		c.reconnects.Add(1)
 		c.log.Warn(msg, "server", c.opts.Server, "err", err, "backoff", delay.Round(time.Millisecond))
 		if !c.sleep(ctx, delay) {
 			return nil
@@ -283,8 +290,9 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	bc.startStream()
 	w := newWriter(conn, 30*time.Second)
 	w.recv = bc.received
+	w.count = &c.out
 	pr := &prefixReader{prefix: []byte(stanza.StreamHeader), r: bc, max: c.opts.MaxStanzaBytes}
-	src := source{xml.NewDecoder(pr), pr, pr.budget}
+	src := source{xml.NewDecoder(pr), pr, pr.budget, &c.in}
 
 	adminQ := make(chan *stanza.Element, adminQueue)
 	c.mu.Lock()
@@ -294,6 +302,8 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	if err := c.eng.Attach(ctx, w); err != nil {
 		return true, fmt.Errorf("component: after connecting: %w", err)
 	}
+	c.up.Store(true)
+	defer c.up.Store(false)
 
 	sctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -338,10 +348,17 @@ type source struct {
 	d      *xml.Decoder
 	pr     *prefixReader
 	budget func() // pr.budget, bound once: not a closure per stanza
+	count  *stanzaCounter
 }
 
-func (s source) Next() (*stanza.Element, error) { return stanza.Next(s.d, s.budget) }
-func (s source) Offset() int64                  { return s.pr.Offset() }
+func (s source) Next() (*stanza.Element, error) {
+	el, err := stanza.Next(s.d, s.budget)
+	if err == nil {
+		s.count.add(el.Name)
+	}
+	return el, err
+}
+func (s source) Offset() int64 { return s.pr.Offset() }
 
 // asStreamError finds a stream error in err, whether it came from our
 // reader or from mellium's handshake.

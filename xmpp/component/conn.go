@@ -91,7 +91,8 @@ func (c *bufConn) sinceRead(now time.Time) time.Duration {
 // writer serialises writes to the stream from every goroutine and remembers
 // when it last wrote, for the keepalive.
 type writer struct {
-	recv    func() int64 // bytes received from the server so far; nil: 0
+	recv    func() int64   // bytes received from the server so far; nil: 0
+	count   *stanzaCounter // counts the stanzas written; nil: none
 	mu      sync.Mutex
 	conn    net.Conn
 	w       *bufio.Writer
@@ -132,6 +133,9 @@ func (w *writer) writeLocked(p []byte) error {
 		return err
 	}
 	w.last = time.Now()
+	if w.count != nil {
+		w.count.addWritten(p)
+	}
 	return nil
 }
 
