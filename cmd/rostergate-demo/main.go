@@ -322,6 +322,9 @@ func run(ctx context.Context, bin, echoBin, server string, keep bool, out io.Wri
 	d.talk(ctx, alice, echo, "hi", echo+"/rostergate")
 	d.api(ctx, "GET", "http://"+apiAddr+"/api/v1/entities/echo/roster", strings.TrimSpace(string(tok)))
 
+	d.title("Metrics: what an operator's Prometheus scrapes (docs/metrics.md)")
+	d.metrics(ctx, "http://"+apiAddr+"/metrics")
+
 	d.cli(ctx, bin, "explain", "-config", cfg, "-from", "mallory@localhost", "-to", "helpdesk")
 	d.cli(ctx, bin, "audit", "-config", cfg, "-since", "1h")
 
@@ -476,6 +479,40 @@ func (d *demo) api(ctx context.Context, method, url, token string) {
 	if resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(d.out, "  !! %s\n", resp.Status)
 		d.failed++
+	}
+}
+
+// metrics fetches /metrics as curl would and prints rostergate's own
+// series that are not zero (the Go and process ones, and the zeros, are
+// left out to keep it short).
+func (d *demo) metrics(ctx context.Context, url string) {
+	fmt.Fprintf(d.out, "\n$ curl -s %s | grep '^rostergate_' | grep -v ' 0$'   # histograms: _count only\n", url)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(d.out, "  !! %v\n", err)
+		d.failed++
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(d.out, "  !! %s\n", resp.Status)
+		d.failed++
+		return
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(l, "rostergate_") || strings.HasSuffix(l, " 0") || strings.Contains(l, "_bucket{") || strings.Contains(l, "_sum ") {
+			continue
+		}
+		fmt.Fprintf(d.out, "  %s\n", l)
 	}
 }
 
