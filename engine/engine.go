@@ -152,10 +152,14 @@ type Engine struct {
 	lastStart, endAt atomic.Int64
 	// pendingTotal and pendingDomain (mu) count held requests, in all and
 	// per contact domain, for the caps; counted from the store on Attach.
-	pendingTotal    int
-	pendingDomain   map[string]int
-	limitHits       map[string]int         // mu: requests over a limit, by limit
-	messagesDropped int                    // mu: messages from non-contacts dropped
+	pendingTotal  int
+	pendingDomain map[string]int
+	// For monitoring (stats.go), read without mu: a scrape must not wait
+	// for a commit.
+	statsMu         sync.Mutex             // guards limitHits and heldDecided
+	limitHits       map[string]int         // statsMu: requests over a limit, by limit
+	messagesDropped atomic.Int64           // messages from non-contacts dropped
+	heldNow         atomic.Int64           // pendingTotal, mirrored
 	autoReplied     map[itemKey]time.Time  // mu: when each contact last got an entity's auto_reply
 	bots            bots                   // mu: what the engine knows of the bots behind entities
 	sigMu           sync.Mutex             // guards signal
@@ -166,8 +170,8 @@ type Engine struct {
 	streams         atomic.Uint64          // streams attached so far
 
 	// For monitoring (stats.go).
-	decisions   decisionCounts           // mu: decisions on requests, by action and kind
-	heldDecided map[heldKey]uint64       // mu: held requests decided, by decision and interface
+	decisions   decisionCounts           // decisions on requests, by action and kind (atomics)
+	heldDecided map[heldKey]uint64       // statsMu: held requests decided, by decision and interface
 	outbox      []int64                  // the outbox rows' ids, oldest first; touched like delivered
 	outboxDepth atomic.Int64             // len(outbox), for Stats
 	onCommit    func(time.Duration, int) // Options.OnCommit
@@ -216,6 +220,19 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err := e.loadBots(ctx); err != nil {
 		return nil, err
 	}
+	// What the gauges say before the first stream: the held requests and
+	// the outbox as stored (Attach reads both again).
+	if err := e.countPending(ctx); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	rows, err := e.store.Outbox(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine: reading the outbox: %w", err)
+	}
+	for _, r := range rows {
+		e.outbox = append(e.outbox, r.ID)
+	}
+	e.outboxDepth.Store(int64(len(e.outbox)))
 	return e, nil
 }
 

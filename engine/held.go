@@ -93,7 +93,9 @@ func (e *Engine) DecideHeld(ctx context.Context, ids []int64, approve bool, acto
 		}
 		e.recount(ctx)
 	} else if len(decided) > 0 {
+		e.statsMu.Lock()
 		e.heldDecided[heldKey{approve, actor.Via}] += uint64(len(decided))
+		e.statsMu.Unlock()
 	}
 	return out
 }
@@ -116,6 +118,7 @@ func (e *Engine) countPending(ctx context.Context) error {
 		return err
 	}
 	e.pendingTotal = len(reqs)
+	e.heldNow.Store(int64(e.pendingTotal))
 	clear(e.pendingDomain)
 	for _, r := range reqs {
 		e.pendingDomain[domainOf(r.Contact)]++
@@ -126,6 +129,7 @@ func (e *Engine) countPending(ctx context.Context) error {
 // countHeld adds delta to the counts of held requests; e.mu is held.
 func (e *Engine) countHeld(contact string, delta int) {
 	e.pendingTotal += delta
+	e.heldNow.Store(int64(e.pendingTotal))
 	d := domainOf(contact)
 	if n := e.pendingDomain[d] + delta; n > 0 {
 		e.pendingDomain[d] = n
@@ -182,8 +186,8 @@ func (e *Engine) Held() int {
 
 // LimitHits returns how many requests went over each limit since start.
 func (e *Engine) LimitHits() map[string]int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.statsMu.Lock()
+	defer e.statsMu.Unlock()
 	return maps.Clone(e.limitHits)
 }
 

@@ -54,9 +54,9 @@ func (e *Engine) handleMessage(ctx context.Context, b *batch, x *in, h Handler) 
 			return
 		}
 		if it.Sub == "none" {
-			e.messagesDropped++
+			dropped := e.messagesDropped.Add(1)
 			e.log.Debug("message from a non-contact dropped", "entity", e.entityJID(a.Entity), "from", el.From,
-				"count", e.messagesDropped)
+				"count", dropped)
 			return
 		}
 	}
@@ -103,8 +103,4 @@ func (e *Engine) autoReplyDue(entity, contact string, now time.Time) bool {
 }
 
 // MessagesDropped returns how many messages from non-contacts were dropped.
-func (e *Engine) MessagesDropped() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.messagesDropped
-}
+func (e *Engine) MessagesDropped() int { return int(e.messagesDropped.Load()) }

@@ -292,6 +292,12 @@ func (e *Engine) landLocked() error {
 		e.inflight = nil
 		if f.err != nil && e.flightErr == nil {
 			e.flightErr = f.err
+			// The held requests it counted were not stored: count them
+			// from the store (the caps and the gauge), as after any failed
+			// commit.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			e.recount(ctx)
+			cancel()
 		}
 	}
 	return e.flightErr
@@ -409,7 +415,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 			e.log.Error("storing state failed; replies withheld", "err", err, "changes", len(b.changes))
 			return fmt.Errorf("engine: commit: %w", err)
 		}
-		if e.onCommit != nil {
+		if e.onCommit != nil && len(b.changes) > 0 {
 			e.onCommit(time.Since(start), len(b.changes))
 		}
 		e.outboxDeleted(e.delivered)

@@ -88,9 +88,12 @@ func (e *Engine) decide(b *batch, a stanza.Address) policy.Decision {
 // overLimit is the decision for a request over a limit: the configured
 // limit action, counted.
 func (e *Engine) overLimit(l *live, a stanza.Address, limit string) policy.Decision {
+	e.statsMu.Lock()
 	e.limitHits[limit]++
+	hits := e.limitHits[limit]
+	e.statsMu.Unlock()
 	e.log.Warn("request over a limit", "limit", limit, "entity", e.entityJID(a.Entity), "contact", a.Contact,
-		"action", string(l.Limits.Action), "count", e.limitHits[limit])
+		"action", string(l.Limits.Action), "count", hits)
 	return policy.Decision{Action: l.Limits.Action, Reason: "limit " + limit}
 }
 

@@ -3,15 +3,17 @@ package engine
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"rostergate/policy"
 	"rostergate/roster"
 )
 
-// What the engine counts for monitoring (Stats): plain fields guarded by mu
-// where the decision path already holds it, so that counting costs an
-// increment and allocates nothing; the outbox depth, kept by the batch in
-// flight, is mirrored in an atomic.
+// What the engine counts for monitoring (Stats): atomics, or maps behind a
+// lock of their own (statsMu), so that counting costs an increment and
+// allocates nothing, and reading never waits for the engine's mu (held
+// across commits); the outbox depth and the held count are mirrored in
+// atomics.
 
 // The rule kinds a decision is counted by: what decided it, without the
 // rule's number or the list's pattern (a pattern may be a JID).
@@ -33,7 +35,7 @@ var decisionKinds = [...]string{KindRule, KindDefault, KindUnknownEntity, KindDe
 var decisionActions = [...]policy.Action{policy.Accept, policy.Reject, policy.Review, policy.Drop}
 
 // decisionCounts counts decisions by action and kind.
-type decisionCounts [len(decisionActions)][len(decisionKinds)]uint64
+type decisionCounts [len(decisionActions)][len(decisionKinds)]atomic.Uint64
 
 // reasonKind returns the kind of what made a decision, from its reason
 // (policy.Decision.Reason, or the engine's own).
@@ -64,7 +66,7 @@ func (e *Engine) countDecision(a policy.Action, reason string) {
 	i := slices.Index(decisionActions[:], a)
 	j := slices.Index(decisionKinds[:], reasonKind(reason))
 	if i >= 0 && j >= 0 {
-		e.decisions[i][j]++
+		e.decisions[i][j].Add(1)
 	}
 }
 
@@ -127,15 +129,16 @@ type Stats struct {
 	OutboxDepth int
 }
 
-// Stats returns what the engine has counted. It waits only for a batch
-// being decided, not for one being committed.
+// Stats returns what the engine has counted. It never waits for a batch
+// or a commit (the counts are atomics, or behind a lock of their own): a
+// scrape answers while the store or the stream is stuck.
 func (e *Engine) Stats() Stats {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s := Stats{Held: e.pendingTotal, MessagesDropped: e.messagesDropped, LimitHits: map[string]int{}, OutboxDepth: int(e.outboxDepth.Load())}
+	e.statsMu.Lock()
+	defer e.statsMu.Unlock()
+	s := Stats{Held: int(e.heldNow.Load()), MessagesDropped: int(e.messagesDropped.Load()), LimitHits: map[string]int{}, OutboxDepth: int(e.outboxDepth.Load())}
 	for i, a := range decisionActions {
 		for j, k := range decisionKinds {
-			if n := e.decisions[i][j]; n > 0 || possible(a, k) {
+			if n := e.decisions[i][j].Load(); n > 0 || possible(a, k) {
 				s.Decisions = append(s.Decisions, Decisions{Action: a, Kind: k, N: n})
 			}
 		}

@@ -407,7 +407,7 @@ func (s *Server) metricsGuard(h http.Handler) http.Handler {
 			fail(w, http.StatusForbidden, "/metrics: the peer's address %q is not an IP address", r.RemoteAddr)
 			return
 		}
-		ip := ap.Addr().Unmap()
+		ip := ap.Addr().Unmap().WithZone("") // fe80::1%eth0 is fe80::1 to the list
 		if !slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ip) }) {
 			fail(w, http.StatusForbidden, "/metrics: %s is not in [http] metrics_allow", ip)
 			return

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -159,7 +160,7 @@ func (h *hooks) stopAll() {
 // not known to be taken.
 func (s *Server) deliver(ctx context.Context, w Webhook) {
 	cursorName := "webhook:" + w.Entity
-	log := s.hookLog.With("entity", s.svc.EntityJID(w.Entity), "webhook", w.URL)
+	log := s.hookLog.With("entity", s.svc.EntityJID(w.Entity), "webhook", redactURL(w.URL))
 	cursor, err := s.startCursor(ctx, w.Entity, cursorName)
 	for err != nil {
 		log.Error("reading the webhook's cursor", "err", err)
@@ -388,4 +389,20 @@ func (s *Server) post(ctx context.Context, w Webhook, ev store.BotEvent) error {
 			return nil
 		}
 	}
+}
+
+// redactURL is a webhook's URL as logs show it: without a password or a
+// query, which may carry a secret.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	if p.User != nil {
+		p.User = url.User(p.User.Username())
+	}
+	if p.RawQuery != "" {
+		p.RawQuery = "…"
+	}
+	return p.String()
 }

@@ -68,7 +68,7 @@ func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", "component.toml", "the configuration `file`")
 }
 
-func cmdRun(ctx context.Context, args []string, p proc) error {
+func cmdRun(ctx context.Context, args []string, p proc) (err error) {
 	stdout, stderr, getenv := p.stdout, p.stderr, p.getenv
 	fs := newFlags("run", "-config FILE", stderr)
 	path := configFlag(fs)
@@ -94,6 +94,14 @@ func cmdRun(ctx context.Context, args []string, p proc) error {
 		return err
 	}
 	logger := newLogger(stderr, flags.startLevel(cfg), flags.json(cfg))
+	// From here on, what ends the run is a log line like every other (a
+	// JSON object in JSON format), and main prints nothing more.
+	defer func() {
+		if err != nil {
+			logger.Error("stopped on an error", "err", err)
+			err = &loggedError{err}
+		}
+	}()
 	db, err := sqlite.Open(ctx, cfg.Storage.Path)
 	if err != nil {
 		return err

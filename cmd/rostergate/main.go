@@ -18,12 +18,19 @@ func main() {
 	err := run(ctx, os.Args[1:], proc{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 	stop()
 	if err != nil {
-		if !errors.Is(err, errUsage) {
+		var logged *loggedError
+		if !errors.Is(err, errUsage) && !errors.As(err, &logged) {
 			fmt.Fprintln(os.Stderr, "rostergate:", err)
 		}
 		os.Exit(exitCode(err))
 	}
 }
+
+// loggedError is an error the run has logged already.
+type loggedError struct{ err error }
+
+func (e *loggedError) Error() string { return e.err.Error() }
+func (e *loggedError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
 	if errors.Is(err, errUsage) {
