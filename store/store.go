@@ -84,6 +84,7 @@ type BotEvent struct {
 // Token is an HTTP API token. Only a hash of its secret is stored.
 type Token struct {
 	ID       int64
+	Hash     []byte   // SHA-256 of the secret (an export carries it, so that tokens keep working)
 	Entities []string // the localparts it may act for
 	Admin    bool     // an admin's token: the admin API
 	Created  time.Time
@@ -286,8 +287,33 @@ type Web interface {
 	TrimWebKeys(ctx context.Context, now time.Time) (int64, error)
 }
 
+// ImportRecords are records of an export (rostergate export) to load into
+// a store as they are: with their ids and times.
+type ImportRecords struct {
+	Items    []roster.Item
+	Requests []roster.Request // each needs its item, imported before or with it
+	Lists    []ListEntry
+	Events   []roster.Event // the audit log, with their ids
+	Tokens   []Token        // with their hashes
+}
+
+// ListEntry is a pattern on the allow or deny list.
+type ListEntry struct {
+	List    string // "allow" or "deny"
+	Pattern string
+}
+
+// Importer loads exported records.
+type Importer interface {
+	// Import writes the records in one transaction, keeping their ids,
+	// times and states; a record whose key or id is stored already fails
+	// the whole call. Ids assigned later follow the highest imported.
+	Import(ctx context.Context, r ImportRecords) error
+}
+
 // Store is everything a running rostergate keeps.
 type Store interface {
+	Importer
 	Roster
 	Lists
 	Audit

@@ -56,6 +56,8 @@ Usage:
   rostergate token   create -config FILE -entity LOCAL | list -config FILE | revoke -config FILE ID
                                    the bots' HTTP API tokens (printed once, kept as a hash)
   rostergate backup  -config FILE -out FILE   a consistent copy of the database, while running
+  rostergate export  -config FILE -out FILE [-live]   rosters, held requests, lists, audit, tokens as JSON lines
+  rostergate import  -config FILE -in FILE    load an export into an empty store (docs/export.md)
   rostergate version               print the version
 
 Run 'rostergate COMMAND -h' for a command's flags.
@@ -96,6 +98,10 @@ func run(ctx context.Context, args []string, p proc) error {
 		return cmdBackup(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		return cmdAudit(ctx, args[1:], stdout, stderr, getenv)
+	case "export":
+		return cmdExport(ctx, args[1:], stdout, stderr, getenv)
+	case "import":
+		return cmdImport(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "rostergate", version)
 		return nil

@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	"config":            {"engine", "policy", "limits", "webhook"},
 	"httpapi":           {"engine", "gate", "limits", "roster", "store", "webhook"},
 	"webui":             {"gate", "limits", "roster", "store"},
+	"export":            {"roster", "store"},
 
 	"xmpp/adminui":   {"roster", "store", "xmpp/stanza"},
 	"xmpp/component": {"engine", "gate", "roster", "xmpp/stanza", "xmpp/adminui"},

@@ -80,6 +80,7 @@ func (*nopStore) Events(context.Context, time.Time, func(roster.Event) error) er
 func (*nopStore) AuditPage(context.Context, store.AuditQuery) ([]roster.Event, error) {
 	return nil, nil
 }
+func (*nopStore) Import(context.Context, store.ImportRecords) error { return nil }
 func (*nopStore) RequestDecision(context.Context, int64) (roster.Event, error) {
 	return roster.Event{}, store.ErrNotFound
 }

@@ -318,14 +318,14 @@ func ageCutoff(ctx context.Context, tx *sql.Tx, at int64) (int64, error) {
 	return l - 1, nil
 }
 
-const tokenColumns = `id, entities, admin, created, last_used, revoked`
+const tokenColumns = `id, hash, entities, admin, created, last_used, revoked`
 
 func scanToken(s scanner) (store.Token, error) {
 	var t store.Token
 	var ents string
 	var created int64
 	var used, revoked sql.NullInt64
-	if err := s.Scan(&t.ID, &ents, &t.Admin, &created, &used, &revoked); err != nil {
+	if err := s.Scan(&t.ID, &t.Hash, &ents, &t.Admin, &created, &used, &revoked); err != nil {
 		return t, err
 	}
 	if err := json.Unmarshal([]byte(ents), &t.Entities); err != nil {
@@ -362,7 +362,7 @@ func (db *DB) CreateToken(ctx context.Context, hash []byte, entities []string, a
 	if err != nil {
 		return store.Token{}, fmt.Errorf("sqlite: create token: %w", err)
 	}
-	return store.Token{ID: id, Entities: entities, Admin: admin, Created: fromMillis(millis(now))}, nil
+	return store.Token{ID: id, Hash: hash, Entities: entities, Admin: admin, Created: fromMillis(millis(now))}, nil
 }
 
 // TokenByHash returns the token with this hash.
