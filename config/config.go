@@ -68,7 +68,41 @@ type Component struct {
 
 // Storage is the [storage] table.
 type Storage struct {
-	Path string `toml:"path"` // SQLite file, relative to the config file
+	// Driver is "sqlite" (the default: one file, one machine) or
+	// "postgres" (one database several instances share).
+	Driver string `toml:"driver"`
+	Path   string `toml:"path"` // SQLite file, relative to the config file
+	// DSN is PostgreSQL's connection string (postgres://…), or DSNFile a
+	// file holding it (relative to the config file), or the environment
+	// variable DSNEnv; DSNSource says which, never the DSN.
+	DSN       string `toml:"dsn"`
+	DSNFile   string `toml:"dsn_file"`
+	DSNSource string `toml:"-"`
+}
+
+// Storage drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// DSNEnv is the environment variable that, when set, gives PostgreSQL's
+// connection string (and wins over dsn and dsn_file).
+const DSNEnv = "ROSTERGATE_DSN"
+
+// Redacted is the DSN without its password, for printing.
+func (s Storage) Redacted() string {
+	u, err := url.Parse(s.DSN)
+	if err != nil || u.Scheme == "" {
+		if strings.Contains(s.DSN, "password") {
+			return "(a connection string with a password)"
+		}
+		return s.DSN
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }
 
 // Entity is one [[entity]]: a JID at the domain whose roster rostergate owns.
@@ -370,10 +404,9 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 	if comp.Keepalive.Duration < time.Second {
 		return fmt.Errorf("[component] keepalive: %s is too short (at least 1s)", comp.Keepalive)
 	}
-	if c.Storage.Path == "" {
-		return errors.New("[storage] path: must not be empty")
+	if err := c.validateStorage(getenv); err != nil {
+		return err
 	}
-	c.Storage.Path = c.resolve(c.Storage.Path)
 
 	seen := map[string]int{}
 	for i := range c.Entities {
@@ -733,6 +766,53 @@ func (c *Config) validateLimits() error {
 	case policy.Drop, policy.Reject:
 	default:
 		return fmt.Errorf("[limits] action: unknown value %q (want drop or reject)", l.Action)
+	}
+	return nil
+}
+
+// validateStorage checks [storage] and reads PostgreSQL's DSN.
+func (c *Config) validateStorage(getenv func(string) string) error {
+	st := &c.Storage
+	switch st.Driver {
+	case "", DriverSQLite:
+		st.Driver = DriverSQLite
+		if st.DSN != "" || st.DSNFile != "" {
+			return errors.New(`[storage] dsn, dsn_file: only with driver = "postgres"`)
+		}
+		if st.Path == "" {
+			return errors.New("[storage] path: must not be empty")
+		}
+		st.Path = c.resolve(st.Path)
+		return nil
+	case DriverPostgres:
+	default:
+		return fmt.Errorf("[storage] driver: unknown value %q (want sqlite or postgres)", st.Driver)
+	}
+	if st.DSN != "" && st.DSNFile != "" {
+		return errors.New("[storage] dsn, dsn_file: set one, not both")
+	}
+	switch v := getenv(DSNEnv); {
+	case v != "":
+		st.DSN, st.DSNSource = v, "environment variable "+DSNEnv
+	case st.DSN != "":
+		st.DSNSource = "dsn"
+	case st.DSNFile != "":
+		p := c.resolve(st.DSNFile)
+		s, err := readSecretFile(p)
+		if err != nil {
+			return fmt.Errorf("[storage] dsn_file: %w", err)
+		}
+		st.DSN, st.DSNSource = s, "dsn_file "+p
+	default:
+		return fmt.Errorf(`[storage] dsn: required with driver = "postgres" (or dsn_file, or %s in the environment)`, DSNEnv)
+	}
+	if strings.HasPrefix(st.DSN, "postgres://") || strings.HasPrefix(st.DSN, "postgresql://") {
+		u, err := url.Parse(st.DSN)
+		if err != nil || u.Host == "" && u.Query().Get("host") == "" {
+			return fmt.Errorf("[storage] dsn (from %s): not a postgres:// URL with a host", st.DSNSource)
+		}
+	} else if !strings.Contains(st.DSN, "=") {
+		return fmt.Errorf("[storage] dsn (from %s): neither a postgres:// URL nor key=value pairs", st.DSNSource)
 	}
 	return nil
 }

@@ -429,3 +429,44 @@ func TestPolicyMessages(t *testing.T) {
 		})
 	}
 }
+
+// [storage]: SQLite by default; PostgreSQL's DSN from dsn, dsn_file or the
+// environment (which wins), never printed with its password.
+func TestStorage(t *testing.T) {
+	dir := t.TempDir()
+	base := "[component]\ndomain='b.example'\nserver='h:1'\nsecret='x'\n"
+	c, err := Parse([]byte(base), filepath.Join(dir, "c.toml"), noEnv)
+	if err != nil || c.Storage.Driver != DriverSQLite || c.Storage.Path != filepath.Join(dir, "rostergate.db") {
+		t.Fatalf("default: %+v, %v", c.Storage, err)
+	}
+	pg := base + "[storage]\ndriver='postgres'\ndsn='postgres://rg:pw@db.example:5432/rg?sslmode=require'\n"
+	c, err = Parse([]byte(pg), filepath.Join(dir, "c.toml"), noEnv)
+	if err != nil || c.Storage.DSNSource != "dsn" || c.Storage.Redacted() != "postgres://rg:xxxxx@db.example:5432/rg?sslmode=require" {
+		t.Fatalf("postgres: %+v, %v (redacted %q)", c.Storage, err, c.Storage.Redacted())
+	}
+	env := func(k string) string {
+		if k == DSNEnv {
+			return "host=db2.example user=rg password=pw"
+		}
+		return ""
+	}
+	c, err = Parse([]byte(pg), filepath.Join(dir, "c.toml"), env)
+	if err != nil || c.Storage.DSN != "host=db2.example user=rg password=pw" || c.Storage.DSNSource != "environment variable "+DSNEnv ||
+		strings.Contains(c.Storage.Redacted(), "pw") {
+		t.Fatalf("from the environment: %+v, %v", c.Storage, err)
+	}
+	f := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(f, []byte("postgres://rg@db.example/rg\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Parse([]byte(base+"[storage]\ndriver='postgres'\ndsn_file='dsn'\n"), filepath.Join(dir, "c.toml"), noEnv)
+	if err != nil || c.Storage.DSN != "postgres://rg@db.example/rg" || c.Storage.DSNSource != "dsn_file "+f {
+		t.Fatalf("dsn_file: %+v, %v", c.Storage, err)
+	}
+	if err := os.Chmod(f, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse([]byte(base+"[storage]\ndriver='postgres'\ndsn_file='dsn'\n"), filepath.Join(dir, "c.toml"), noEnv); err == nil || !strings.Contains(err.Error(), "readable by everyone") {
+		t.Errorf("a dsn_file everyone may read: %v", err)
+	}
+}

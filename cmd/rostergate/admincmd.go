@@ -19,6 +19,7 @@ import (
 	"rostergate/engine"
 	"rostergate/gate"
 	"rostergate/roster"
+	"rostergate/store"
 	"rostergate/store/sqlite"
 	"rostergate/xmpp/adminui"
 )
@@ -27,9 +28,36 @@ import (
 // component to carry out what it asked.
 const actionWait = 10 * time.Second
 
-// openDB opens the database of an existing installation: only the command
-// line names the concrete store.
+// openStore opens the store the config names: only the command line names
+// the concrete store. Unless create is set, a SQLite file must exist (a
+// command that reads an installation does not make an empty one).
+func openStore(ctx context.Context, cfg *config.Config, create bool) (store.Store, error) {
+	if cfg.Storage.Driver == config.DriverPostgres {
+		return nil, errors.New(`[storage] driver = "postgres": this build of rostergate has no PostgreSQL store yet`)
+	}
+	if !create {
+		if _, err := os.Stat(cfg.Storage.Path); err != nil {
+			return nil, fmt.Errorf("no database yet (has rostergate run?): %w", err)
+		}
+	}
+	return sqlite.Open(ctx, cfg.Storage.Path)
+}
+
+// storeName names the config's store for a person: the SQLite file, or
+// the PostgreSQL DSN without its password.
+func storeName(cfg *config.Config) string {
+	if cfg.Storage.Driver == config.DriverPostgres {
+		return "PostgreSQL " + cfg.Storage.Redacted() + " (from " + cfg.Storage.DSNSource + ")"
+	}
+	return cfg.Storage.Path
+}
+
+// openDB opens the SQLite database of an existing installation, for what
+// only SQLite does (backup).
 func openDB(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
+	if cfg.Storage.Driver != config.DriverSQLite {
+		return nil, errors.New(`backup copies a SQLite database; with [storage] driver = "postgres", use pg_dump (or rostergate export)`)
+	}
 	if _, err := os.Stat(cfg.Storage.Path); err != nil {
 		return nil, fmt.Errorf("no database yet (has rostergate run?): %w", err)
 	}
@@ -40,7 +68,7 @@ func openDB(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
 // installation, as a command-line process: acts are queued for the running
 // instance.
 func openService(ctx context.Context, cfg *config.Config) (*gate.Service, func(), error) {
-	db, err := openDB(ctx, cfg)
+	db, err := openStore(ctx, cfg, false)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -23,7 +23,6 @@ import (
 	"rostergate/metrics"
 	"rostergate/policy"
 	"rostergate/roster"
-	"rostergate/store/sqlite"
 	"rostergate/webhook"
 )
 
@@ -102,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, p proc) (err error) {
 			err = &loggedError{err}
 		}
 	}()
-	db, err := sqlite.Open(ctx, cfg.Storage.Path)
+	db, err := openStore(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
@@ -353,7 +352,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	c := cfg.Component
 	fmt.Fprintf(stdout, "%s: OK\n\n", cfg.Path)
 	fmt.Fprintf(stdout, "component  %s\nserver     %s\nsecret     set (from %s)\nresource   %s\nkeepalive  %s\nstorage    %s\n",
-		c.Domain, c.Server, c.SecretSource, c.Resource, c.Keepalive, cfg.Storage.Path)
+		c.Domain, c.Server, c.SecretSource, c.Resource, c.Keepalive, storeName(cfg))
 	if h := cfg.HTTP; h.Listen != "" {
 		scheme := "http"
 		if h.TLSCert != "" {

@@ -11,7 +11,6 @@ import (
 	"rostergate/config"
 	"rostergate/export"
 	"rostergate/store"
-	"rostergate/store/sqlite"
 )
 
 // cmdExport writes what the store holds to a file (docs/export.md).
@@ -32,7 +31,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg)
+	db, err := openStore(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
@@ -92,7 +91,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	db, err := sqlite.Open(ctx, cfg.Storage.Path)
+	db, err := openStore(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
@@ -110,6 +109,6 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "imported %s into %s, in %s\n", c, cfg.Storage.Path, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "imported %s into %s, in %s\n", c, storeName(cfg), time.Since(start).Round(time.Millisecond))
 	return nil
 }

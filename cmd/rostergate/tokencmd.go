@@ -13,7 +13,6 @@ import (
 	"rostergate/gate"
 	"rostergate/roster"
 	"rostergate/store"
-	"rostergate/store/sqlite"
 )
 
 // stringList is a flag that may be given several times.
@@ -91,7 +90,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	// A token may be made before rostergate first runs: the database is
 	// created if need be.
-	db, err := sqlite.Open(ctx, cfg.Storage.Path)
+	db, err := openStore(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
