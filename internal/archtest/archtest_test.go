@@ -41,6 +41,7 @@ var allowed = map[string][]string{
 	"metrics":           {"engine", "httpapi", "xmpp/component"},
 	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component"},
 	"internal/xmpptest": {},
+	"internal/pgtest":   {},
 	"examples/echo-bot": {"webhook"},
 	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/xmpptest", "policy", "roster", "store", "store/sqlite", "webhook", "xmpp/component"},
 }
