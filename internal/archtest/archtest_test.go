@@ -26,6 +26,7 @@ var allowed = map[string][]string{
 
 	"store":           {"roster"},
 	"store/sqlite":    {"roster", "store"},
+	"store/postgres":  {"roster", "store"},
 	"store/storetest": {"roster", "store"},
 
 	"engine":            {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza"},
