@@ -137,6 +137,14 @@ func open(ctx context.Context, dsn string, ms []migration) (*DB, error) {
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = defaultMaxConns
 	}
+	// A connection the server ended while it was idle in the pool (a
+	// terminated backend, a restart, a failover) has the server's last
+	// words, or its end, to read: such a one is pinged, so the pool drops
+	// it rather than failing the next statement with it. The others are
+	// pinged after a second idle, as pgxpool does by default.
+	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+		return p.IdleDuration > time.Second || unsolicited(p.Conn.PgConn().Conn())
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
