@@ -12,9 +12,10 @@ build:
 	$(GO) build -o echo-bot ./examples/echo-bot
 
 # Debian packages the integration tests and the demo need: Prosody and
-# ejabberd (the tests run on both), and Chromium (the web page's test drives
-# it headless). Runs apt-get (one update) only when
-# something is missing, and keeps apt from starting the system-wide services
+# ejabberd (the tests run on both), Chromium (the web page's test drives it
+# headless), and PostgreSQL (internal/pgtest runs servers of its own from its
+# binaries for the PostgreSQL store's tests). Runs apt-get (one update) only
+# when something is missing, and keeps apt from starting the system-wide services
 # with a policy-rc.d that exits 101 for the duration of the install (one that
 # was already there is put back afterwards).
 deps:
@@ -22,6 +23,7 @@ deps:
 	command -v prosody >/dev/null 2>&1 || missing="$$missing prosody lua-unbound"; \
 	command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || missing="$$missing ejabberd"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (Debian packages)"; \
 		rc=/usr/sbin/policy-rc.d; saved=""; \

@@ -26,6 +26,7 @@ var allowed = map[string][]string{
 
 	"store":           {"roster"},
 	"store/sqlite":    {"roster", "store"},
+	"store/postgres":  {"roster", "store"},
 	"store/storetest": {"roster", "store"},
 
 	"engine":            {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza"},
@@ -42,6 +43,7 @@ var allowed = map[string][]string{
 	"metrics":           {"engine", "httpapi", "xmpp/component"},
 	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component"},
 	"internal/xmpptest": {},
+	"internal/pgtest":   {},
 	"examples/echo-bot": {"webhook"},
 	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/xmpptest", "policy", "roster", "store", "store/sqlite", "webhook", "xmpp/component"},
 }
