@@ -20,6 +20,7 @@ import (
 	"rostergate/gate"
 	"rostergate/roster"
 	"rostergate/store"
+	"rostergate/store/postgres"
 	"rostergate/store/sqlite"
 	"rostergate/xmpp/adminui"
 )
@@ -33,7 +34,7 @@ const actionWait = 10 * time.Second
 // command that reads an installation does not make an empty one).
 func openStore(ctx context.Context, cfg *config.Config, create bool) (store.Store, error) {
 	if cfg.Storage.Driver == config.DriverPostgres {
-		return nil, errors.New(`[storage] driver = "postgres": this build of rostergate has no PostgreSQL store yet`)
+		return postgres.Open(ctx, cfg.Storage.DSN)
 	}
 	if !create {
 		if _, err := os.Stat(cfg.Storage.Path); err != nil {

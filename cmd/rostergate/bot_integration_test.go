@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"rostergate/internal/pgtest"
 	"rostergate/internal/xmpptest"
 	"rostergate/webhook"
 )
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 // child is `rostergate run` in a process of its own.

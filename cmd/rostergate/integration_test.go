@@ -35,7 +35,8 @@ type daemon struct {
 	log    *logBuffer
 	// hup is the daemon's reload signal: a reload sent on it reaches this
 	// daemon only. nil for a daemon that catches SIGHUP itself.
-	hup chan os.Signal
+	hup     chan os.Signal
+	stopped bool
 }
 
 // logBuffer is a daemon's log. It keeps what is written and wakes those
@@ -175,28 +176,43 @@ func startDaemonPolicy(t *testing.T, srv *xmpptest.Server, policy string) *daemo
 // until the test ends, reloading on hup (nil: on SIGHUP, as main has it).
 func startRun(t *testing.T, cfg string, hup chan os.Signal, flags ...string) *daemon {
 	t.Helper()
+	return startRunEnv(t, cfg, hup, noEnv, flags...)
+}
+
+// startRunEnv is startRun with an environment of its own.
+func startRunEnv(t *testing.T, cfg string, hup chan os.Signal, getenv func(string) string, flags ...string) *daemon {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{cfg: cfg, cancel: cancel, done: make(chan error, 1), log: &logBuffer{}, hup: hup}
-	p := proc{stdout: &bytes.Buffer{}, stderr: d.log, getenv: noEnv, hup: hup}
+	p := proc{stdout: &bytes.Buffer{}, stderr: d.log, getenv: getenv, hup: hup}
 	args := append([]string{"run", "-config", cfg}, flags...)
 	go func() { d.done <- run(ctx, args, p) }()
-	t.Cleanup(func() {
-		cancel()
-		timer := time.NewTimer(waitFor)
-		defer timer.Stop()
-		select {
-		case err := <-d.done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-timer.C:
-			t.Error("run did not stop")
-		}
-		if t.Failed() {
-			t.Logf("rostergate log:\n%s", d.log.String())
-		}
-	})
+	t.Cleanup(func() { d.stop(t) })
 	return d
+}
+
+// stop ends the daemon (as SIGTERM does) and waits for it, at most
+// waitFor; stopping it again does nothing.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
+	if d.stopped {
+		return
+	}
+	d.stopped = true
+	timer := time.NewTimer(waitFor)
+	defer timer.Stop()
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-timer.C:
+		t.Error("run did not stop")
+	}
+	if t.Failed() {
+		t.Logf("rostergate log:\n%s", d.log.String())
+	}
 }
 
 // waitHeld waits, at most waitFor, for the admin to be told that contact's

@@ -154,12 +154,12 @@ func (db *DB) TrimBotEvents(ctx context.Context, before time.Time, keep int) (in
 	return n, nil
 }
 
-const tokenColumns = `id, entities, admin, created, last_used, revoked`
+const tokenColumns = `id, hash, entities, admin, created, last_used, revoked`
 
 func scanToken(row pgx.Row) (store.Token, error) {
 	var t store.Token
 	var used, revoked pgtype.Timestamptz
-	if err := row.Scan(&t.ID, &t.Entities, &t.Admin, &t.Created, &used, &revoked); err != nil {
+	if err := row.Scan(&t.ID, &t.Hash, &t.Entities, &t.Admin, &t.Created, &used, &revoked); err != nil {
 		return t, err
 	}
 	t.Created = t.Created.UTC()
@@ -186,7 +186,7 @@ func (db *DB) CreateToken(ctx context.Context, hash []byte, entities []string, a
 		hash, entities, admin, now).Scan(&id); err != nil {
 		return store.Token{}, fmt.Errorf("postgres: create token: %w", err)
 	}
-	return store.Token{ID: id, Entities: entities, Admin: admin, Created: now}, nil
+	return store.Token{ID: id, Hash: hash, Entities: entities, Admin: admin, Created: now}, nil
 }
 
 // TokenByHash returns the token with this hash.
