@@ -311,6 +311,45 @@ type Importer interface {
 	Import(ctx context.Context, r ImportRecords) error
 }
 
+// ErrFenced is returned (wrapped) by a write of an instance that is no
+// longer the active one: another instance took over, and the write was not
+// made.
+var ErrFenced = errors.New("store: another instance is active now; nothing was written")
+
+// Instance describes a running rostergate sharing a store.
+type Instance struct {
+	ID      string    // unique per process: host, pid and start
+	Host    string    // the machine's name
+	PID     int       // its process id
+	Started time.Time // when the process started
+	Active  bool      // the active one (it holds the lead)
+	Since   time.Time // when it became active (zero for a standby)
+	Seen    time.Time // when it last said it runs
+}
+
+// Lease is the lead of an active instance. Lost is closed when the lead
+// is lost (the store session that held it ended, or could not be checked
+// within the lease's timeout): from then on the instance's writes fail with
+// ErrFenced, and it must stop acting at once. Release gives the lead up (a
+// standby takes over); calling it again does nothing.
+type Lease interface {
+	Lost() <-chan struct{}
+	Release()
+}
+
+// Leader is a store several running instances share (PostgreSQL): one of
+// them is active, the others stand by and take over when the active one
+// goes. A store that only one instance can use (SQLite) offers Hold only.
+type Leader interface {
+	// Lead waits until self is the active instance, or ctx ends. While it
+	// waits, self is listed as a standby. Once it returns, the store fences
+	// every write of an earlier active instance.
+	Lead(ctx context.Context, self Instance) (Lease, error)
+	// Instances returns the instances that said they run within the last
+	// minute, the active one first.
+	Instances(ctx context.Context) ([]Instance, error)
+}
+
 // Store is everything a running rostergate keeps.
 type Store interface {
 	Importer
