@@ -350,6 +350,7 @@ func (s *Service) IsEntity(local string) bool {
 
 // Readiness is what the readiness probe reports.
 type Readiness struct {
+	Role   string `json:"role"`   // "active": this instance serves (a standby answers for itself)
 	Stream string `json:"stream"` // "up" or why not
 	Store  string `json:"store"`  // "writable" or why not
 }
@@ -357,7 +358,7 @@ type Readiness struct {
 // Ready reports whether the running instance serves: its stream to the
 // server up, its store taking writes.
 func (s *Service) Ready(ctx context.Context) (Readiness, bool) {
-	r := Readiness{Stream: "up", Store: "writable"}
+	r := Readiness{Role: "active", Stream: "up", Store: "writable"}
 	ok := true
 	if s.eng == nil || !s.eng.Sync() {
 		r.Stream, ok = "not connected to the server", false

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -169,6 +171,37 @@ func TestWebBesideAPI(t *testing.T) {
 		resp.Body.Close()
 		if !strings.HasPrefix(string(b), want) {
 			t.Errorf("GET %s: %d %q, want %q…", path, resp.StatusCode, b, want)
+		}
+	}
+}
+
+// A standby's listener: live, not ready (saying who is active), its own
+// metrics to the allowed peers, 503 for the rest.
+func TestStandbyHandler(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "rostergate_active 0\n") })
+	h := httpapi.StandbyHandler(httpapi.StandbyOptions{
+		Active:       func(context.Context) string { return "db1:4242 (since 08:00)" },
+		Metrics:      metrics,
+		MetricsAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	})
+	for _, tc := range []struct {
+		path, remote string
+		status       int
+		want         string
+	}{
+		{"/livez", "127.0.0.1:1", 200, `{"live":true,"role":"standby"}`},
+		{"/readyz", "127.0.0.1:1", 503, `{"ready":false,"role":"standby","active":"db1:4242 (since 08:00)"}`},
+		{"/metrics", "127.0.0.1:1", 200, "rostergate_active 0"},
+		{"/metrics", "192.0.2.1:1", 403, "not in [http] metrics_allow"},
+		{"/api/v1/entities/helpdesk/roster", "127.0.0.1:1", 503, "this rostergate is a standby; the active one is db1:4242"},
+		{"/inbox", "127.0.0.1:1", 503, "standby"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", tc.path, nil)
+		req.RemoteAddr = tc.remote
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("GET %s from %s: %d %q, want %d %q", tc.path, tc.remote, rec.Code, rec.Body.String(), tc.status, tc.want)
 		}
 	}
 }

@@ -468,7 +468,7 @@ func TestProbes(t *testing.T) {
 	if status, body := f.call(t, "GET", "/livez", "", ""); status != 200 || body != `{"live":true}`+"\n" {
 		t.Errorf("livez: %d %s", status, body)
 	}
-	if status, body := f.call(t, "GET", "/readyz", "", ""); status != 200 || body != `{"ready":true,"stream":"up","store":"writable"}`+"\n" {
+	if status, body := f.call(t, "GET", "/readyz", "", ""); status != 200 || body != `{"ready":true,"role":"active","stream":"up","store":"writable"}`+"\n" {
 		t.Errorf("readyz: %d %s", status, body)
 	}
 	f.eng.Detach()

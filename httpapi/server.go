@@ -233,17 +233,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		return nil
 	}
-	ln, err := net.Listen("tcp", s.opts.Listen)
+	ln, err := listen(s.opts.Listen, s.opts.TLSCert, s.opts.TLSKey)
 	if err != nil {
-		return fmt.Errorf("httpapi: %w", err)
-	}
-	if s.opts.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(s.opts.TLSCert, s.opts.TLSKey)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("httpapi: %w", err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		return err
 	}
 	s.ln = ln
 	ctx, s.cancel = context.WithCancel(ctx)
@@ -281,6 +273,23 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.log.Info("HTTP API listening", "url", scheme+"://"+ln.Addr().String()+"/api/v1/", "webhooks", len(s.opts.Webhooks))
 	return nil
+}
+
+// listen listens at addr, with TLS when cert is set.
+func listen(addr, cert, key string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
+	if cert != "" {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("httpapi: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12})
+	}
+	return ln, nil
 }
 
 // Addr returns the address the server listens on, once started; nil
@@ -396,8 +405,15 @@ func (s *Server) SetMetricsAllow(allow []netip.Prefix) {
 // metricsGuard serves h to the peers MetricsAllow lets in: the address of
 // the connection, not a header a proxy may set.
 func (s *Server) metricsGuard(h http.Handler) http.Handler {
+	return MetricsGuard(func() []netip.Prefix { return *s.metricsAllow.Load() }, h)
+}
+
+// MetricsGuard serves h to the peers on the list allow returns ([http]
+// metrics_allow): the address of the connection, not a header a proxy may
+// set; 403 in JSON to the others, to everyone when the list is empty.
+func MetricsGuard(allowList func() []netip.Prefix, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		allow := *s.metricsAllow.Load()
+		allow := allowList()
 		if len(allow) == 0 {
 			fail(w, http.StatusForbidden, "/metrics is off: [http] metrics_allow is empty")
 			return

@@ -101,12 +101,37 @@ func New(version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
+	active := activeGauge()
+	active.Set(1)
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.commitSeconds, m.commitChanges, m.webhookLag, m.reloads, m.reloadOK, m.reloadTime, build,
+		m.commitSeconds, m.commitChanges, m.webhookLag, m.reloads, m.reloadOK, m.reloadTime, build, active,
 	)
 	return m
+}
+
+// activeGauge is rostergate_active: 1 for the instance that serves, 0 for a
+// standby (several instances sharing a PostgreSQL store).
+func activeGauge() prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "active",
+		Help: "1 for the active instance (connected to the server, deciding), 0 for a standby waiting to take over.",
+	})
+}
+
+// Standby returns what a standby instance serves at /metrics: rostergate_active
+// at 0, its version, and the Go and process collectors.
+func Standby(version string) http.Handler {
+	reg := prometheus.NewRegistry()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the version of rostergate running.",
+		ConstLabels: prometheus.Labels{"version": version},
+	})
+	build.Set(1)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), build, activeGauge())
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
 }
 
 // ObserveCommit records one commit of state: engine.Options.OnCommit.

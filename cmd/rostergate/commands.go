@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"rostergate/store"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -106,18 +108,66 @@ func cmdRun(ctx context.Context, args []string, p proc) (err error) {
 		return err
 	}
 	defer db.Close()
+	rl := &reloader{life: ctx, path: *path, cur: cfg, log: logger, baseLevel: flags.baseLevel(), getenv: getenv}
+	hup := p.hup
+	if hup == nil {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGHUP)
+		defer signal.Stop(sig)
+		hup = sig
+	}
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	reloaded := make(chan struct{})
+	started := false
+	// start logs "starting" once SIGHUP is caught (from "starting" on,
+	// SIGHUP reloads), and starts reloading: once the instance is made, or
+	// at once for a standby.
+	start := func() {
+		if started {
+			return
+		}
+		started = true
+		logger.Info("starting", "version", version, "domain", cfg.Component.Domain, "server", cfg.Component.Server,
+			"entities", len(cfg.Entities), "rules", len(cfg.Policy.Rules), "admins", len(cfg.Admin.JIDs), "db", storeName(cfg))
+		go func() {
+			defer close(reloaded)
+			reloadOnHUP(reloadCtx, hup, rl)
+		}()
+	}
+	// No reload outlives run, nor reaches the database once it is closed.
+	defer func() {
+		stopReload()
+		if started {
+			<-reloaded
+		}
+	}()
+	if leader, ok := db.(store.Leader); ok {
+		start()
+		return runShared(ctx, leader, db, rl)
+	}
 	release, err := db.Hold(ctx)
 	if err != nil {
 		return err
 	}
 	defer release()
+	if err := runTerm(ctx, db, rl, start); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// runTerm runs rostergate as the active instance until ctx ends: the
+// engine over the store, the stream to the server, the HTTP side, with the
+// config in force (rl's, which a reload while standing by may have
+// changed).
+func runTerm(ctx context.Context, db store.Store, rl *reloader, ready func()) error {
+	cfg := rl.config()
 	httpOpts, err := httpOptions(cfg)
 	if err != nil {
 		return err
 	}
-	// POST /-/reload does what SIGHUP does; the instance it reloads is made
-	// below.
-	var rl *reloader
+	// POST /-/reload does what SIGHUP does.
 	httpOpts.Reload = func(ctx context.Context) error { return rl.reload(ctx, metrics.ViaHTTP) }
 	inst, err := instance.New(ctx, instance.Config{
 		Domain:         cfg.Component.Domain,
@@ -129,41 +179,96 @@ func cmdRun(ctx context.Context, args []string, p proc) (err error) {
 		Version:        version,
 		Store:          db,
 		Settings:       cfg.Settings(),
-		Logger:         logger,
+		Logger:         rl.log,
 		HTTP:           httpOpts,
 		WebURL:         cfg.HTTP.WebURL,
 		Web:            gate.Web{LoginTTL: cfg.HTTP.LoginTTL.Duration, Idle: cfg.HTTP.SessionIdle.Duration, MaxSession: cfg.HTTP.SessionMax.Duration},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
-	rl = &reloader{life: ctx, path: *path, cur: cfg, inst: inst, log: logger, baseLevel: flags.baseLevel(), getenv: getenv}
-	hup := p.hup
-	if hup == nil {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGHUP)
-		defer signal.Stop(sig)
-		hup = sig
+	rl.attach(ctx, inst)
+	defer rl.attach(nil, nil)
+	ready()
+	return inst.Run(ctx)
+}
+
+// runShared runs one of several instances sharing the store: it stands by
+// until it leads, then runs as the active instance until it stops or loses
+// the lead (another instance may be active from that instant: it stops at
+// once, and stands by again).
+func runShared(ctx context.Context, leader store.Leader, db store.Store, rl *reloader) error {
+	host, _ := os.Hostname()
+	started := time.Now()
+	self := store.Instance{ID: fmt.Sprintf("%s:%d:%d", host, os.Getpid(), started.UnixMilli()), Host: host, PID: os.Getpid(), Started: started}
+	log := rl.log
+	for {
+		sb, err := startStandby(ctx, leader, rl)
+		if err != nil {
+			return err
+		}
+		log.Info("standby: waiting to lead (another instance is active, or is being waited for)", "instance", self.ID)
+		lease, err := leader.Lead(ctx, self)
+		if sb != nil {
+			sb.Close()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("stopped")
+				return nil
+			}
+			return err
+		}
+		log.Info("active: this instance leads", "instance", self.ID)
+		term, cancel := context.WithCancel(ctx)
+		lost := make(chan struct{})
+		go func() {
+			select {
+			case <-lease.Lost():
+				log.Error("lost the lead (the store session ended or went silent): stopping at once; another instance may be active", "instance", self.ID)
+				close(lost)
+				cancel()
+			case <-term.Done():
+			}
+		}()
+		err = runTerm(term, db, rl, func() {})
+		cancel()
+		lease.Release()
+		select {
+		case <-lost:
+			continue // stand by again
+		default:
+		}
+		if err != nil {
+			return err
+		}
+		log.Info("stopped")
+		return nil
 	}
-	// Logged once SIGHUP is caught: from "starting" on, SIGHUP reloads.
-	logger.Info("starting", "version", version, "domain", cfg.Component.Domain, "server", cfg.Component.Server,
-		"entities", len(cfg.Entities), "rules", len(cfg.Policy.Rules), "admins", len(cfg.Admin.JIDs), "db", cfg.Storage.Path)
-	reloadCtx, stopReload := context.WithCancel(ctx)
-	reloaded := make(chan struct{})
-	go func() {
-		defer close(reloaded)
-		reloadOnHUP(reloadCtx, hup, rl)
-	}()
-	// No reload outlives run, nor reaches the database once it is closed.
-	defer func() {
-		stopReload()
-		<-reloaded
-	}()
-	if err := inst.Run(ctx); err != nil {
-		return err
+}
+
+// startStandby serves the standby's answers on the HTTP listener, if there
+// is one (nil otherwise).
+func startStandby(ctx context.Context, leader store.Leader, rl *reloader) (*httpapi.Standby, error) {
+	cfg := rl.config()
+	h := cfg.HTTP
+	if h.Listen == "" {
+		return nil, nil
 	}
-	logger.Info("stopped")
-	return nil
+	return httpapi.StartStandby(httpapi.StandbyOptions{
+		Listen: h.Listen, TLSCert: h.TLSCert, TLSKey: h.TLSKey,
+		Metrics: metrics.Standby(version), MetricsAllow: h.MetricsAllow, Logger: rl.log.Named("http"),
+		Active: func(ctx context.Context) string {
+			is, err := leader.Instances(ctx)
+			if err != nil || len(is) == 0 || !is[0].Active {
+				return ""
+			}
+			return fmt.Sprintf("%s (pid %d on %s, active since %s)", is[0].ID, is[0].PID, is[0].Host, is[0].Since.UTC().Format(time.RFC3339))
+		},
+	})
 }
 
 // reloader puts a re-read config in force, one reload at a time: on
@@ -174,8 +279,9 @@ type reloader struct {
 	// in a request's.
 	life context.Context
 	path string
-	cur  *config.Config
-	inst *instance.Instance
+	cur  *config.Config     // read at the start: what a restart-only change is compared with
+	next *config.Config     // the last one a reload put in force, for the next term; nil if none
+	inst *instance.Instance // nil while standing by
 	// log is the root logger: its level is the sub-loggers' too.
 	log hclog.Logger
 	// baseLevel is the level when the config sets no [log] level: the
@@ -191,6 +297,9 @@ func (r *reloader) reload(ctx context.Context, via string) (err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.log.Debug("reload: reading the config", "config", r.path, "via", via)
+	if r.inst == nil {
+		return r.reloadStandby(via)
+	}
 	defer func() { r.inst.Metrics.Reloaded(via, err) }()
 	cfg, err := config.Load(r.path, r.getenv)
 	var hooks []httpapi.Webhook
@@ -214,11 +323,56 @@ func (r *reloader) reload(ctx context.Context, via string) (err error) {
 		r.inst.HTTP.SetMetricsAllow(cfg.HTTP.MetricsAllow)
 	}
 	r.setLevel(cfg, via)
+	r.next = cfg
 	if r.cur.RestartNeeded(cfg) {
 		r.log.Warn("reload: changes to [component], [storage], max_stanza_bytes, [http] listen and TLS, and [log] format take effect at the next start")
 	}
 	r.log.Info("reload done", "config", r.path, "via", via)
 	return nil
+}
+
+// reloadStandby re-reads the config while no instance runs here (a
+// standby): it is checked, its log level put in force, and the next term
+// runs with it.
+func (r *reloader) reloadStandby(via string) error {
+	cfg, err := config.Load(r.path, r.getenv)
+	if err == nil {
+		_, err = webhooks(cfg)
+	}
+	if err != nil {
+		r.log.Error("reload refused; the config in force is kept", "err", err, "via", via)
+		return err
+	}
+	if cfg.Storage != r.cur.Storage {
+		r.log.Warn("reload: a change to [storage] takes effect at the next start")
+		cfg.Storage = r.cur.Storage
+	}
+	r.setLevel(cfg, via)
+	r.next = cfg
+	r.log.Info("reload done; the config is put in force when this instance leads", "config", r.path, "via", via)
+	return nil
+}
+
+// config returns the config the next term runs with: the last one a reload
+// put in force, else the one read at the start.
+func (r *reloader) config() *config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next != nil {
+		return r.next
+	}
+	return r.cur
+}
+
+// attach makes inst the instance reloads reach, its webhooks' deliveries
+// living in ctx; nil while standing by.
+func (r *reloader) attach(ctx context.Context, inst *instance.Instance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inst = inst
+	if ctx != nil {
+		r.life = ctx
+	}
 }
 
 // setLevel puts the log level of cfg in force: [log] level if the file

@@ -44,6 +44,7 @@ const usage = `rostergate: an XMPP subscription gatekeeper (XEP-0114 component, 
 Usage:
   rostergate run     -config FILE   connect to the server and serve
   rostergate check   -config FILE   validate the config, print entities and rules
+  rostergate status  -config FILE   which instance is active (PostgreSQL: since when, and the standbys)
   rostergate roster  -config FILE [-entity LOCAL]   print roster items
   rostergate pending -config FILE [list | approve ID… | reject ID…]
                                    held requests; approve or reject them (carried out by the running rostergate)
@@ -98,6 +99,8 @@ func run(ctx context.Context, args []string, p proc) error {
 		return cmdBackup(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		return cmdAudit(ctx, args[1:], stdout, stderr, getenv)
+	case "status":
+		return cmdStatus(ctx, args[1:], stdout, stderr, getenv)
 	case "export":
 		return cmdExport(ctx, args[1:], stdout, stderr, getenv)
 	case "import":
