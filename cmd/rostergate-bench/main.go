@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"rostergate/internal/bench"
+	"rostergate/internal/pgtest"
 )
 
 func main() {
@@ -33,7 +34,7 @@ func main() {
 
 // benchmarks are the benchmarks' names, in the order they run.
 func benchmarks() []string {
-	return []string{"stack", "durable", "latency", "prosody", "scale", "bots"}
+	return []string{"stack", "durable", "postgres", "latency", "prosody", "scale", "bots"}
 }
 
 type options struct {
@@ -155,6 +156,8 @@ type Report struct {
 	Stack    *bench.ThroughputStats `json:"stack,omitempty"`
 	Durable  *bench.ThroughputStats `json:"durable,omitempty"`
 	Ratio    float64                `json:"durable_to_stack,omitempty"`
+	Postgres *bench.ThroughputStats `json:"postgres,omitempty"`
+	PGRatio  float64                `json:"postgres_to_durable,omitempty"`
 	Latency  *bench.LatencyResult   `json:"latency,omitempty"`
 	Prosody  *bench.ProsodyResult   `json:"prosody,omitempty"`
 	Scale    []bench.ScaleResult    `json:"scale,omitempty"`
@@ -239,7 +242,7 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*Report, error) 
 	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "… "+format+"\n", a...) }
 
-	if want("stack") || want("durable") {
+	if want("stack") || want("durable") || want("postgres") {
 		var stores []string
 		if want("stack") {
 			stores = append(stores, "nop")
@@ -247,16 +250,33 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*Report, error) 
 		if want("durable") {
 			stores = append(stores, "durable")
 		}
-		progress("throughput: %d requests, %d runs of %s", o.decisions, o.repeat, strings.Join(stores, " and "))
+		var pg *pgtest.Server
+		if want("postgres") {
+			progress("postgres: starting a PostgreSQL on loopback (Debian's postgresql, fsync on)")
+			var err error
+			if pg, err = pgtest.StartServer(ctx); err != nil {
+				fail("postgres", err)
+			} else {
+				stores = append(stores, "postgres")
+				defer func() {
+					_ = pg.Stop()
+					_ = os.RemoveAll(pg.Dir)
+				}()
+			}
+		}
+		progress("throughput: %d requests, %d runs of %s", o.decisions, o.repeat, strings.Join(stores, ", "))
 		bctx, cancel := context.WithTimeout(ctx, o.timeout)
-		st, err := bench.ThroughputRuns(bctx, stores, dir, o.decisions, o.window, o.repeat)
+		st, err := bench.ThroughputRuns(bctx, stores, dir, o.decisions, o.window, o.repeat, pg)
 		cancel()
 		if err != nil {
 			fail("throughput", err)
 		}
-		rep.Stack, rep.Durable = st["nop"], st["durable"]
+		rep.Stack, rep.Durable, rep.Postgres = st["nop"], st["durable"], st["postgres"]
 		if rep.Stack != nil && rep.Durable != nil && rep.Stack.PerSecond > 0 {
 			rep.Ratio = round3(rep.Durable.PerSecond / rep.Stack.PerSecond)
+		}
+		if rep.Postgres != nil && rep.Durable != nil && rep.Durable.PerSecond > 0 {
+			rep.PGRatio = round3(rep.Postgres.PerSecond / rep.Durable.PerSecond)
 		}
 	}
 	if want("latency") {
@@ -343,6 +363,18 @@ func targets(rep *Report, scaleItems, scaleSmall int) []Target {
 			Got: thousands(rep.Durable.PerSecond) + "/s", Met: rep.Durable.PerSecond >= 20000,
 		})
 	}
+	if p := rep.Postgres; p != nil {
+		ts = append(ts, Target{
+			Name: "postgres rate", Want: "≥ 30,000 decisions/s",
+			Got: thousands(p.PerSecond) + "/s", Met: p.PerSecond >= 30000,
+		})
+		if rep.Durable != nil {
+			ts = append(ts, Target{
+				Name: "postgres vs SQLite", Want: "≥ 25% of SQLite's, same run",
+				Got: fmt.Sprintf("%.0f%%", rep.PGRatio*100), Met: rep.PGRatio >= 0.25,
+			})
+		}
+	}
 	if l := rep.Latency; l != nil {
 		ts = append(ts, Target{
 			Name: fmt.Sprintf("latency at %d/s", l.Rate), Want: "p99 ≤ 2 ms",
@@ -418,6 +450,10 @@ func printTable(w io.Writer, rep *Report) {
 	tp("2 durable (SQLite, defaults)", rep.Durable)
 	if rep.Ratio > 0 {
 		row("  durable / stack", fmt.Sprintf("%.0f%%", rep.Ratio*100), "same run")
+	}
+	tp("2b durable (PostgreSQL)", rep.Postgres)
+	if rep.PGRatio > 0 {
+		row("  PostgreSQL / SQLite", fmt.Sprintf("%.0f%%", rep.PGRatio*100), "same run")
 	}
 	if l := rep.Latency; l != nil {
 		row(fmt.Sprintf("3 latency at %d/s (durable)", l.Rate), fmt.Sprintf("p50 %.3f p99 %.3f ms", l.P50Ms, l.P99Ms),

@@ -45,7 +45,7 @@ var allowed = map[string][]string{
 	"internal/xmpptest": {},
 	"internal/pgtest":   {},
 	"examples/echo-bot": {"webhook"},
-	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/xmpptest", "policy", "roster", "store", "store/sqlite", "webhook", "xmpp/component"},
+	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/pgtest", "internal/xmpptest", "policy", "roster", "store", "store/postgres", "store/sqlite", "webhook", "xmpp/component"},
 }
 
 // driverFree are the packages that must not link a store driver, even

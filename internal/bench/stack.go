@@ -12,15 +12,18 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"rostergate/engine"
 	"rostergate/internal/instance"
+	"rostergate/internal/pgtest"
 	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store"
+	"rostergate/store/postgres"
 	"rostergate/store/sqlite"
 	"rostergate/xmpp/component"
 )
@@ -360,6 +363,13 @@ func openStore(ctx context.Context, store string) (*batchStore, func(), error) {
 	if store == "nop" {
 		return &batchStore{Store: &nopStore{}}, func() {}, nil
 	}
+	if dsn, ok := strings.CutPrefix(store, "postgres:"); ok {
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bench: %w", err)
+		}
+		return &batchStore{Store: db}, func() { _ = db.Close() }, nil
+	}
 	db, err := sqlite.Open(ctx, store)
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench: %w", err)
@@ -476,21 +486,35 @@ type ThroughputStats struct {
 	Runs      []ThroughputResult `json:"runs"`
 }
 
-// ThroughputRuns runs Throughput repeat times for each of stores ("nop", or
-// "durable" for a new database file in dir each time), alternating between
-// them so that both see the same machine, and returns the median of each
-// (for an even count, the upper of the two middle runs). If a run fails it
-// returns the error and no figures.
-func ThroughputRuns(ctx context.Context, stores []string, dir string, n, window, repeat int) (map[string]*ThroughputStats, error) {
+// ThroughputRuns runs Throughput repeat times for each of stores ("nop",
+// "durable" for a new database file in dir each time, or "postgres" for a
+// new database on pg each time), alternating between them so that all see
+// the same machine, and returns the median of each (for an even count, the
+// upper of the two middle runs). If a run fails it returns the error and no
+// figures.
+func ThroughputRuns(ctx context.Context, stores []string, dir string, n, window, repeat int, pg *pgtest.Server) (map[string]*ThroughputStats, error) {
 	out := map[string]*ThroughputStats{}
 	for i := range repeat {
 		for _, s := range stores {
 			path := s
-			if s != "nop" {
+			switch s {
+			case "nop":
+			case "postgres":
+				if pg == nil {
+					return nil, errors.New("bench: no PostgreSQL for the postgres runs")
+				}
+				name := fmt.Sprintf("bench_%d", i)
+				dsn, err := pg.CreateDatabase(ctx, name)
+				if err != nil {
+					return nil, err
+				}
+				defer func() { _ = pg.DropDatabase(context.WithoutCancel(ctx), name) }()
+				path = "postgres:" + dsn
+			default:
 				path = filepath.Join(dir, fmt.Sprintf("%s-%d.db", s, i))
 			}
 			r, err := Throughput(ctx, path, n, window)
-			if s != "nop" {
+			if s != "nop" && s != "postgres" {
 				// Tens of MB each: gone before the next run, so that its
 				// writeback does not stall the next run's fsyncs.
 				removeDB(path)

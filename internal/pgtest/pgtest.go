@@ -123,6 +123,27 @@ func StartPrivate(t testing.TB) *Server {
 	return s
 }
 
+// StartServer starts a PostgreSQL outside a test (the benchmarks): the
+// caller stops it (Stop) and removes its directory (Dir).
+func StartServer(ctx context.Context) (*Server, error) { return startServer(ctx) }
+
+// CreateDatabase creates an empty database name on s and returns its DSN;
+// DropDatabase drops it (its connections closed by force).
+func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error) {
+	if err := s.admin(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	return s.DSN(name), nil
+}
+
+// DropDatabase drops a database made with CreateDatabase.
+func (s *Server) DropDatabase(ctx context.Context, name string) error {
+	if err := s.admin(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("pgtest: drop database %s: %w", name, err)
+	}
+	return nil
+}
+
 func orSkip(t testing.TB, err error) {
 	t.Helper()
 	switch {
