@@ -191,7 +191,7 @@ func runTerm(ctx context.Context, db store.Store, rl *reloader, ready func()) er
 		return err
 	}
 	rl.attach(ctx, inst)
-	defer rl.attach(nil, nil)
+	defer rl.detach()
 	ready()
 	return inst.Run(ctx)
 }
@@ -365,14 +365,18 @@ func (r *reloader) config() *config.Config {
 }
 
 // attach makes inst the instance reloads reach, its webhooks' deliveries
-// living in ctx; nil while standing by.
+// living in ctx.
 func (r *reloader) attach(ctx context.Context, inst *instance.Instance) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.inst = inst
-	if ctx != nil {
-		r.life = ctx
-	}
+	r.inst, r.life = inst, ctx
+}
+
+// detach leaves reloads to the config alone: the instance stopped.
+func (r *reloader) detach() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inst = nil
 }
 
 // setLevel puts the log level of cfg in force: [log] level if the file
