@@ -150,6 +150,9 @@ func (db *DB) EditList(ctx context.Context, list, pattern string, add bool, ev *
 		return false, fmt.Errorf("postgres: edit list: %w", err)
 	}
 	defer rollback(ctx, tx)
+	if err := db.checkTx(ctx, tx); err != nil {
+		return false, fmt.Errorf("postgres: edit list: %w", err)
+	}
 	var tag pgconn.CommandTag
 	if add {
 		actor := ""
@@ -189,8 +192,10 @@ func (db *DB) EditList(ctx context.Context, list, pattern string, add bool, ev *
 // QueueAction records an act for the running instance to carry out.
 func (db *DB) QueueAction(ctx context.Context, actor, kind, request string) (int64, error) {
 	var id int64
-	if err := db.pool.QueryRow(ctx, `INSERT INTO actions (created, actor, kind, request) VALUES ($1, $2, $3, $4) RETURNING id`,
-		ms(time.Now()), actor, kind, request).Scan(&id); err != nil {
+	if err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO actions (created, actor, kind, request) VALUES ($1, $2, $3, $4) RETURNING id`,
+			ms(time.Now()), actor, kind, request).QueryRow(func(row pgx.Row) error { return row.Scan(&id) })
+	}); err != nil {
 		return 0, fmt.Errorf("postgres: queue action: %w", err)
 	}
 	return id, nil
@@ -216,8 +221,9 @@ func (db *DB) WaitingActions(ctx context.Context) ([]store.Action, error) {
 
 // FinishAction marks an act carried out, with what came of it.
 func (db *DB) FinishAction(ctx context.Context, id int64, result string) error {
-	if _, err := db.pool.Exec(ctx, `UPDATE actions SET done = $1, result = $2 WHERE id = $3 AND done IS NULL`,
-		ms(time.Now()), result, id); err != nil {
+	if err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`UPDATE actions SET done = $1, result = $2 WHERE id = $3 AND done IS NULL`, ms(time.Now()), result, id)
+	}); err != nil {
 		return fmt.Errorf("postgres: finish action %d: %w", id, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"rostergate/store"
@@ -138,7 +139,8 @@ func (db *DB) LastBotEvent(ctx context.Context, entity string) (int64, error) {
 // and notes per entity the highest id deleted, in one statement.
 func (db *DB) TrimBotEvents(ctx context.Context, before time.Time, keep int) (int64, error) {
 	var n int64
-	err := db.pool.QueryRow(ctx, `WITH gone AS (
+	err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`WITH gone AS (
 			DELETE FROM bot_events WHERE at < $1 OR ($2 > 0 AND id IN (
 				SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY entity ORDER BY id DESC) AS newer FROM bot_events) r
 				WHERE newer > $2))
@@ -147,7 +149,8 @@ func (db *DB) TrimBotEvents(ctx context.Context, before time.Time, keep int) (in
 			INSERT INTO bot_event_trims (entity, through) SELECT entity, max(id) FROM gone GROUP BY entity
 			ON CONFLICT (entity) DO UPDATE SET through = greatest(bot_event_trims.through, excluded.through)
 		)
-		SELECT count(*) FROM gone`, ms(before), keep).Scan(&n)
+		SELECT count(*) FROM gone`, ms(before), keep).QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
+	})
 	if err != nil {
 		return 0, fmt.Errorf("postgres: trim bot events: %w", err)
 	}
@@ -182,8 +185,10 @@ func (db *DB) CreateToken(ctx context.Context, hash []byte, entities []string, a
 	}
 	now := ms(time.Now())
 	var id int64
-	if err := db.pool.QueryRow(ctx, `INSERT INTO tokens (hash, entities, admin, created) VALUES ($1, $2, $3, $4) RETURNING id`,
-		hash, entities, admin, now).Scan(&id); err != nil {
+	if err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO tokens (hash, entities, admin, created) VALUES ($1, $2, $3, $4) RETURNING id`,
+			hash, entities, admin, now).QueryRow(func(row pgx.Row) error { return row.Scan(&id) })
+	}); err != nil {
 		return store.Token{}, fmt.Errorf("postgres: create token: %w", err)
 	}
 	return store.Token{ID: id, Hash: hash, Entities: entities, Admin: admin, Created: now}, nil
@@ -216,7 +221,11 @@ func (db *DB) Tokens(ctx context.Context) ([]store.Token, error) {
 
 // RevokeToken revokes a token (again: a no-op).
 func (db *DB) RevokeToken(ctx context.Context, id int64) error {
-	tag, err := db.pool.Exec(ctx, `UPDATE tokens SET revoked = coalesce(revoked, $1) WHERE id = $2`, ms(time.Now()), id)
+	var tag pgconn.CommandTag
+	err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`UPDATE tokens SET revoked = coalesce(revoked, $1) WHERE id = $2`, ms(time.Now()), id).
+			Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	})
 	if err != nil {
 		return fmt.Errorf("postgres: revoke token: %w", err)
 	}
@@ -228,9 +237,11 @@ func (db *DB) RevokeToken(ctx context.Context, id int64) error {
 
 // TokenUsed records that token id was used for entity, in one statement.
 func (db *DB) TokenUsed(ctx context.Context, id int64, entity string, at time.Time) error {
-	if _, err := db.pool.Exec(ctx, `WITH used AS (UPDATE tokens SET last_used = $1 WHERE id = $2 RETURNING id)
+	if err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`WITH used AS (UPDATE tokens SET last_used = $1 WHERE id = $2 RETURNING id)
 		INSERT INTO bot_entities (entity, token, since) SELECT $3, id, $1 FROM used ON CONFLICT DO NOTHING`,
-		ms(at), id, entity); err != nil {
+			ms(at), id, entity)
+	}); err != nil {
 		return fmt.Errorf("postgres: token used: %w", err)
 	}
 	return nil
@@ -276,10 +287,13 @@ func (db *DB) SetCursor(ctx context.Context, name string, id int64) error {
 	}
 	defer rollback(ctx, tx)
 	var batch pgx.Batch
+	if err := db.queueCheck(&batch); err != nil {
+		return fmt.Errorf("postgres: cursor %q: %w", name, err)
+	}
 	batch.Queue(`SET LOCAL synchronous_commit = off`)
 	batch.Queue(`INSERT INTO cursors (name, id) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET id = excluded.id`, name, id)
 	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-		return fmt.Errorf("postgres: cursor %q: %w", name, err)
+		return fmt.Errorf("postgres: cursor %q: %w", name, fenceErr(err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: cursor %q: %w", name, err)
@@ -289,7 +303,7 @@ func (db *DB) SetCursor(ctx context.Context, name string, id int64) error {
 
 // DeleteCursor forgets a consumer's cursor.
 func (db *DB) DeleteCursor(ctx context.Context, name string) error {
-	if _, err := db.pool.Exec(ctx, `DELETE FROM cursors WHERE name = $1`, name); err != nil {
+	if err := db.write(ctx, func(b *pgx.Batch) { b.Queue(`DELETE FROM cursors WHERE name = $1`, name) }); err != nil {
 		return fmt.Errorf("postgres: cursor %q: %w", name, err)
 	}
 	return nil
@@ -320,14 +334,15 @@ func (db *DB) Presences(ctx context.Context) (map[string]store.Presence, error) 
 // SetPresence stores the presence a bot set for entity, or with nil
 // forgets it.
 func (db *DB) SetPresence(ctx context.Context, entity string, p *store.Presence) error {
-	var err error
-	if p == nil {
-		_, err = db.pool.Exec(ctx, `DELETE FROM entity_presence WHERE entity = $1`, entity)
-	} else {
-		_, err = db.pool.Exec(ctx, `INSERT INTO entity_presence (entity, show, status, updated) VALUES ($1, $2, $3, $4)
+	err := db.write(ctx, func(b *pgx.Batch) {
+		if p == nil {
+			b.Queue(`DELETE FROM entity_presence WHERE entity = $1`, entity)
+		} else {
+			b.Queue(`INSERT INTO entity_presence (entity, show, status, updated) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (entity) DO UPDATE SET show = excluded.show, status = excluded.status, updated = excluded.updated`,
-			entity, p.Show, p.Status, ms(time.Now()))
-	}
+				entity, p.Show, p.Status, ms(time.Now()))
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("postgres: set presence: %w", err)
 	}

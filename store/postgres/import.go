@@ -15,6 +15,9 @@ import (
 // highest id stored.
 func (db *DB) Import(ctx context.Context, r store.ImportRecords) error {
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := db.checkTx(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, lockWrites, writeLockKey); err != nil {
 			return err
 		}

@@ -26,6 +26,15 @@
 // advisory lock on a connection of its own, released with it: when the
 // holder's process dies or its connection is cut, PostgreSQL lets go.
 //
+// Several running instances share one database through [DB.Lead]: one is
+// active (it holds the same lock as Hold, on a session the server ends
+// once idle for the lease's timeout, Options.LeaseTimeout), the others
+// wait for it; every write of an instance that has led is fenced by the
+// epoch of its lead, checked in the write's own transaction (lead.go).
+// Every connection's transactions are ended by the server once idle for
+// the lease's timeout (idle_in_transaction_session_timeout, unless the
+// DSN sets it).
+//
 // The DSN is pgx's (a URL or key=value pairs) and takes pgxpool's
 // pool_max_conns; the default here is 16 connections, so that an Items
 // callback that itself reads does not wait for a connection forever.
@@ -42,6 +51,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,10 +87,36 @@ func (e notFound) Unwrap() error { return store.ErrNotFound }
 // use.
 type DB struct {
 	pool *pgxpool.Pool
+	opts Options
 
-	mu   sync.Mutex
-	held *pgx.Conn // the connection holding the Hold lock, if any
+	mu      sync.Mutex
+	held    *pgx.Conn // the connection holding the Hold lock, if any
+	leading bool      // a Lead waits, or its lease is held
+	lease   *lease    // the lease Lead returned, until released or lost
+
+	// fence is what this DB's writes check (see lead.go): 0 if it never
+	// led (nothing), the epoch of its lease while it holds one, minus that
+	// epoch once the lease is lost or released (refused without asking).
+	fence atomic.Int64
+	// leaseEnd is when the lease runs out unless a ping renews it (mono;
+	// 0 without a lease): writes after it are refused.
+	leaseEnd atomic.Int64
+	// serverFenceOnly, in tests, leaves the fencing to the server's check
+	// alone.
+	serverFenceOnly bool
 }
+
+// Options tune a DB; the zero value is Open's defaults.
+type Options struct {
+	// LeaseTimeout bounds how long an active instance that stops answering
+	// (paused, cut off, its host gone) keeps the lead (see DB.Lead), and
+	// how long any transaction of this DB may sit idle before the server
+	// ends its session. Default 3 s.
+	LeaseTimeout time.Duration
+}
+
+// DefaultLeaseTimeout is Options.LeaseTimeout's default.
+const DefaultLeaseTimeout = 3 * time.Second
 
 // migration is one embedded schema step; applying it takes the schema from
 // version-1 to version.
@@ -122,20 +158,43 @@ func parseMigrations(fsys fs.FS, dir string) ([]migration, error) {
 // Open connects to the database of dsn and brings its schema up to date.
 // A schema newer than this code knows is refused.
 func Open(ctx context.Context, dsn string) (*DB, error) {
+	return OpenOptions(ctx, dsn, Options{})
+}
+
+// OpenOptions is Open with options.
+func OpenOptions(ctx context.Context, dsn string, o Options) (*DB, error) {
 	ms, err := parseMigrations(migrationFS, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	return open(ctx, dsn, ms)
+	return openOptions(ctx, dsn, ms, o)
 }
 
 func open(ctx context.Context, dsn string, ms []migration) (*DB, error) {
+	return openOptions(ctx, dsn, ms, Options{})
+}
+
+func openOptions(ctx context.Context, dsn string, ms []migration, o Options) (*DB, error) {
+	if o.LeaseTimeout == 0 {
+		o.LeaseTimeout = DefaultLeaseTimeout
+	}
+	if o.LeaseTimeout < 100*time.Millisecond {
+		return nil, fmt.Errorf("postgres: open: lease timeout %v is under 100ms", o.LeaseTimeout)
+	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = defaultMaxConns
+	}
+	// A transaction left open by a process that stopped (paused, cut off)
+	// would keep its locks, and with them a new active instance's start
+	// (the bump of the lead waits for the old one's writes) and every
+	// writer: the server ends such a session once idle in a transaction
+	// for the lease's timeout, unless the DSN says otherwise.
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(o.LeaseTimeout.Milliseconds(), 10)
 	}
 	// A connection the server ended while it was idle in the pool (a
 	// terminated backend, a restart, a failover) has the server's last
@@ -149,7 +208,7 @@ func open(ctx context.Context, dsn string, ms []migration) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	db := &DB{pool: pool}
+	db := &DB{pool: pool, opts: o}
 	if err := db.migrate(ctx, ms); err != nil {
 		pool.Close()
 		return nil, err
@@ -217,12 +276,15 @@ func rollback(ctx context.Context, tx pgx.Tx) {
 	_ = tx.Rollback(ctx)
 }
 
-// Close releases a Hold still held and closes the pool.
+// Close releases a lease or a Hold still held and closes the pool.
 func (db *DB) Close() error {
 	db.mu.Lock()
-	c := db.held
+	c, l := db.held, db.lease
 	db.held = nil
 	db.mu.Unlock()
+	if l != nil {
+		l.Release()
+	}
 	var err error
 	if c != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
@@ -327,6 +389,7 @@ func (db *DB) Check(ctx context.Context) error {
 		{"items that should not be stored (empty, or pending_since without pending_in)", `SELECT count(*) FROM items
 			WHERE (sub = 'none' AND NOT pending_out AND NOT pending_in AND NOT approved) OR (pending_since IS NOT NULL AND NOT pending_in)`},
 		{"bot entities of no token", `SELECT count(*) FROM bot_entities b WHERE NOT EXISTS (SELECT 1 FROM tokens t WHERE t.id = b.token)`},
+		{"lead rows missing (the table lead keeps one)", `SELECT 1 - count(*) FROM lead WHERE id = 1`},
 	} {
 		var n int64
 		if err := db.pool.QueryRow(ctx, c.sql).Scan(&n); err != nil {

@@ -71,6 +71,9 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 	}
 
 	var batch pgx.Batch
+	if err := db.queueCheck(&batch); err != nil {
+		return 0, fmt.Errorf("postgres: commit: %w", err)
+	}
 	audit, nAudit := auditArrays(changes, now)
 	if nAudit > 0 || len(b.BotEvents) > 0 {
 		batch.Queue(lockWrites, writeLockKey)
@@ -152,7 +155,7 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 	}
 	defer rollback(ctx, tx)
 	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-		return 0, fmt.Errorf("postgres: commit: %w", err)
+		return 0, fmt.Errorf("postgres: commit: %w", fenceErr(err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("postgres: commit: %w", err)
@@ -504,7 +507,7 @@ func (db *DB) Outbox(ctx context.Context) ([]store.Outgoing, error) {
 
 // Delivered deletes the outbox rows with ids up to id.
 func (db *DB) Delivered(ctx context.Context, id int64) error {
-	if _, err := db.pool.Exec(ctx, deleteOutbox, id); err != nil {
+	if err := db.write(ctx, func(b *pgx.Batch) { b.Queue(deleteOutbox, id) }); err != nil {
 		return fmt.Errorf("postgres: delivered: %w", err)
 	}
 	return nil

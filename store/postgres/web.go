@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"rostergate/store"
 )
@@ -23,8 +24,10 @@ func (db *DB) CreateWebKey(ctx context.Context, k store.WebKey) error {
 	if until.IsZero() || until.Before(k.Expires) {
 		until = k.Expires
 	}
-	if _, err := db.pool.Exec(ctx, `INSERT INTO web_keys (hash, kind, jid, created, expires, until) VALUES ($1, $2, $3, $4, $5, $6)`,
-		k.Hash, k.Kind, k.JID, ms(k.Created), ms(k.Expires), ms(until)); err != nil {
+	if err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO web_keys (hash, kind, jid, created, expires, until) VALUES ($1, $2, $3, $4, $5, $6)`,
+			k.Hash, k.Kind, k.JID, ms(k.Created), ms(k.Expires), ms(until))
+	}); err != nil {
 		return fmt.Errorf("postgres: create web key: %w", err)
 	}
 	return nil
@@ -44,8 +47,11 @@ func scanWebKey(row pgx.Row) (store.WebKey, error) {
 // TakeWebKey deletes and returns a key that has not expired: one
 // statement, so of two takers one gets it.
 func (db *DB) TakeWebKey(ctx context.Context, hash []byte, kind string, now time.Time) (store.WebKey, error) {
-	k, err := scanWebKey(db.pool.QueryRow(ctx, `DELETE FROM web_keys WHERE hash = $1 AND kind = $2 AND expires > $3 RETURNING `+webKeyColumns,
-		hash, kind, ms(now)))
+	var k store.WebKey
+	err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`DELETE FROM web_keys WHERE hash = $1 AND kind = $2 AND expires > $3 RETURNING `+webKeyColumns,
+			hash, kind, ms(now)).QueryRow(func(row pgx.Row) (err error) { k, err = scanWebKey(row); return err })
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, notFound{"web key"}
 	}
@@ -58,14 +64,18 @@ func (db *DB) TakeWebKey(ctx context.Context, hash []byte, kind string, now time
 // WebKey returns a key that has not expired, its idle deadline first moved
 // on by touch (never past its end).
 func (db *DB) WebKey(ctx context.Context, hash []byte, kind string, now time.Time, touch time.Duration) (store.WebKey, error) {
-	var row pgx.Row
+	var (
+		k   store.WebKey
+		err error
+	)
 	if touch > 0 {
-		row = db.pool.QueryRow(ctx, `UPDATE web_keys SET expires = least(until, $1) WHERE hash = $2 AND kind = $3 AND expires > $4 RETURNING `+webKeyColumns,
-			ms(now.Add(touch)), hash, kind, ms(now))
+		err = db.write(ctx, func(b *pgx.Batch) {
+			b.Queue(`UPDATE web_keys SET expires = least(until, $1) WHERE hash = $2 AND kind = $3 AND expires > $4 RETURNING `+webKeyColumns,
+				ms(now.Add(touch)), hash, kind, ms(now)).QueryRow(func(row pgx.Row) (err error) { k, err = scanWebKey(row); return err })
+		})
 	} else {
-		row = db.pool.QueryRow(ctx, `SELECT `+webKeyColumns+` FROM web_keys WHERE hash = $1 AND kind = $2 AND expires > $3`, hash, kind, ms(now))
+		k, err = scanWebKey(db.pool.QueryRow(ctx, `SELECT `+webKeyColumns+` FROM web_keys WHERE hash = $1 AND kind = $2 AND expires > $3`, hash, kind, ms(now)))
 	}
-	k, err := scanWebKey(row)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return k, notFound{"web key"}
 	}
@@ -77,7 +87,7 @@ func (db *DB) WebKey(ctx context.Context, hash []byte, kind string, now time.Tim
 
 // DeleteWebKey deletes a key.
 func (db *DB) DeleteWebKey(ctx context.Context, hash []byte) error {
-	if _, err := db.pool.Exec(ctx, `DELETE FROM web_keys WHERE hash = $1`, hash); err != nil {
+	if err := db.write(ctx, func(b *pgx.Batch) { b.Queue(`DELETE FROM web_keys WHERE hash = $1`, hash) }); err != nil {
 		return fmt.Errorf("postgres: delete web key: %w", err)
 	}
 	return nil
@@ -85,7 +95,10 @@ func (db *DB) DeleteWebKey(ctx context.Context, hash []byte) error {
 
 // TrimWebKeys deletes the expired keys.
 func (db *DB) TrimWebKeys(ctx context.Context, now time.Time) (int64, error) {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM web_keys WHERE expires <= $1`, ms(now))
+	var tag pgconn.CommandTag
+	err := db.write(ctx, func(b *pgx.Batch) {
+		b.Queue(`DELETE FROM web_keys WHERE expires <= $1`, ms(now)).Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	})
 	if err != nil {
 		return 0, fmt.Errorf("postgres: trim web keys: %w", err)
 	}
