@@ -55,6 +55,19 @@ var apiURL = regexp.MustCompile(`rostergate\.http: HTTP API listening: url=(http
 
 func startChild(t *testing.T, cfg string) *child {
 	t.Helper()
+	c := startChildWaiting(t, cfg, "presence resync sent")
+	m := apiURL.FindStringSubmatch(c.log.String())
+	if m == nil {
+		t.Fatalf("no API address in the log:\n%s", c.log.String())
+	}
+	c.api = m[1]
+	return c
+}
+
+// startChildWaiting starts `rostergate run -config cfg` in a process of its
+// own, and returns once its log says want.
+func startChildWaiting(t *testing.T, cfg, want string) *child {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -78,14 +91,9 @@ func startChild(t *testing.T, cfg string) *child {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	if err := c.log.wait(ctx, "presence resync sent"); err != nil {
-		t.Fatalf("rostergate did not connect: %v\n%s", err, c.log.String())
+	if err := c.log.wait(ctx, want); err != nil {
+		t.Fatalf("rostergate's log never said %q: %v\n%s", want, err, c.log.String())
 	}
-	m := apiURL.FindStringSubmatch(c.log.String())
-	if m == nil {
-		t.Fatalf("no API address in the log:\n%s", c.log.String())
-	}
-	c.api = m[1]
 	return c
 }
 

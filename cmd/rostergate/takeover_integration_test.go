@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"rostergate/internal/pgtest"
+	"rostergate/internal/xmpptest"
+)
+
+// Two instances on one PostgreSQL store: the first leads and answers, the
+// second stands by; SIGKILL of the first, and the second takes over, resyncs
+// and answers; rostergate status names it. The time from the kill to the
+// second instance's stream being up is logged.
+func TestIntegrationTakeover(t *testing.T) { xmpptest.EachServer(t, testIntegrationTakeover) }
+
+func testIntegrationTakeover(t *testing.T, srv *xmpptest.Server) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "component.toml")
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
+	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	helpdesk := "helpdesk@" + srv.ComponentDomain
+	a := startChildWaiting(t, cfg, "presence resync sent")
+	b := startChildWaiting(t, cfg, "standby: waiting to lead")
+
+	subscribed := func(user string) {
+		t.Helper()
+		c := srv.NewUser(t, user)
+		if err := c.SendPresence(helpdesk, "subscribe"); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		if _, err := c.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" && strings.HasPrefix(p.From, helpdesk) }); err != nil {
+			t.Fatalf("%s's request was not answered: %v", user, err)
+		}
+	}
+	subscribed("alice")
+	if strings.Contains(b.log.String(), "presence resync sent") {
+		t.Fatalf("the standby connected while the first instance leads:\n%s", b.log.String())
+	}
+	out, _, err := runCmd(t, "status", "-config", cfg)
+	if err != nil || strings.Count(out, "active ") != 1 || strings.Count(out, "standby ") != 1 {
+		t.Errorf("status with one active and one standby: %v\n%s", err, out)
+	}
+
+	killed := time.Now()
+	a.kill(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := b.log.wait(ctx, "presence resync sent"); err != nil {
+		t.Fatalf("the standby did not take over: %v\n%s", err, b.log.String())
+	}
+	t.Logf("takeover: the standby's stream was up %s after SIGKILL of the active (%s)", time.Since(killed).Round(time.Millisecond), srv.Kind)
+	subscribed("bob")
+	out, _, err = runCmd(t, "status", "-config", cfg)
+	if err != nil || !strings.Contains(out, "active ") {
+		t.Errorf("status after the takeover: %v\n%s", err, out)
+	}
+}
+
+// Fencing: the active instance paused (SIGSTOP) past its lease; a standby
+// takes over; the paused one, woken, writes nothing more (its store session
+// is gone and its epoch old) and stops at once; the new active answers.
+func TestIntegrationPausedActive(t *testing.T) { xmpptest.EachServer(t, testIntegrationPausedActive) }
+
+func testIntegrationPausedActive(t *testing.T, srv *xmpptest.Server) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "component.toml")
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
+	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	helpdesk := "helpdesk@" + srv.ComponentDomain
+	a := startChildWaiting(t, cfg, "presence resync sent")
+	b := startChildWaiting(t, cfg, "standby: waiting to lead")
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := b.log.wait(ctx, "active: this instance leads"); err != nil {
+		_ = a.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("the standby did not lead while the active one was paused: %v\n%s", err, b.log.String())
+	}
+	t.Logf("the standby led %s after the active one was paused (%s)", time.Since(paused).Round(time.Millisecond), srv.Kind)
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.log.wait(ctx, "lost the lead"); err != nil {
+		t.Fatalf("the woken instance did not notice it lost the lead: %v\n%s", err, a.log.String())
+	}
+	if err := b.log.wait(ctx, "presence resync sent"); err != nil {
+		t.Fatalf("the new active instance did not connect: %v\n%s", err, b.log.String())
+	}
+	// The new active one answers; the old one stood by again.
+	bob := srv.NewUser(t, "bob")
+	if err := bob.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" && strings.HasPrefix(p.From, helpdesk) }); err != nil {
+		t.Fatalf("bob's request was not answered after the takeover: %v", err)
+	}
+	if err := a.log.wait(ctx, "standby: waiting to lead"); err != nil {
+		t.Errorf("the old active instance did not stand by again: %v\n%s", err, a.log.String())
+	}
+	// Whatever the woken instance tried to write after it lost the lead was
+	// refused: no decision of it is logged as stored after that point.
+	after := a.log.String()[strings.Index(a.log.String(), "lost the lead"):]
+	if strings.Contains(after, "decision:") {
+		t.Errorf("the old active instance decided after losing the lead:\n%s", after)
+	}
+	if strings.Count(b.log.String(), "active: this instance leads") != 1 {
+		t.Errorf("the new active instance led more than once:\n%s", b.log.String())
+	}
+}
