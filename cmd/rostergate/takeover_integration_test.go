@@ -56,6 +56,7 @@ func testIntegrationTakeover(t *testing.T, srv *xmpptest.Server) {
 	if err != nil || strings.Count(out, "active ") != 1 || strings.Count(out, "standby ") != 1 {
 		t.Errorf("status with one active and one standby: %v\n%s", err, out)
 	}
+	t.Logf("rostergate status:\n%s", out)
 
 	killed := time.Now()
 	a.kill(t)
