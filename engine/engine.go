@@ -141,15 +141,14 @@ type Engine struct {
 	closed    bool    // mu: </stream:stream> sent: nothing more is handled on this stream
 	// delivered is the newest outbox row known to have reached a live
 	// stream; the next commit deletes the rows up to it. sent is the newest
-	// row written and not yet known to have arrived, sentMark how much of
-	// the stream the server had sent when its write completed (see promote). The
-	// three are touched only by the batch in flight or under lock().
+	// row written and not yet known to have arrived (see promote). Both are
+	// touched only by the batch in flight or under lock(). acked is the
+	// newest row whose echo came back (see Acked): set by the reader.
 	delivered, sent int64
-	sentMark        int64
+	acked           atomic.Int64
 	closeMark       int64 // what the server had sent when our </stream:stream> was written
-	// lastStart is where in the stream the newest stanza received began;
-	// endAt where the stream's end began (-1 while it has not ended).
-	lastStart, endAt atomic.Int64
+	// endAt is where the stream's end began (-1 while it has not ended).
+	endAt atomic.Int64
 	// pendingTotal and pendingDomain (mu) count held requests, in all and
 	// per contact domain, for the caps; counted from the store on Attach.
 	pendingTotal  int
@@ -264,7 +263,6 @@ func (e *Engine) Attach(ctx context.Context, w Wire) error {
 	e.flightErr = nil
 	e.closed = false
 	e.offline.Store(false)
-	e.lastStart.Store(-1)
 	e.endAt.Store(-1)
 	e.closeMark = 0
 	e.sent = 0 // not known to have arrived: replayed below
@@ -360,7 +358,12 @@ func (e *Engine) replay(ctx context.Context, w Wire) error {
 		n++
 	}
 	// Written again, and again not yet known to have arrived.
-	e.sent, e.sentMark = rows[len(rows)-1].ID, w.Received()
+	e.sent = rows[len(rows)-1].ID
+	var echo bytes.Buffer
+	e.writeEcho(&echo, e.sent)
+	if err := w.Write(echo.Bytes()); err != nil {
+		return fmt.Errorf("engine: replaying the outbox: %w", err)
+	}
 	if n > 0 {
 		e.log.Info("outbox replayed: replies committed but not sent before", "batches", n)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -197,40 +198,47 @@ func TestPendingCaps(t *testing.T) {
 	}
 }
 
-// A reply is written just as the server closes the stream. Whether the
-// server can have read it is told by where its close began: before the
-// point the stream had reached when the write completed (the close had
-// arrived, parsed or not), the reply stays in the outbox for the next
-// stream; after it, the reply counts as delivered.
-func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
+// A reply counts as delivered only once its echo (a ping from the domain to
+// itself, written after it) comes back from the server: however the stream
+// ends before that — the server's close or stream error after the write, a
+// broken or reset connection — the reply stays in the outbox and is
+// replayed first on the next stream; once echoed, it is not.
+func TestDeliveredOnlyWhenEchoed(t *testing.T) {
 	tests := []struct {
-		name       string
-		receivedAt int64 // what the server had sent when the reply was written
-		closeAt    int64 // where its </stream:stream> began
-		endErr     error // how the stream ended, if not by </stream:stream>
-		kept       bool
+		name   string
+		echoed bool
+		endErr error // how the stream ended, if not by </stream:stream>
+		kept   bool
 	}{
-		{"close arrived before the write, not yet parsed", 150, 100, nil, true},
-		{"close began exactly where the stream was at the write", 100, 100, nil, false},
-		{"close sent after the write", 50, 100, nil, false},
-		{"stream error sent after the write", 50, 100, &stanza.StreamError{}, false},
-		{"connection broke after the write, no close", 50, 100, io.ErrUnexpectedEOF, true},
-		{"connection reset after the write", 50, 100, syscall.ECONNRESET, true},
+		{"closed by the server after the write", false, nil, true},
+		{"stream error after the write", false, &stanza.StreamError{}, true},
+		{"connection broke", false, io.ErrUnexpectedEOF, true},
+		{"connection reset", false, syscall.ECONNRESET, true},
+		{"echoed, then closed", true, nil, false},
+		{"echoed, then reset", true, syscall.ECONNRESET, false},
 	}
+	echoID := regexp.MustCompile(`id='(rg-echo-\d+)'`)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			e, db, w := newTestEngine(t, Settings{})
-			w.SetReceived(tc.receivedAt)
-			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: tc.closeAt, endErr: tc.endErr}
+			src := &testSource{els: []*stanza.Element{subscribe("alice@good.example")}, offsets: []int64{0}, gate: make(chan struct{}), end: 100, endErr: tc.endErr}
 			done := make(chan error, 1)
 			go func() { done <- e.Serve(ctx, src, noIQ{t}) }()
 			waitWritten(t, w, "type='subscribed'")
+			m := echoID.FindStringSubmatch(w.Raw())
+			if m == nil {
+				t.Fatalf("no echo written after the reply: %q", w.String())
+			}
+			if tc.echoed {
+				if !e.Acked(&stanza.Element{Name: "iq", Type: "get", From: e.Domain(), To: e.Domain(), ID: m[1]}) {
+					t.Fatalf("the echo %s was not taken", m[1])
+				}
+			}
 			close(src.gate)
 			if err := <-done; err == nil {
 				t.Fatal("Serve ended without the stream's error")
 			}
-			// The next stream: what is kept is replayed, first.
 			w2 := &enginetest.Wire{}
 			if err := e.Attach(ctx, w2); err != nil {
 				t.Fatal(err)
@@ -239,13 +247,12 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 			if replayed != tc.kept {
 				t.Errorf("replayed on the next stream: %t, want %t (%q)", replayed, tc.kept, w2.String())
 			}
-			// Once the new stream shows itself alive, the outbox empties.
-			w2.SetReceived(10)
-			if err := e.Handle(ctx, []*stanza.Element{subscribe("bob@good.example")}, noIQ{t}); err != nil {
-				t.Fatal(err)
+			// The replay is echoed too; once its echo is back, the next
+			// commit empties the outbox but for its own row.
+			if m := echoID.FindStringSubmatch(w2.Raw()); m != nil {
+				e.Acked(&stanza.Element{Name: "iq", Type: "get", From: e.Domain(), To: e.Domain(), ID: m[1]})
 			}
-			e.lastStart.Store(20)
-			if err := e.Handle(ctx, []*stanza.Element{subscribe("carol@good.example")}, noIQ{t}); err != nil {
+			if err := e.Handle(ctx, []*stanza.Element{subscribe("bob@good.example")}, noIQ{t}); err != nil {
 				t.Fatal(err)
 			}
 			out, err := db.Outbox(ctx)
@@ -253,10 +260,20 @@ func TestDeliveredOnlyWhenTheStreamOutlivedTheWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(out) != 1 {
-				t.Errorf("outbox after the stream showed itself alive: %d rows, want only the newest", len(out))
+				t.Errorf("outbox after the echo: %d rows, want only the newest", len(out))
 			}
 			if got := e.Stats().OutboxDepth; got != len(out) {
 				t.Errorf("Stats().OutboxDepth = %d, the outbox holds %d rows", got, len(out))
+			}
+			// Not an echo: another's ping, a result, a bad id.
+			for _, el := range []*stanza.Element{
+				{Name: "iq", Type: "get", From: "alice@good.example", ID: "rg-echo-1"},
+				{Name: "iq", Type: "result", From: e.Domain(), ID: "rg-echo-1"},
+				{Name: "iq", Type: "get", From: e.Domain(), ID: "rg-echo-x"},
+			} {
+				if e.Acked(el) {
+					t.Errorf("%+v taken as an echo", el)
+				}
 			}
 		})
 	}

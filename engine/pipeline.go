@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"rostergate/roster"
@@ -130,7 +132,11 @@ func (e *Engine) Serve(ctx context.Context, src Source, h Handler) error {
 				errc <- err
 				return
 			}
-			e.lastStart.Store(src.Offset())
+			if e.Acked(el) {
+				// An outbox write's echo, back from the server: ours, so
+				// no one waits for an answer.
+				continue
+			}
 			x := in{el: el}
 			if el.Retained() > bigStanza {
 				select {
@@ -443,6 +449,9 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if e.w == nil {
 		return ErrNotConnected
 	}
+	if id > 0 {
+		e.writeEcho(&b.out, id)
+	}
 	if err := e.w.Write(b.out.Bytes()); err != nil {
 		if id > 0 {
 			return fmt.Errorf("engine: %w: %w", errReplyKept, err)
@@ -450,36 +459,60 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	if id > 0 {
-		// What the server had sent by the time the write completed: a close
-		// among it may have come before the write arrived.
-		e.sent, e.sentMark = id, e.w.Received()
+		e.sent = id
 	}
 	return nil
 }
 
-// promote counts the outbox rows written so far as delivered when the
-// server has shown that its stream was still open after the last of them
-// was written: a stanza, or its own end of the stream (</stream:stream> or
-// a stream error), that began at or after the point the stream had reached
-// when the write completed. A server that closed the stream before that
-// point (its close already received, parsed or not), or a connection that
-// broke without a close, shows nothing: the rows stay in the outbox and are
-// sent again on the next stream (RFC 6121 §3: subscription stanzas are
-// idempotent). Called by the batch in flight, or under lock().
-//
-// What this cannot see is a close that was on its way while the write was:
-// within a network round trip of the write. Only the server answering our
-// own </stream:stream> (Acknowledge) proves it read everything.
+// promote counts the outbox rows as delivered up to the newest whose echo
+// came back: each write of replies ends with a ping from the component's
+// domain to itself (writeEcho), which the server routes back only after it
+// has routed everything written before it on the stream. Nothing else
+// proves the server read a write: not a stanza of its own that came after
+// (it may have been sent before ours was read), and not its close; and a
+// connection that resets (our process killed with stanzas unread, say)
+// throws away what the server had not read yet. What has not echoed stays
+// in the outbox and is sent again on the next stream (RFC 6121 §3:
+// subscription stanzas are idempotent). Called by the batch in flight, or
+// under lock().
 func (e *Engine) promote() {
 	if e.sent == 0 {
 		return
 	}
-	seen := e.lastStart.Load()
-	if end := e.endAt.Load(); end >= 0 {
-		seen = end
-	}
-	if seen >= e.sentMark {
+	a := e.acked.Load()
+	if a >= e.sent {
 		e.delivered, e.sent = e.sent, 0
+	} else if a > e.delivered {
+		e.delivered = a
+	}
+}
+
+// echoPrefix starts the id of an outbox write's echo ping.
+const echoPrefix = "rg-echo-"
+
+// writeEcho appends the echo of outbox row id: a XEP-0199 ping from the
+// component's domain to itself, which the server routes back to us.
+func (e *Engine) writeEcho(b *bytes.Buffer, id int64) {
+	stanza.Ping(b, e.domain, e.domain, echoPrefix+strconv.FormatInt(id, 10))
+}
+
+// Acked tells the engine that an iq came back from the server: if it is
+// the echo of an outbox write (see promote), the rows up to it reached the
+// server. It reports whether it was one (then it goes no further: it is
+// our own ping, which no one waits to see answered).
+func (e *Engine) Acked(el *stanza.Element) bool {
+	if el.Name != "iq" || el.Type != "get" || el.From != e.domain || !strings.HasPrefix(el.ID, echoPrefix) {
+		return false
+	}
+	id, err := strconv.ParseInt(el.ID[len(echoPrefix):], 10, 64)
+	if err != nil || id <= 0 {
+		return false
+	}
+	for {
+		cur := e.acked.Load()
+		if id <= cur || e.acked.CompareAndSwap(cur, id) {
+			return true
+		}
 	}
 }
 

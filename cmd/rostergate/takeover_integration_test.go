@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"rostergate/internal/pgtest"
 	"rostergate/internal/xmpptest"
+	"rostergate/store/postgres"
 )
 
 // Two instances on one PostgreSQL store: the first leads and answers, the
@@ -156,5 +159,135 @@ func testIntegrationPausedActive(t *testing.T, srv *xmpptest.Server) {
 	}
 	if strings.Count(b.log.String(), "active: this instance leads") != 1 {
 		t.Errorf("the new active instance led more than once:\n%s", b.log.String())
+	}
+}
+
+// killsUnderLoad is how many times the active instance is killed.
+const killsUnderLoad = 20
+
+// SIGKILL of the active instance, 20 times in a row, under a steady stream
+// of subscription requests: after it all, a request is stored (accepted) if
+// and only if its requester got "subscribed" (the outbox replayed by the
+// next active instance), and no one got two answers that disagree.
+func TestIntegrationKillsUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the kills under load take a minute")
+	}
+	xmpptest.EachServer(t, testIntegrationKillsUnderLoad)
+}
+
+func testIntegrationKillsUnderLoad(t *testing.T, srv *xmpptest.Server) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const entities = 40
+	var ents strings.Builder
+	for i := range entities {
+		fmt.Fprintf(&ents, "[[entity]]\nlocal = \"e%d\"\n", i)
+	}
+	cfg := filepath.Join(dir, "component.toml")
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
+	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
+	text = strings.Replace(text, "[admin]\n", ents.String()+"[admin]\n", 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	users := make([]*xmpptest.Client, 8)
+	for i := range users {
+		users[i] = srv.NewUser(t, fmt.Sprintf("u%d", i))
+	}
+	active := startChildWaiting(t, cfg, "presence resync sent")
+	standby := startChildWaiting(t, cfg, "standby: waiting to lead")
+
+	// The load: each user asks each entity once, a request every 30 ms,
+	// round the users (about as long as the kills take).
+	type req struct{ user, entity int }
+	var sent []req
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	var mu sync.Mutex
+	go func() {
+		defer close(loadDone)
+		tick := time.NewTicker(30 * time.Millisecond)
+		defer tick.Stop()
+		for e := 0; e < entities; e++ {
+			for u := range users {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				if users[u].SendPresence(fmt.Sprintf("e%d@%s", e, srv.ComponentDomain), "subscribe") == nil {
+					mu.Lock()
+					sent = append(sent, req{u, e})
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	var takeovers []time.Duration
+	for k := range killsUnderLoad {
+		time.Sleep(time.Duration(50+k*7%60) * time.Millisecond)
+		killed := time.Now()
+		active.kill(t)
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		err := standby.log.wait(ctx, "presence resync sent")
+		cancel()
+		if err != nil {
+			close(stop)
+			t.Fatalf("kill %d: the standby did not take over: %v\n%s", k+1, err, standby.log.String())
+		}
+		takeovers = append(takeovers, time.Since(killed))
+		active, standby = standby, startChildWaiting(t, cfg, "standby: waiting to lead")
+	}
+	close(stop)
+	<-loadDone
+	slices.Sort(takeovers)
+	t.Logf("%d kills under load on %s: from SIGKILL to the next active's stream up, p50 %s, max %s; %d requests sent",
+		len(takeovers), srv.Kind, takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond), len(sent))
+
+	// Settle: the last active instance answers what is pending, and its
+	// outbox is replayed; then compare the answers with the store.
+	time.Sleep(2 * time.Second)
+	db, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stored, answered, bounced := 0, 0, 0
+	for _, r := range sent {
+		jid := fmt.Sprintf("e%d@%s", r.entity, srv.ComponentDomain)
+		kinds := map[string]bool{}
+		for _, p := range users[r.user].Presences() {
+			if strings.HasPrefix(p.From, jid) && (p.Type == "subscribed" || p.Type == "unsubscribed") {
+				kinds[p.Type] = true
+			}
+			if p.From == jid && p.Type == "error" && !kinds["error"] {
+				kinds["error"] = true
+				bounced++
+			}
+		}
+		delete(kinds, "error")
+		if len(kinds) > 1 {
+			t.Errorf("u%d → %s answered both ways", r.user, jid)
+		}
+		it, err := db.Get(context.Background(), fmt.Sprintf("e%d", r.entity), users[r.user].Bare)
+		isStored := err == nil && (it.Sub == "from" || it.Sub == "both")
+		if isStored {
+			stored++
+		}
+		if kinds["subscribed"] {
+			answered++
+		}
+		if isStored != kinds["subscribed"] {
+			t.Errorf("u%d → %s: stored %v (%+v, %v), answered subscribed %v", r.user, jid, isStored, it, err, kinds["subscribed"])
+		}
+	}
+	t.Logf("%d requests: %d stored and answered; %d bounced by the server while no instance was connected; %d neither (in a killed instance's unread input, or dropped by the server)",
+		len(sent), stored, bounced, len(sent)-stored-bounced)
+	if answered == 0 {
+		t.Error("no request was answered at all")
 	}
 }
