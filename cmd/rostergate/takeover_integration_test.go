@@ -290,12 +290,30 @@ func testIntegrationKillsUnderLoad(t *testing.T, srv *xmpptest.Server) {
 	if answered == 0 {
 		t.Error("no request was answered at all")
 	}
-	// The server routed the echoes back: the outbox holds at most the last
-	// write's rows (deleted with the next commit), not every write since.
+	// The server routes the echoes back: once one more request is answered
+	// (its commit deletes the rows echoed before it), the outbox holds at
+	// most the newest writes' rows, not every write since the kills.
+	last := srv.NewUser(t, "last")
+	if err := last.SendPresence("e0@"+srv.ComponentDomain, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := last.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" }); err != nil {
+		t.Fatalf("a request after the load: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := last.SendPresence("e1@"+srv.ComponentDomain, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := last.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" && strings.HasPrefix(p.From, "e1@") }); err != nil {
+		t.Fatalf("a second request after the load: %v", err)
+	}
 	out, err := db.Outbox(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("outbox after the load: %d rows", len(out))
 	if len(out) > 2 {
 		t.Errorf("the outbox holds %d rows after the load: the echoes of the writes did not come back", len(out))
 	}
