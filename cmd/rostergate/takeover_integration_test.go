@@ -176,91 +176,105 @@ func TestIntegrationKillsUnderLoad(t *testing.T) {
 	xmpptest.EachServer(t, testIntegrationKillsUnderLoad)
 }
 
-func testIntegrationKillsUnderLoad(t *testing.T, srv *xmpptest.Server) {
-	dsn := pgtest.Start(t).NewDatabase(t)
+// loadRig is a PostgreSQL store, a config of 40 entities accepting
+// everyone, 8 users, and a steady load of subscription requests.
+type loadRig struct {
+	srv   *xmpptest.Server
+	dsn   string
+	cfg   string
+	users []*xmpptest.Client
+
+	mu       sync.Mutex
+	sent     []loadReq
+	stop     chan struct{}
+	loadDone chan struct{}
+}
+
+type loadReq struct{ user, entity int }
+
+const loadEntities = 40
+
+func newLoadRig(t *testing.T, srv *xmpptest.Server, dsn string) *loadRig {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	const entities = 40
 	var ents strings.Builder
-	for i := range entities {
+	for i := range loadEntities {
 		fmt.Fprintf(&ents, "[[entity]]\nlocal = \"e%d\"\n", i)
 	}
-	cfg := filepath.Join(dir, "component.toml")
+	r := &loadRig{srv: srv, dsn: dsn, cfg: filepath.Join(dir, "component.toml")}
 	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
 	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
 	text = strings.Replace(text, "[admin]\n", ents.String()+"[admin]\n", 1)
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(r.cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	users := make([]*xmpptest.Client, 8)
-	for i := range users {
-		users[i] = srv.NewUser(t, fmt.Sprintf("u%d", i))
+	r.users = make([]*xmpptest.Client, 8)
+	for i := range r.users {
+		r.users[i] = srv.NewUser(t, fmt.Sprintf("u%d", i))
 	}
-	active := startChildWaiting(t, cfg, "presence resync sent")
-	standby := startChildWaiting(t, cfg, "standby: waiting to lead")
+	return r
+}
 
-	// The load: each user asks each entity once, a request every 30 ms,
-	// round the users (about as long as the kills take).
-	type req struct{ user, entity int }
-	var sent []req
-	stop := make(chan struct{})
-	loadDone := make(chan struct{})
-	var mu sync.Mutex
+// start sends each user's request to each entity once, one every 30 ms,
+// round the users, until stopped.
+func (r *loadRig) start() {
+	r.stop, r.loadDone = make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(loadDone)
+		defer close(r.loadDone)
 		tick := time.NewTicker(30 * time.Millisecond)
 		defer tick.Stop()
-		for e := 0; e < entities; e++ {
-			for u := range users {
+		for e := 0; e < loadEntities; e++ {
+			for u := range r.users {
 				select {
-				case <-stop:
+				case <-r.stop:
 					return
 				case <-tick.C:
 				}
-				if users[u].SendPresence(fmt.Sprintf("e%d@%s", e, srv.ComponentDomain), "subscribe") == nil {
-					mu.Lock()
-					sent = append(sent, req{u, e})
-					mu.Unlock()
+				if r.users[u].SendPresence(fmt.Sprintf("e%d@%s", e, r.srv.ComponentDomain), "subscribe") == nil {
+					r.mu.Lock()
+					r.sent = append(r.sent, loadReq{u, e})
+					r.mu.Unlock()
 				}
 			}
 		}
 	}()
-	var takeovers []time.Duration
-	for k := range killsUnderLoad {
-		time.Sleep(time.Duration(50+k*7%60) * time.Millisecond)
-		killed := time.Now()
-		active.kill(t)
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		err := standby.log.wait(ctx, "presence resync sent")
-		cancel()
-		if err != nil {
-			close(stop)
-			t.Fatalf("kill %d: the standby did not take over: %v\n%s", k+1, err, standby.log.String())
-		}
-		takeovers = append(takeovers, time.Since(killed))
-		active, standby = standby, startChildWaiting(t, cfg, "standby: waiting to lead")
-	}
-	close(stop)
-	<-loadDone
-	slices.Sort(takeovers)
-	t.Logf("%d kills under load on %s: from SIGKILL to the next active's stream up, p50 %s, max %s; %d requests sent",
-		len(takeovers), srv.Kind, takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond), len(sent))
+}
 
-	// Settle: the last active instance answers what is pending, and its
-	// outbox is replayed; then compare the answers with the store.
+// finish stops the load, lets the active instance settle, and checks that a
+// request is stored (accepted) if and only if its requester got
+// "subscribed", that no one got two answers that disagree, and that service
+// goes on: two more requests are answered, after which the outbox holds no
+// more than the newest write's rows.
+func (r *loadRig) finish(t *testing.T, what string) {
+	t.Helper()
+	close(r.stop)
+	<-r.loadDone
 	time.Sleep(2 * time.Second)
-	db, err := postgres.Open(context.Background(), dsn)
+	srv := r.srv
+	last := srv.NewUser(t, "last")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for _, e := range []string{"e0", "e1"} {
+		if err := last.SendPresence(e+"@"+srv.ComponentDomain, "subscribe"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := last.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" && strings.HasPrefix(p.From, e+"@") }); err != nil {
+			t.Fatalf("%s: a request after the load was not answered: %v", what, err)
+		}
+	}
+	db, err := postgres.Open(context.Background(), r.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	stored, answered, bounced := 0, 0, 0
-	for _, r := range sent {
-		jid := fmt.Sprintf("e%d@%s", r.entity, srv.ComponentDomain)
+	for _, q := range r.sent {
+		jid := fmt.Sprintf("e%d@%s", q.entity, srv.ComponentDomain)
 		kinds := map[string]bool{}
-		for _, p := range users[r.user].Presences() {
+		for _, p := range r.users[q.user].Presences() {
 			if strings.HasPrefix(p.From, jid) && (p.Type == "subscribed" || p.Type == "unsubscribed") {
 				kinds[p.Type] = true
 			}
@@ -271,9 +285,9 @@ func testIntegrationKillsUnderLoad(t *testing.T, srv *xmpptest.Server) {
 		}
 		delete(kinds, "error")
 		if len(kinds) > 1 {
-			t.Errorf("u%d → %s answered both ways", r.user, jid)
+			t.Errorf("u%d → %s answered both ways", q.user, jid)
 		}
-		it, err := db.Get(context.Background(), fmt.Sprintf("e%d", r.entity), users[r.user].Bare)
+		it, err := db.Get(context.Background(), fmt.Sprintf("e%d", q.entity), r.users[q.user].Bare)
 		isStored := err == nil && (it.Sub == "from" || it.Sub == "both")
 		if isStored {
 			stored++
@@ -282,39 +296,72 @@ func testIntegrationKillsUnderLoad(t *testing.T, srv *xmpptest.Server) {
 			answered++
 		}
 		if isStored != kinds["subscribed"] {
-			t.Errorf("u%d → %s: stored %v (%+v, %v), answered subscribed %v", r.user, jid, isStored, it, err, kinds["subscribed"])
+			t.Errorf("u%d → %s: stored %v (%+v, %v), answered subscribed %v", q.user, jid, isStored, it, err, kinds["subscribed"])
 		}
 	}
-	t.Logf("%d requests: %d stored and answered; %d bounced by the server while no instance was connected; %d neither (in a killed instance's unread input, or dropped by the server)",
-		len(sent), stored, bounced, len(sent)-stored-bounced)
+	t.Logf("%s: %d requests: %d stored and answered; %d bounced by the server while no instance was connected; %d neither (in a stopped instance's unread input, or dropped by the server)",
+		what, len(r.sent), stored, bounced, len(r.sent)-stored-bounced)
 	if answered == 0 {
-		t.Error("no request was answered at all")
-	}
-	// The server routes the echoes back: once one more request is answered
-	// (its commit deletes the rows echoed before it), the outbox holds at
-	// most the newest writes' rows, not every write since the kills.
-	last := srv.NewUser(t, "last")
-	if err := last.SendPresence("e0@"+srv.ComponentDomain, "subscribe"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if _, err := last.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" }); err != nil {
-		t.Fatalf("a request after the load: %v", err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	if err := last.SendPresence("e1@"+srv.ComponentDomain, "subscribe"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := last.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.Type == "subscribed" && strings.HasPrefix(p.From, "e1@") }); err != nil {
-		t.Fatalf("a second request after the load: %v", err)
+		t.Errorf("%s: no request was answered at all", what)
 	}
 	out, err := db.Outbox(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("outbox after the load: %d rows", len(out))
 	if len(out) > 2 {
-		t.Errorf("the outbox holds %d rows after the load: the echoes of the writes did not come back", len(out))
+		t.Errorf("%s: the outbox holds %d rows after the load: the echoes of the writes did not come back", what, len(out))
 	}
+}
+
+func testIntegrationKillsUnderLoad(t *testing.T, srv *xmpptest.Server) {
+	r := newLoadRig(t, srv, pgtest.Start(t).NewDatabase(t))
+	active := startChildWaiting(t, r.cfg, "presence resync sent")
+	standby := startChildWaiting(t, r.cfg, "standby: waiting to lead")
+	r.start()
+	var takeovers []time.Duration
+	for k := range killsUnderLoad {
+		time.Sleep(time.Duration(50+k*7%60) * time.Millisecond)
+		killed := time.Now()
+		active.kill(t)
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		err := standby.log.wait(ctx, "presence resync sent")
+		cancel()
+		if err != nil {
+			close(r.stop)
+			t.Fatalf("kill %d: the standby did not take over: %v\n%s", k+1, err, standby.log.String())
+		}
+		takeovers = append(takeovers, time.Since(killed))
+		active, standby = standby, startChildWaiting(t, r.cfg, "standby: waiting to lead")
+	}
+	slices.Sort(takeovers)
+	t.Logf("%d kills under load on %s: from SIGKILL to the next active's stream up, p50 %s, max %s",
+		len(takeovers), srv.Kind, takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond))
+	r.finish(t, "kills")
+}
+
+// PostgreSQL restarted under load, then the active instance's connections
+// cut (pg_terminate_backend), three times each: decisions pause, nothing is
+// answered that was not stored, and the service resumes by itself.
+func TestIntegrationPostgresFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the PostgreSQL faults take a minute")
+	}
+	xmpptest.EachServer(t, func(t *testing.T, srv *xmpptest.Server) {
+		pg := pgtest.StartPrivate(t)
+		r := newLoadRig(t, srv, pg.NewDatabase(t))
+		a := startChildWaiting(t, r.cfg, "presence resync sent")
+		b := startChildWaiting(t, r.cfg, "standby: waiting to lead")
+		r.start()
+		for range 3 {
+			time.Sleep(300 * time.Millisecond)
+			pg.Restart(t)
+			time.Sleep(300 * time.Millisecond)
+			if n := pg.CutConnections(t, r.dsn); n == 0 {
+				t.Error("no connection to cut: the instances were not connected")
+			}
+		}
+		// The service resumes by itself: finish's requests are answered.
+		_, _ = a, b
+		r.finish(t, "postgres faults on "+srv.Kind)
+	})
 }

@@ -227,6 +227,20 @@ func (s *Server) admin(ctx context.Context, sql string, args ...any) error {
 // bounded, until they are gone.
 func (s *Server) TerminateConnections(t testing.TB, dsn string) {
 	t.Helper()
+	s.terminate(t, dsn, true)
+}
+
+// CutConnections ends, once, every connection to dsn's database there is
+// now (as a network cut would, server-side), and returns how many: clients
+// that connect again at once are left alone.
+func (s *Server) CutConnections(t testing.TB, dsn string) int {
+	t.Helper()
+	return s.terminate(t, dsn, false)
+}
+
+func (s *Server) terminate(t testing.TB, dsn string, untilNone bool) int {
+	t.Helper()
+	cut := 0
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		t.Fatalf("pgtest: terminate connections: %v", err)
@@ -249,8 +263,8 @@ func (s *Server) TerminateConnections(t testing.TB, dsn string) {
 		if err != nil {
 			t.Fatalf("pgtest: terminate connections to %s: %v", cfg.Database, err)
 		}
-		if len(pids) == 0 {
-			return
+		if len(pids) == 0 || (!untilNone && try > 0) {
+			return cut
 		}
 		if try == 20 {
 			t.Fatalf("pgtest: %d connections to %s still there after 20 rounds", len(pids), cfg.Database)
@@ -260,6 +274,7 @@ func (s *Server) TerminateConnections(t testing.TB, dsn string) {
 			if _, err := c.Exec(ctx, `SELECT pg_terminate_backend($1, 5000)`, pid); err != nil {
 				t.Fatalf("pgtest: terminate connection %d to %s: %v", pid, cfg.Database, err)
 			}
+			cut++
 		}
 	}
 }
