@@ -167,7 +167,6 @@ type session struct {
 	JID    string
 	secret string
 	CSRF   string
-	Until  time.Time
 }
 
 // admin wraps a page for admins: without a live session a GET goes to the
@@ -203,7 +202,7 @@ func (h *Handler) admin(page func(http.ResponseWriter, *http.Request, session)) 
 			h.fail(w, r, http.StatusUnauthorized, "You are not logged in (or your session ended): send \"login\" to "+h.svc.Domain()+" over XMPP for a new link.")
 			return
 		}
-		s := session{JID: k.JID, secret: c.Value, CSRF: gate.CSRF(c.Value), Until: k.Until}
+		s := session{JID: k.JID, secret: c.Value, CSRF: gate.CSRF(c.Value)}
 		if r.Method == http.MethodPost {
 			got := r.PostFormValue("csrf")
 			if subtle.ConstantTimeCompare([]byte(got), []byte(s.CSRF)) != 1 {

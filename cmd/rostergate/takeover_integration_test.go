@@ -17,6 +17,25 @@ import (
 	"rostergate/store/postgres"
 )
 
+// postgresConfig writes a config for srv on the PostgreSQL database dsn
+// (its DSN in a file), accepting every request, with entities (TOML
+// [[entity]] tables) besides helpdesk, and returns its path.
+func postgresConfig(t *testing.T, srv *xmpptest.Server, dsn, entities string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
+	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
+	text = strings.Replace(text, "[admin]\n", entities+"[admin]\n", 1)
+	cfg := filepath.Join(dir, "component.toml")
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // Two instances on one PostgreSQL store: the first leads and answers, the
 // second stands by; SIGKILL of the first, and the second takes over, resyncs
 // and answers; rostergate status names it. The time from the kill to the
@@ -25,16 +44,7 @@ func TestIntegrationTakeover(t *testing.T) { xmpptest.EachServer(t, testIntegrat
 
 func testIntegrationTakeover(t *testing.T, srv *xmpptest.Server) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "component.toml")
-	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
-	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := postgresConfig(t, srv, dsn, "")
 	helpdesk := "helpdesk@" + srv.ComponentDomain
 	a := startChildWaiting(t, cfg, "presence resync sent")
 	b := startChildWaiting(t, cfg, "standby: waiting to lead")
@@ -83,16 +93,7 @@ func TestIntegrationPausedActive(t *testing.T) { xmpptest.EachServer(t, testInte
 
 func testIntegrationPausedActive(t *testing.T, srv *xmpptest.Server) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "component.toml")
-	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
-	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := postgresConfig(t, srv, dsn, "")
 	helpdesk := "helpdesk@" + srv.ComponentDomain
 	a := startChildWaiting(t, cfg, "presence resync sent")
 	b := startChildWaiting(t, cfg, "standby: waiting to lead")
@@ -196,21 +197,11 @@ const loadEntities = 40
 
 func newLoadRig(t *testing.T, srv *xmpptest.Server, dsn string) *loadRig {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var ents strings.Builder
 	for i := range loadEntities {
 		fmt.Fprintf(&ents, "[[entity]]\nlocal = \"e%d\"\n", i)
 	}
-	r := &loadRig{srv: srv, dsn: dsn, cfg: filepath.Join(dir, "component.toml")}
-	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
-	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
-	text = strings.Replace(text, "[admin]\n", ents.String()+"[admin]\n", 1)
-	if err := os.WriteFile(r.cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	r := &loadRig{srv: srv, dsn: dsn, cfg: postgresConfig(t, srv, dsn, ents.String())}
 	r.users = make([]*xmpptest.Client, 8)
 	for i := range r.users {
 		r.users[i] = srv.NewUser(t, fmt.Sprintf("u%d", i))
