@@ -34,7 +34,7 @@ func main() {
 
 // benchmarks are the benchmarks' names, in the order they run.
 func benchmarks() []string {
-	return []string{"stack", "durable", "postgres", "latency", "prosody", "scale", "bots"}
+	return []string{"stack", "durable", "postgres", "latency", "prosody", "scale", "scale-postgres", "bots"}
 }
 
 type options struct {
@@ -161,9 +161,11 @@ type Report struct {
 	Latency  *bench.LatencyResult   `json:"latency,omitempty"`
 	Prosody  *bench.ProsodyResult   `json:"prosody,omitempty"`
 	Scale    []bench.ScaleResult    `json:"scale,omitempty"`
-	Bots     *bench.BotsResult      `json:"bots,omitempty"`
-	Targets  []Target               `json:"targets"`
-	Failures []string               `json:"errors,omitempty"`
+	// ScalePostgres is the scale run with the items in PostgreSQL.
+	ScalePostgres []bench.ScaleResult `json:"scale_postgres,omitempty"`
+	Bots          *bench.BotsResult   `json:"bots,omitempty"`
+	Targets       []Target            `json:"targets"`
+	Failures      []string            `json:"errors,omitempty"`
 }
 
 // Machine describes where the figures were measured.
@@ -242,6 +244,18 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*Report, error) 
 	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "… "+format+"\n", a...) }
 
+	// One PostgreSQL for the benchmarks that use it, each on its own database.
+	var pg *pgtest.Server
+	var pgErr error
+	if want("postgres") || want("scale-postgres") {
+		progress("postgres: starting a PostgreSQL on loopback (Debian's postgresql, fsync on)")
+		if pg, pgErr = pgtest.StartServer(ctx); pgErr == nil {
+			defer func() {
+				_ = pg.Stop()
+				_ = os.RemoveAll(pg.Dir)
+			}()
+		}
+	}
 	if want("stack") || want("durable") || want("postgres") {
 		var stores []string
 		if want("stack") {
@@ -250,18 +264,11 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*Report, error) 
 		if want("durable") {
 			stores = append(stores, "durable")
 		}
-		var pg *pgtest.Server
 		if want("postgres") {
-			progress("postgres: starting a PostgreSQL on loopback (Debian's postgresql, fsync on)")
-			var err error
-			if pg, err = pgtest.StartServer(ctx); err != nil {
-				fail("postgres", err)
-			} else {
+			if pg != nil {
 				stores = append(stores, "postgres")
-				defer func() {
-					_ = pg.Stop()
-					_ = os.RemoveAll(pg.Dir)
-				}()
+			} else {
+				fail("postgres", pgErr)
 			}
 		}
 		progress("throughput: %d requests, %d runs of %s", o.decisions, o.repeat, strings.Join(stores, ", "))
@@ -300,33 +307,54 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*Report, error) 
 			rep.Prosody = &r
 		}
 	}
-	if want("scale") {
+	scale := func(name, dsnFor string) []bench.ScaleResult {
 		bin, err := filepath.Abs(o.rostergate)
 		if err == nil {
 			_, err = os.Stat(bin)
 		}
 		if err != nil {
-			fail("scale", fmt.Errorf("rostergate binary: %w (run make build, or pass -rostergate)", err))
+			fail(name, fmt.Errorf("rostergate binary: %w (run make build, or pass -rostergate)", err))
+			return nil
+		}
+		sizes := []int{o.scaleItems}
+		if o.scaleSmall > 0 {
+			sizes = []int{o.scaleSmall, o.scaleItems}
+		}
+		var out []bench.ScaleResult
+		for _, n := range sizes {
+			progress("%s: %d items over %d entities", name, n, o.scaleEntities)
+			d := filepath.Join(dir, fmt.Sprintf("%s-%d", name, n))
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				fail(name, err)
+				break
+			}
+			var dsn string
+			if dsnFor != "" {
+				db := fmt.Sprintf("%s_%d", dsnFor, n)
+				if dsn, err = pg.CreateDatabase(ctx, db); err != nil {
+					fail(name, err)
+					break
+				}
+				defer func() { _ = pg.DropDatabase(context.Background(), db) }()
+			}
+			r, err := bench.Scale(ctx, bench.ScaleConfig{Items: n, Entities: o.scaleEntities, Binary: bin, Dir: d, Timeout: o.timeout, DSN: dsn})
+			if err != nil {
+				fail(name, err)
+				break
+			}
+			out = append(out, r)
+			_ = os.RemoveAll(d) // a million items take 50 MB
+		}
+		return out
+	}
+	if want("scale") {
+		rep.Scale = scale("scale", "")
+	}
+	if want("scale-postgres") {
+		if pg == nil {
+			fail("scale-postgres", pgErr)
 		} else {
-			sizes := []int{o.scaleItems}
-			if o.scaleSmall > 0 {
-				sizes = []int{o.scaleSmall, o.scaleItems}
-			}
-			for _, n := range sizes {
-				progress("scale: %d items over %d entities", n, o.scaleEntities)
-				d := filepath.Join(dir, fmt.Sprintf("scale-%d", n))
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					fail("scale", err)
-					break
-				}
-				r, err := bench.Scale(ctx, bench.ScaleConfig{Items: n, Entities: o.scaleEntities, Binary: bin, Dir: d, Timeout: o.timeout})
-				if err != nil {
-					fail("scale", err)
-					break
-				}
-				rep.Scale = append(rep.Scale, r)
-				_ = os.RemoveAll(d) // a million items take 50 MB
-			}
+			rep.ScalePostgres = scale("scale-postgres", "scale")
 		}
 	}
 	if want("bots") {
@@ -396,13 +424,21 @@ func targets(rep *Report, scaleItems, scaleSmall int) []Target {
 			Target{Name: "decisions, webhook down", Want: "≥ 90% of without HTTP",
 				Got: fmt.Sprintf("%.0f%%", b.DecisionsRatio*100), Met: b.DecisionsRatio >= 0.9})
 	}
+	ts = append(ts, scaleTargets("", rep.Scale, scaleItems, scaleSmall)...)
+	ts = append(ts, scaleTargets("PG ", rep.ScalePostgres, scaleItems, scaleSmall)...)
+	return ts
+}
+
+// scaleTargets checks one store's scale runs; prefix names the store.
+func scaleTargets(prefix string, runs []bench.ScaleResult, scaleItems, scaleSmall int) []Target {
+	var ts []Target
 	var big, small *bench.ScaleResult
-	for i := range rep.Scale {
-		switch rep.Scale[i].Items {
+	for i := range runs {
+		switch runs[i].Items {
 		case scaleItems:
-			big = &rep.Scale[i]
+			big = &runs[i]
 		case scaleSmall:
-			small = &rep.Scale[i]
+			small = &runs[i]
 		}
 	}
 	if big != nil {
@@ -411,18 +447,18 @@ func targets(rep *Report, scaleItems, scaleSmall int) []Target {
 		peak := max(big.PeakRSSMiB, big.PeakRSSShutdownMiB)
 		ts = append(ts,
 			Target{
-				Name: fmt.Sprintf("broadcast to %s", thousands(float64(big.Items))), Want: "≤ 60 s",
+				Name: prefix + fmt.Sprintf("broadcast to %s", thousands(float64(big.Items))), Want: "≤ 60 s",
 				Got: fmt.Sprintf("%.1f s", big.BroadcastSeconds), Met: big.BroadcastSeconds <= 60,
 			},
 			Target{
-				Name: fmt.Sprintf("peak RSS at %s items", thousands(float64(big.Items))), Want: "≤ 100 MB",
+				Name: prefix + fmt.Sprintf("peak RSS at %s items", thousands(float64(big.Items))), Want: "≤ 100 MB",
 				Got: fmt.Sprintf("%.1f MiB", peak), Met: peak*1.048576 <= 100,
 			})
 		if small != nil {
 			// Ten times the items may not double the peak: what grows is
 			// SQLite's page cache, up to its bound, not a copy of the roster.
 			ts = append(ts, Target{
-				Name: "RSS vs roster size", Want: fmt.Sprintf("×%d items: peak < ×2", big.Items/small.Items),
+				Name: prefix + "RSS vs roster size", Want: fmt.Sprintf("×%d items: peak < ×2", big.Items/small.Items),
 				Got: fmt.Sprintf("%.1f → %.1f MiB", max(small.PeakRSSMiB, small.PeakRSSShutdownMiB), peak),
 				Met: peak < 2*max(small.PeakRSSMiB, small.PeakRSSShutdownMiB),
 			})
@@ -464,8 +500,12 @@ func printTable(w io.Writer, rep *Report) {
 			fmt.Sprintf("rostergate vs native: %.2f×; p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; Prosody %s",
 				p.Ratio, p.RostergateP50Ms, p.NativeP50Ms, p.RostergateP99Ms, p.NativeP99Ms, p.ProsodyVersion))
 	}
-	for _, s := range rep.Scale {
-		row(fmt.Sprintf("5 scale, %s items", thousands(float64(s.Items))), fmt.Sprintf("broadcast %.2f s", s.BroadcastSeconds),
+	for _, s := range slices.Concat(rep.Scale, rep.ScalePostgres) {
+		name := fmt.Sprintf("5 scale, %s items", thousands(float64(s.Items)))
+		if s.Store == "postgres" {
+			name = fmt.Sprintf("5b PostgreSQL, %s items", thousands(float64(s.Items)))
+		}
+		row(name, fmt.Sprintf("broadcast %.2f s", s.BroadcastSeconds),
 			fmt.Sprintf("peak RSS %.1f MiB, idle %.1f MiB; %.0f presences/s; stop (unavailable to all) %.2f s, peak then %.1f MiB; DB %.1f B/item",
 				s.PeakRSSMiB, s.IdleRSSMiB, s.BroadcastPerSec, s.ShutdownSeconds, s.PeakRSSShutdownMiB, s.BytesPerItem))
 	}

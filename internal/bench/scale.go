@@ -12,11 +12,14 @@ import (
 	"path/filepath"
 	"rostergate/roster"
 	"rostergate/store"
+	"rostergate/store/postgres"
 	"rostergate/store/sqlite"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ScaleConfig sizes the broadcast benchmark.
@@ -27,14 +30,20 @@ type ScaleConfig struct {
 	Dir      string        // scratch directory (required): the database, the config and rostergate's log go there
 	Idle     time.Duration // how long rostergate is left idle before its idle RSS is read (default 3 s)
 	Timeout  time.Duration // bound for the whole run (default 5 min)
+	// DSN, when set, is an empty PostgreSQL database: the items are
+	// preloaded there and rostergate runs on it (driver "postgres")
+	// instead of on a SQLite file in Dir.
+	DSN string
 }
 
 // ScaleResult is what Scale measured.
 type ScaleResult struct {
-	Items    int `json:"items"`
-	Entities int `json:"entities"`
+	Store    string `json:"store"` // sqlite or postgres
+	Items    int    `json:"items"`
+	Entities int    `json:"entities"`
 	// PreloadSeconds is the time to write the items through the store's
-	// Commit, in batches of scalePreloadBatch.
+	// Commit, in batches of scalePreloadBatch. DBBytes is the SQLite file
+	// with its WAL, or the PostgreSQL database's size.
 	PreloadSeconds float64 `json:"preload_s"`
 	DBBytes        int64   `json:"db_bytes"`
 	BytesPerItem   float64 `json:"db_bytes_per_item"`
@@ -85,12 +94,20 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res ScaleResult, err error) {
 	res.Items, res.Entities = cfg.Items, cfg.Entities
 
 	db := filepath.Join(cfg.Dir, "scale.db")
+	res.Store = "sqlite"
+	open := func(ctx context.Context) (scaleStore, error) { return sqlite.Open(ctx, db) }
+	size := func(context.Context) (int64, error) { return fileSizes(db, db+"-wal") }
+	if cfg.DSN != "" {
+		res.Store = "postgres"
+		open = func(ctx context.Context) (scaleStore, error) { return postgres.Open(ctx, cfg.DSN) }
+		size = func(ctx context.Context) (int64, error) { return postgresSize(ctx, cfg.DSN) }
+	}
 	start := time.Now()
-	if err := preload(ctx, db, cfg.Items, cfg.Entities); err != nil {
+	if err := preload(ctx, open, cfg.Items, cfg.Entities); err != nil {
 		return res, err
 	}
 	res.PreloadSeconds = round3(time.Since(start).Seconds())
-	if res.DBBytes, err = fileSizes(db, db+"-wal"); err != nil {
+	if res.DBBytes, err = size(ctx); err != nil {
 		return res, err
 	}
 	res.BytesPerItem = math.Round(float64(res.DBBytes)/float64(cfg.Items)*10) / 10
@@ -101,7 +118,7 @@ func Scale(ctx context.Context, cfg ScaleConfig) (res ScaleResult, err error) {
 	}
 	defer srv.close()
 	conf := filepath.Join(cfg.Dir, "scale.toml")
-	if err := os.WriteFile(conf, []byte(scaleConfig(srv.addr(), db, cfg.Entities)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(scaleConfig(srv.addr(), db, cfg.DSN, cfg.Entities)), 0o600); err != nil {
 		return res, fmt.Errorf("bench: scale: write config: %w", err)
 	}
 	logPath := filepath.Join(cfg.Dir, "rostergate.log")
@@ -198,11 +215,36 @@ func connOrNil(ctx context.Context, srv *server) <-chan *serverConn {
 	return ch
 }
 
+// scaleStore is what preload needs of a store.
+type scaleStore interface {
+	Commit(ctx context.Context, b store.Batch) (int64, error)
+	Close() error
+}
+
+// postgresSize is the size of the database dsn names, as PostgreSQL
+// counts it (tables, indexes, TOAST; not the WAL), after a VACUUM so that
+// the visibility map is as it would be on a long-running database.
+func postgresSize(ctx context.Context, dsn string) (int64, error) {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, fmt.Errorf("bench: scale: %w", err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "VACUUM ANALYZE"); err != nil {
+		return 0, fmt.Errorf("bench: scale: vacuum: %w", err)
+	}
+	var n int64
+	if err := c.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&n); err != nil {
+		return 0, fmt.Errorf("bench: scale: database size: %w", err)
+	}
+	return n, nil
+}
+
 // preload writes items roster items in "from" state, round-robin over the
-// entities, through the store's own Commit, then closes the store (which
-// checkpoints the WAL into the file).
-func preload(ctx context.Context, path string, items, entities int) error {
-	db, err := sqlite.Open(ctx, path)
+// entities, through the store's own Commit, then closes the store (which,
+// for SQLite, checkpoints the WAL into the file).
+func preload(ctx context.Context, open func(context.Context) (scaleStore, error), items, entities int) error {
+	db, err := open(ctx)
 	if err != nil {
 		return fmt.Errorf("bench: scale: %w", err)
 	}
@@ -230,10 +272,16 @@ func preload(ctx context.Context, path string, items, entities int) error {
 }
 
 // scaleConfig is the rostergate configuration of the scale run.
-func scaleConfig(server, db string, entities int) string {
+// With a dsn it runs on PostgreSQL, else on the SQLite file db.
+func scaleConfig(server, db, dsn string, entities int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[component]\ndomain = %q\nserver = %q\nsecret = %q\nkeepalive = \"10m\"\n\n[storage]\npath = %q\n\n",
-		benchDomain, server, benchSecret, db)
+	fmt.Fprintf(&b, "[component]\ndomain = %q\nserver = %q\nsecret = %q\nkeepalive = \"10m\"\n\n",
+		benchDomain, server, benchSecret)
+	if dsn != "" {
+		fmt.Fprintf(&b, "[storage]\ndriver = \"postgres\"\ndsn = %q\n\n", dsn)
+	} else {
+		fmt.Fprintf(&b, "[storage]\npath = %q\n\n", db)
+	}
 	for i := range entities {
 		fmt.Fprintf(&b, "[[entity]]\nlocal = \"e%d\"\n\n", i)
 	}

@@ -5,9 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"rostergate/internal/pgtest"
 	"testing"
 	"time"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // buildRostergate builds the rostergate binary into a temporary directory.
 func buildRostergate(t *testing.T) string {
@@ -47,5 +50,33 @@ func TestScaleSmoke(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "scale.db")); err != nil {
 		t.Error(err)
+	}
+}
+
+// The scale run on PostgreSQL: the items preloaded there, rostergate on
+// driver "postgres" leading, its broadcast written to every subscriber.
+func TestScaleSmokePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: builds and runs the rostergate binary, and -short is set")
+	}
+	dsn := pgtest.Start(t).NewDatabase(t)
+	bin := buildRostergate(t)
+	items := envInt("BENCH_SCALE_ITEMS", 5000)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	res, err := Scale(ctx, ScaleConfig{Items: items, Entities: 10, Binary: bin, Dir: dir, Idle: 200 * time.Millisecond, DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if res.Store != "postgres" || res.Items != items || res.BroadcastSeconds <= 0 || res.ShutdownSeconds <= 0 {
+		t.Errorf("timings: %+v", res)
+	}
+	if res.PeakRSSMiB <= 0 || res.DBBytes <= 0 {
+		t.Errorf("RSS or size: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "scale.db")); err == nil {
+		t.Error("a SQLite file was written for a PostgreSQL run")
 	}
 }
