@@ -66,6 +66,9 @@ type Batch struct {
 	// BotEvents are appended to the entities' event logs, in order, in the
 	// same transaction; Commit sets their ids.
 	BotEvents []BotEvent
+	// InviteUses names the invites the batch's decisions used, one id per
+	// use: each adds one to its invite's Uses, in the same transaction.
+	InviteUses []int64
 }
 
 // BotEvent is one event of an entity's log: what the bot behind the entity
@@ -90,6 +93,38 @@ type Token struct {
 	Created  time.Time
 	LastUsed time.Time // zero if never used
 	Revoked  time.Time // zero unless revoked
+}
+
+// Invite is a pre-authenticated subscription link to an entity (XEP-0379):
+// a subscribe carrying its token is accepted whatever the policy says (the
+// deny list excepted), up to MaxUses times, until Expires. Only a hash of
+// its token is stored.
+type Invite struct {
+	ID            int64
+	Hash          []byte // SHA-256 of the token
+	Entity        string // the entity's localpart ("" is the domain itself)
+	Creator       string // who made it, as the audit log names actors: an admin's JID, "cli:root", "token:3"
+	Created       time.Time
+	Expires       time.Time // zero: never
+	MaxUses       int       // how many requests it may accept, at least 1
+	Uses          int       // how many it has accepted
+	SubscribeBack bool      // the entity subscribes back to whoever uses it
+	Revoked       time.Time // zero unless revoked
+}
+
+// Unusable says why inv accepts no more requests at now, after pending
+// more uses not stored yet: "revoked", "expired" or "used up"; "" when it
+// accepts one more.
+func (inv Invite) Unusable(now time.Time, pending int) string {
+	switch {
+	case !inv.Revoked.IsZero():
+		return "revoked"
+	case !inv.Expires.IsZero() && !now.Before(inv.Expires):
+		return "expired"
+	case inv.Uses+pending >= inv.MaxUses:
+		return "used up"
+	}
+	return ""
 }
 
 // WebKey is an admin's key to the web page: a one-time login link
@@ -287,6 +322,25 @@ type Web interface {
 	TrimWebKeys(ctx context.Context, now time.Time) (int64, error)
 }
 
+// Invites keeps the invites (pre-authenticated subscription links).
+type Invites interface {
+	// CreateInvite stores inv (its ID and Uses are ignored) and its audit
+	// event ev (if not nil) in one transaction, and returns it with its id.
+	// A hash stored already, or one that is not 32 bytes, is an error.
+	CreateInvite(ctx context.Context, inv Invite, ev *roster.Event) (Invite, error)
+	// InviteByHash returns the invite with this hash, Invite the one with
+	// this id; either returns an error matching ErrNotFound.
+	InviteByHash(ctx context.Context, hash []byte) (Invite, error)
+	Invite(ctx context.Context, id int64) (Invite, error)
+	// Invites returns every invite, oldest first.
+	Invites(ctx context.Context) ([]Invite, error)
+	// RevokeInvite revokes invite id at at, with its audit event ev (if not
+	// nil), in one transaction. It reports false, and stores nothing, when
+	// the invite was revoked already; an unknown id is an error matching
+	// ErrNotFound.
+	RevokeInvite(ctx context.Context, id int64, at time.Time, ev *roster.Event) (bool, error)
+}
+
 // ImportRecords are records of an export (rostergate export) to load into
 // a store as they are: with their ids and times.
 type ImportRecords struct {
@@ -295,6 +349,7 @@ type ImportRecords struct {
 	Lists    []ListEntry
 	Events   []roster.Event // the audit log, with their ids
 	Tokens   []Token        // with their hashes
+	Invites  []Invite       // with their hashes, uses and ids
 }
 
 // ListEntry is a pattern on the allow or deny list.
@@ -359,6 +414,7 @@ type Store interface {
 	Actions
 	Bots
 	Web
+	Invites
 	// Hold claims the store for one running instance until release is
 	// called or the process ends; while held, another Hold fails with an
 	// error matching ErrHeld. The command line uses it to learn whether an

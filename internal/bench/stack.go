@@ -58,6 +58,19 @@ func (s *nopStore) Commit(context.Context, store.Batch) (int64, error) {
 }
 
 func (*nopStore) CreateWebKey(context.Context, store.WebKey) error { return nil }
+func (*nopStore) CreateInvite(_ context.Context, inv store.Invite, _ *roster.Event) (store.Invite, error) {
+	return inv, nil
+}
+func (*nopStore) InviteByHash(context.Context, []byte) (store.Invite, error) {
+	return store.Invite{}, store.ErrNotFound
+}
+func (*nopStore) Invite(context.Context, int64) (store.Invite, error) {
+	return store.Invite{}, store.ErrNotFound
+}
+func (*nopStore) Invites(context.Context) ([]store.Invite, error) { return nil, nil }
+func (*nopStore) RevokeInvite(context.Context, int64, time.Time, *roster.Event) (bool, error) {
+	return false, store.ErrNotFound
+}
 func (*nopStore) TakeWebKey(context.Context, []byte, string, time.Time) (store.WebKey, error) {
 	return store.WebKey{}, store.ErrNotFound
 }

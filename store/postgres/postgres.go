@@ -330,7 +330,12 @@ func (db *DB) Hold(ctx context.Context) (release func(), err error) {
 			db.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
 			defer cancel()
-			_ = c.Close(ctx) // the lock goes with the session
+			// Unlocked first, so that the lock is free when release
+			// returns: a closed session's backend frees its locks only
+			// once it has exited, a moment later. Should the unlock
+			// fail, the lock goes with the session.
+			_, _ = c.Exec(ctx, `SELECT pg_advisory_unlock($1)`, holdLockKey)
+			_ = c.Close(ctx)
 		})
 	}, nil
 }

@@ -243,7 +243,8 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	if _, err := raw.Exec("PRAGMA user_version = 7"); err != nil {
+	newer := knownVersion(t) + 1
+	if _, err := raw.Exec(fmt.Sprintf("PRAGMA user_version = %d", newer)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -252,13 +253,13 @@ func TestNewerSchemaRefused(t *testing.T) {
 		db.Close()
 		t.Fatal("Open accepted a newer schema")
 	}
-	want := fmt.Sprintf("sqlite: database schema version 7 is newer than this rostergate (knows %d)", knownVersion(t))
+	want := fmt.Sprintf("sqlite: database schema version %d is newer than this rostergate (knows %d)", newer, knownVersion(t))
 	if err.Error() != want {
 		t.Errorf("error = %q, want %q", err, want)
 	}
 	var v int
-	if err := raw.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 7 {
-		t.Errorf("user_version after refusal = %d, %v; want 7", v, err)
+	if err := raw.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != newer {
+		t.Errorf("user_version after refusal = %d, %v; want %d", v, err, newer)
 	}
 }
 

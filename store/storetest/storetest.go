@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Tokens", testTokens},
 		{"BotState", testBotState},
 		{"WebKeys", testWebKeys},
+		{"Invites", testInvites},
 		{"Import", testImport},
 	} {
 		t.Run(part.name, func(t *testing.T) { part.run(t, o) })
