@@ -66,6 +66,7 @@ type Store interface {
 	store.Lists
 	store.Bots
 	RequestDecision(ctx context.Context, id int64) (roster.Event, error)
+	InviteByHash(ctx context.Context, hash []byte) (store.Invite, error)
 }
 
 // Wire is the live stream, as the transport gives it to the engine.
@@ -174,6 +175,7 @@ type Engine struct {
 	outbox      []int64                  // the outbox rows' ids, oldest first; touched like delivered
 	outboxDepth atomic.Int64             // len(outbox), for Stats
 	onCommit    func(time.Duration, int) // Options.OnCommit
+	inv         invites                  // uses of invites not committed yet
 }
 
 // New validates opts and returns an Engine; the allow and deny lists are
@@ -205,6 +207,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		autoReplied:   map[itemKey]time.Time{},
 		api:           opts.API,
 		heldDecided:   map[heldKey]uint64{},
+		inv:           invites{pending: map[int64]int{}},
 		onCommit:      opts.OnCommit,
 	}
 	allow, deny, err := opts.Store.Lists(ctx)

@@ -45,9 +45,12 @@ type batch struct {
 	durable bytes.Buffer            // the stanzas that report state changes: kept in the outbox
 	queued  []*roster.Request       // held requests, announced to the admins once committed (with their ids)
 	events  []store.BotEvent        // events for the bots behind entities, committed with the batch
-	fetched map[itemKey]roster.Item // items as stored, read ahead for the batch (Sub "none" when there is none)
-	keys    []roster.Key            // the keys prefetch reads
-	now     time.Time
+	// inviteUses names the invites the batch's decisions used, one id
+	// per use (see useInvite).
+	inviteUses []int64
+	fetched    map[itemKey]roster.Item // items as stored, read ahead for the batch (Sub "none" when there is none)
+	keys       []roster.Key            // the keys prefetch reads
+	now        time.Time
 }
 
 func newBatch() *batch {
@@ -71,6 +74,7 @@ func (b *batch) reset() {
 	clear(b.events)
 	b.events = b.events[:0]
 	b.keys = b.keys[:0]
+	b.inviteUses = b.inviteUses[:0]
 	for _, buf := range []*bytes.Buffer{&b.out, &b.durable} {
 		if buf.Cap() > maxKeptBuffer {
 			*buf = bytes.Buffer{}
@@ -416,7 +420,11 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		}
 		var err error
 		start := time.Now()
-		id, err = e.store.Commit(ctx, store.Batch{Changes: b.changes, Send: b.durable.String(), Delivered: e.delivered, BotEvents: b.events})
+		err = e.commitInvites(b, func() (err error) {
+			id, err = e.store.Commit(ctx, store.Batch{Changes: b.changes, Send: b.durable.String(), Delivered: e.delivered, BotEvents: b.events,
+				InviteUses: b.inviteUses})
+			return err
+		})
 		if err != nil {
 			e.log.Error("storing state failed; replies withheld", "err", err, "changes", len(b.changes))
 			return fmt.Errorf("engine: commit: %w", err)

@@ -57,21 +57,32 @@ const reasonAdmin = "admin of the component"
 
 // decide runs a new request through the limits and the policy, and logs the
 // decision once.
-func (e *Engine) decide(b *batch, a stanza.Address) policy.Decision {
+//
+// A request that carries an invite's token (preauth, XEP-0379) is
+// accepted with the invite when it may be used (see useInvite): before the
+// limits, since the invite bounds its own uses.
+func (e *Engine) decide(ctx context.Context, b *batch, a stanza.Address, preauth string) policy.Decision {
 	l := e.live.Load()
 	_, known := l.entities[a.Entity]
-	d := policy.Decision{}
-	if a.Entity == "" && !known && l.isAdmin(a.Contact) {
+	d, invited := policy.Decision{}, false
+	if preauth != "" && known {
+		d, invited = e.useInvite(ctx, b, l, a, preauth)
+	}
+	switch {
+	case invited:
+	case a.Entity == "" && !known && l.isAdmin(a.Contact):
 		// The component itself: its admins may see it online (whatever the
 		// policy says of JIDs that are no entity).
 		d = policy.Decision{Action: policy.Accept, Reason: reasonAdmin}
-	} else if !known && l.policy.UnknownEntity() == policy.Drop {
+	case !known && l.policy.UnknownEntity() == policy.Drop:
 		// A JID that does not exist (RFC 6121 §8.5.1): ignored before any
 		// limit could answer it.
 		d = l.policy.Decide(policy.Request{Contact: a.Contact, Entity: a.Entity})
-	} else if over := e.overRate(l, a.Contact, b.now); over != "" {
-		d = e.overLimit(l, a, over)
-	} else {
+	default:
+		if over := e.overRate(l, a.Contact, b.now); over != "" {
+			d = e.overLimit(l, a, over)
+			break
+		}
 		d = l.policy.Decide(policy.Request{Contact: a.Contact, Entity: a.Entity, KnownEntity: known})
 		if d.Action == policy.Review {
 			if over := e.overPendingCap(l, a.Contact); over != "" {
@@ -155,7 +166,7 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 	r := subscription.Inbound(cur, kind)
 	ev := &roster.Event{Kind: kind.String(), Actor: a.Contact, Interface: "stream", Detail: r.Note}
 	if r.Decide {
-		d := e.decide(b, a)
+		d := e.decide(ctx, b, a, x.el.Preauth)
 		ev.Action, ev.Rule = string(d.Action), d.Reason
 		if d.Message != "" && d.Action != policy.Drop {
 			// The rule's message follows the stanzas the decision sends.

@@ -26,10 +26,11 @@ const (
 	KindLimit         = "limit"          // [limits]: over a rate or a cap
 	KindAdmin         = "admin"          // an admin subscribing to the component domain
 	KindPreApproved   = "pre_approved"   // the entity had pre-approved the contact (RFC 6121 §3.4)
+	KindInvite        = "invite"         // the request carried an invite's token (XEP-0379)
 )
 
 // decisionKinds are the kinds, in the order of the counters.
-var decisionKinds = [...]string{KindRule, KindDefault, KindUnknownEntity, KindDenyList, KindAllowList, KindLimit, KindAdmin, KindPreApproved}
+var decisionKinds = [...]string{KindRule, KindDefault, KindUnknownEntity, KindDenyList, KindAllowList, KindLimit, KindAdmin, KindPreApproved, KindInvite}
 
 // decisionActions are the actions, in the order of the counters.
 var decisionActions = [...]policy.Action{policy.Accept, policy.Reject, policy.Review, policy.Drop}
@@ -57,6 +58,8 @@ func reasonKind(reason string) string {
 		return KindPreApproved
 	case reason == reasonAdmin:
 		return KindAdmin
+	case strings.HasPrefix(reason, reasonInvite):
+		return KindInvite
 	}
 	return ""
 }

@@ -339,6 +339,17 @@ func (p *Policy) decide(r Request) Decision {
 	return Decision{Action: p.def, Reason: "default", Message: p.defMessage}
 }
 
+// Denied returns the deny list's decision for contact (Reject, its Reason
+// naming the pattern) and true, when the deny list matches contact.
+func (p *Policy) Denied(contact string) (Decision, bool) {
+	contact = strings.ToLower(contact)
+	domain := contact[strings.LastIndexByte(contact, '@')+1:]
+	if pat, ok := firstMatch(p.deny, contact, domain); ok {
+		return Decision{Action: Reject, Reason: "deny list " + strconv.Quote(pat)}, true
+	}
+	return Decision{}, false
+}
+
 // matches reports whether every set matcher of the compiled rule r matches.
 // All arguments are already lower-case; local says whether domain is a
 // local domain.

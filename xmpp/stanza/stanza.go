@@ -52,6 +52,9 @@ type Element struct {
 	Thread  string   // a message's thread
 	Show    string   // an available presence's show
 	Status  string   // an available or unavailable presence's status
+	// Preauth is the token of a subscribe's <preauth
+	// xmlns='urn:xmpp:pars:0'/> (XEP-0379), "" if it carries none.
+	Preauth string
 }
 
 // Address is a stanza's parsed addressing, as sent to a JID at the
@@ -91,7 +94,7 @@ func (el *Element) Address(domain string) (Address, bool, error) {
 
 // Retained is about how many bytes el keeps while it waits to be handled.
 func (el *Element) Retained() int {
-	return len(el.Raw) + len(el.Body) + len(el.Thread) + len(el.Status) + len(el.Show) + len(el.From) + len(el.To) + len(el.ID) + len(el.Type)
+	return len(el.Raw) + len(el.Preauth) + len(el.Body) + len(el.Thread) + len(el.Status) + len(el.Show) + len(el.From) + len(el.To) + len(el.ID) + len(el.Type)
 }
 
 // Payload is the first child of an IQ: what the IQ is about (its
@@ -109,6 +112,20 @@ type iqBody struct {
 type messageBody struct {
 	Body   string `xml:"jabber:component:accept body"`
 	Thread string `xml:"jabber:component:accept thread"`
+}
+
+// BadPreauth is Element.Preauth for a subscribe whose preauth elements
+// name no single token: several, or one without a token. No invite's
+// token has a space.
+const BadPreauth = "(malformed preauth)"
+
+// NSPars is the namespace of XEP-0379's pre-authenticated subscription.
+const NSPars = "urn:xmpp:pars:0"
+
+type subscribeBody struct {
+	Preauth []struct {
+		Token string `xml:"token,attr"`
+	} `xml:"urn:xmpp:pars:0 preauth"`
 }
 
 type presenceBody struct {
@@ -184,6 +201,19 @@ func Next(d *xml.Decoder, budget func()) (*Element, error) {
 					return nil, fmt.Errorf("stanza: reading presence: %w", err)
 				}
 				el.Show, el.Status = body.Show, body.Status
+			} else if el.Name == "presence" && el.Type == "subscribe" {
+				var body subscribeBody
+				if err := d.DecodeElement(&body, &t); err != nil {
+					return nil, fmt.Errorf("stanza: reading presence: %w", err)
+				}
+				if len(body.Preauth) > 0 {
+					// More than one is no token at all: which would be meant?
+					if len(body.Preauth) == 1 && body.Preauth[0].Token != "" {
+						el.Preauth = body.Preauth[0].Token
+					} else {
+						el.Preauth = BadPreauth
+					}
+				}
 			} else if err := d.Skip(); err != nil {
 				return nil, fmt.Errorf("stanza: reading %s: %w", el.Name, err)
 			}

@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"rostergate/engine/enginetest"
+	"rostergate/roster"
+	"rostergate/store"
+	"rostergate/store/sqlite"
+	"rostergate/xmpp/stanza"
+)
+
+// makeInvite stores an invite to helpdesk whose token is token.
+func makeInvite(t *testing.T, db *sqlite.DB, token string, inv store.Invite) store.Invite {
+	t.Helper()
+	h := sha256.Sum256([]byte(token))
+	inv.Hash = h[:]
+	if inv.Entity == "" {
+		inv.Entity = "helpdesk"
+	}
+	if inv.Creator == "" {
+		inv.Creator = "root@localhost"
+	}
+	if inv.MaxUses == 0 {
+		inv.MaxUses = 1
+	}
+	out, err := db.CreateInvite(context.Background(), inv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func preauth(from, token string) *stanza.Element {
+	el := subscribe(from)
+	el.Preauth = token
+	return el
+}
+
+// answered returns the type of the last subscription answer to contact
+// ("subscribed", "unsubscribed"), "" if none, and whether the entity asked
+// for the contact's presence in return.
+func answered(t *testing.T, w interface{ String() string }, contact string) (typ string, back bool) {
+	t.Helper()
+	for _, s := range strings.Split(w.String(), "<presence ") {
+		if !strings.Contains(s, "to='"+contact+"'") {
+			continue
+		}
+		switch {
+		case strings.Contains(s, "type='subscribed'"):
+			typ = "subscribed"
+		case strings.Contains(s, "type='unsubscribed'"):
+			typ = "unsubscribed"
+		case strings.Contains(s, "type='subscribe'"):
+			back = true
+		}
+	}
+	return typ, back
+}
+
+// A subscribe carrying an invite's token (XEP-0379) is accepted whatever
+// the policy says (here: hold everything), as many times as the invite
+// allows, even within one batch; every other token, and an invite that is
+// revoked, expired, for another entity or used up, falls through to the
+// policy. The deny list wins over any invite.
+func TestInvites(t *testing.T) {
+	ctx := context.Background()
+	e, db, w := newTestEngine(t, Settings{Entities: []Entity{{Local: "helpdesk"}, {Local: "sales"}}})
+	two := makeInvite(t, db, "two-uses", store.Invite{MaxUses: 2, SubscribeBack: true})
+	makeInvite(t, db, "revoked", store.Invite{})
+	if _, err := db.RevokeInvite(ctx, two.ID+1, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	makeInvite(t, db, "expired", store.Invite{Expires: time.Now().Add(-time.Minute)})
+	makeInvite(t, db, "for-sales", store.Invite{Entity: "sales"})
+	makeInvite(t, db, "denied", store.Invite{})
+	if _, err := e.EditList(ctx, "deny", true, "*@spam.example", roster.Actor{JID: "root@localhost", Via: roster.ViaCLI}); err != nil {
+		t.Fatal(err)
+	}
+	els := []*stanza.Element{
+		preauth("alice@x.example", "two-uses"),
+		preauth("bob@x.example", "two-uses"),
+		preauth("carol@x.example", "two-uses"), // the third use of two
+		preauth("dave@x.example", "revoked"),
+		preauth("erin@x.example", "expired"),
+		preauth("frank@x.example", "for-sales"),
+		preauth("grace@x.example", "no such token"),
+		preauth("heidi@x.example", stanza.BadPreauth),
+		preauth("mallory@spam.example", "denied"),
+	}
+	if err := e.Handle(ctx, els, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"alice@x.example", "bob@x.example"} {
+		if typ, back := answered(t, w, c); typ != "subscribed" || !back {
+			t.Errorf("%s with the invite: answered %q, subscribed back %v; want subscribed, and back", c, typ, back)
+		}
+		it, err := db.Get(ctx, "helpdesk", c)
+		if err != nil || it.Sub != roster.SubFrom || !it.PendingOut {
+			t.Errorf("%s's item: %+v, %v", c, it, err)
+		}
+	}
+	if typ, _ := answered(t, w, "mallory@spam.example"); typ != "unsubscribed" {
+		t.Errorf("a denied contact with a good invite: answered %q, want unsubscribed", typ)
+	}
+	var gotHeld []string
+	for _, r := range held(t, db) {
+		gotHeld = append(gotHeld, r.Contact)
+	}
+	want := "carol@x.example dave@x.example erin@x.example frank@x.example grace@x.example heidi@x.example"
+	if strings.Join(gotHeld, " ") != want {
+		t.Errorf("held %q, want %q", gotHeld, want)
+	}
+	if got, _ := db.Invite(ctx, two.ID); got.Uses != 2 {
+		t.Errorf("the invite's uses: %d, want 2", got.Uses)
+	}
+	var audited int
+	err := db.Events(ctx, time.Time{}, func(ev roster.Event) error {
+		if strings.HasPrefix(ev.Rule, "invite ") {
+			audited++
+			if ev.Rule != "invite "+strconv.FormatInt(two.ID, 10)+" by root@localhost" || ev.Action != "accept" {
+				t.Errorf("audit: %+v", ev)
+			}
+		}
+		return nil
+	})
+	if err != nil || audited != 2 {
+		t.Errorf("audited invite decisions: %d, %v; want 2", audited, err)
+	}
+	if n := e.decisions[0][len(decisionKinds)-1].Load(); n != 2 {
+		t.Errorf("accept/invite counted %d, want 2", n)
+	}
+}
+
+// A batch whose commit fails uses nothing: the invite accepts the next
+// request that carries it.
+func TestInviteNotUsedByAFailedCommit(t *testing.T) {
+	ctx := context.Background()
+	e, db, _ := newTestEngine(t, Settings{})
+	inv := makeInvite(t, db, "once", store.Invite{})
+	e.store = failingStore{Store: db}
+	if err := e.Handle(ctx, []*stanza.Element{preauth("alice@x.example", "once")}, noIQ{t}); err == nil {
+		t.Fatal("Handle with a failing store: no error")
+	}
+	if len(e.inv.pending) != 0 {
+		t.Errorf("pending uses after the failed commit: %v", e.inv.pending)
+	}
+	e.store = db
+	w := &enginetest.Wire{}
+	e.Detach()
+	if err := e.Attach(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Handle(ctx, []*stanza.Element{preauth("bob@x.example", "once")}, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _ := answered(t, w, "bob@x.example"); typ != "subscribed" {
+		t.Errorf("after the failed commit the invite did not accept: %q\n%s", typ, w.String())
+	}
+	if got, _ := db.Invite(ctx, inv.ID); got.Uses != 1 {
+		t.Errorf("uses: %d, want 1", got.Uses)
+	}
+}
