@@ -325,7 +325,8 @@ type Web interface {
 // Invites keeps the invites (pre-authenticated subscription links).
 type Invites interface {
 	// CreateInvite stores inv (its ID and Uses are ignored) and its audit
-	// event ev (if not nil) in one transaction, and returns it with its id.
+	// event ev (if not nil; its Rule is set to "invite ID") in one
+	// transaction, and returns it with its id.
 	// A hash stored already, or one that is not 32 bytes, is an error.
 	CreateInvite(ctx context.Context, inv Invite, ev *roster.Event) (Invite, error)
 	// InviteByHash returns the invite with this hash, Invite the one with

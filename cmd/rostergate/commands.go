@@ -518,10 +518,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		}
 		fmt.Fprintf(stdout, "http API   %s://%s/api/v1/ (rate %s per token; events kept %s, at most %d per entity)\n",
 			scheme, h.Listen, h.Rate, h.EventRetention, h.MaxEvents)
-		web := h.WebURL
-		if web == "" {
-			web = instance.WebAddress(h.Listen, h.TLSCert != "")
-		}
+		web := webAddress(cfg)
 		fmt.Fprintf(stdout, "web page   %s (login links last %s; sessions end after %s idle, %s at most)\n",
 			web, h.LoginTTL, h.SessionIdle, h.SessionMax)
 		if len(h.MetricsAllow) == 0 {

@@ -56,6 +56,8 @@ Usage:
                                    decisions and admin actions
   rostergate token   create -config FILE -entity LOCAL | list -config FILE | revoke -config FILE ID
                                    the bots' HTTP API tokens (printed once, kept as a hash)
+  rostergate invite  create -config FILE -entity LOCAL [-ttl 72h] [-uses 1] [-subscribe-back] | list | revoke ID
+                                   invite links (XEP-0379) that pre-approve a subscription to an entity
   rostergate backup  -config FILE -out FILE   a consistent copy of the database, while running
   rostergate export  -config FILE -out FILE [-live]   rosters, held requests, lists, audit, tokens as JSON lines
   rostergate import  -config FILE -in FILE    load an export into an empty store (docs/export.md)
@@ -95,6 +97,8 @@ func run(ctx context.Context, args []string, p proc) error {
 		return cmdLists(ctx, args[1:], stdout, stderr, getenv)
 	case "token":
 		return cmdToken(ctx, args[1:], stdout, stderr, getenv)
+	case "invite":
+		return cmdInvite(ctx, args[1:], stdout, stderr, getenv)
 	case "backup":
 		return cmdBackup(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":

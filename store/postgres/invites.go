@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"rostergate/roster"
 	"rostergate/store"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -93,6 +94,9 @@ func (db *DB) CreateInvite(ctx context.Context, inv store.Invite, ev *roster.Eve
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
 			inv.Hash, inv.Entity, inv.Creator, inv.Created, nullTime(inv.Expires), inv.MaxUses, inv.SubscribeBack, nullTime(inv.Revoked)).Scan(&inv.ID); err != nil {
 			return err
+		}
+		if ev != nil {
+			ev.Rule = "invite " + strconv.FormatInt(inv.ID, 10)
 		}
 		return auditTx(ctx, tx, ev, now)
 	})

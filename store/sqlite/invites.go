@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"rostergate/roster"
 	"rostergate/store"
+	"strconv"
 	"time"
 )
 
@@ -76,6 +77,7 @@ func (db *DB) CreateInvite(ctx context.Context, inv store.Invite, ev *roster.Eve
 		return store.Invite{}, fmt.Errorf("sqlite: create invite: %w", err)
 	}
 	if ev != nil {
+		ev.Rule = "invite " + strconv.FormatInt(inv.ID, 10)
 		if err := insertAudit(ctx, tx, ev, now); err != nil {
 			return store.Invite{}, fmt.Errorf("sqlite: create invite: audit: %w", err)
 		}

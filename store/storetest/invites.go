@@ -6,6 +6,7 @@ import (
 	"errors"
 	"rostergate/roster"
 	"rostergate/store"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -36,7 +37,7 @@ func testInvites(t *testing.T, o opener) {
 		t.Errorf("Invite(%d) = %+v, %v", inv.ID, byID, err)
 	}
 	evs := events(t, s)
-	if len(evs) != 1 || evs[0].Kind != "invite" || evs[0].Action != "create" || evs[0].ID != ev.ID {
+	if len(evs) != 1 || evs[0].Kind != "invite" || evs[0].Action != "create" || evs[0].ID != ev.ID || evs[0].Rule != "invite "+strconv.FormatInt(inv.ID, 10) {
 		t.Errorf("audit after create = %+v", evs)
 	}
 	if _, err := s.CreateInvite(ctx, store.Invite{Hash: h1[:], Entity: "x", MaxUses: 1}, nil); err == nil {

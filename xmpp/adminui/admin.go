@@ -51,6 +51,14 @@ type Service interface {
 	// and returns the message that gives it. Its errors are user-facing
 	// (e.g. there is no web page).
 	LoginMessage(ctx context.Context, admin string) (string, error)
+	// InviteMessage makes an invite to entity (XEP-0379) and returns the
+	// message that gives its link. Its errors are user-facing.
+	InviteMessage(ctx context.Context, actor roster.Actor, entity string, ttl time.Duration, uses int, back bool) (string, error)
+	// Invites returns every invite, oldest first.
+	Invites(ctx context.Context) ([]store.Invite, error)
+	// RevokeInvite revokes invite id; false if it was revoked already.
+	// An unknown id is an error matching store.ErrNotFound.
+	RevokeInvite(ctx context.Context, actor roster.Actor, id int64) (bool, error)
 }
 
 // maxRosterLines bounds what an admin interface lists of one roster.

@@ -160,6 +160,29 @@ func (f *fakeOps) LoginMessage(_ context.Context, admin string) (string, error) 
 	return "Your login link: https://rg.example.com/login/rgl_x", nil
 }
 
+func (f *fakeOps) InviteMessage(_ context.Context, actor roster.Actor, entity string, ttl time.Duration, uses int, back bool) (string, error) {
+	f.record("InviteMessage %s %s %s %d %v", actor, entity, ttl, uses, back)
+	return "Invite #1 to " + entity, nil
+}
+
+func (f *fakeOps) Invites(context.Context) ([]store.Invite, error) {
+	return []store.Invite{
+		{ID: 1, Entity: "helpdesk", Creator: "root@localhost", MaxUses: 1, Uses: 1},
+		{ID: 2, Entity: "sales", Creator: "cli:root", MaxUses: 5, Uses: 2, Expires: t0.Add(time.Hour), SubscribeBack: true},
+	}, nil
+}
+
+func (f *fakeOps) RevokeInvite(_ context.Context, actor roster.Actor, id int64) (bool, error) {
+	f.record("RevokeInvite %s %d", actor, id)
+	switch id {
+	case 1:
+		return true, nil
+	case 2:
+		return false, nil
+	}
+	return false, fmt.Errorf("gate: invite %d: %w", id, store.ErrNotFound)
+}
+
 func (f *fakeOps) Lists(context.Context) ([]string, []string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -1099,7 +1122,7 @@ func TestParseChat(t *testing.T) {
 		{"approve double hash", "approve ##4", ChatCommand{}, `approve: "##4" is not a request id (usage: approve ID…)`},
 		{"approve overflow", "approve 9223372036854775808", ChatCommand{}, `approve: "9223372036854775808" is not a request id (usage: approve ID…)`},
 		{"approve max", "approve 9223372036854775807", ChatCommand{Verb: "approve", IDs: []int64{9223372036854775807}}, ""},
-		{"approve too many", "approve " + manyIDs(maxChatIDs+1), ChatCommand{}, `approve: too many request ids, at most 100 at once (usage: approve ID…)`},
+		{"approve too many", "approve " + manyIDs(maxChatIDs+1), ChatCommand{}, `approve: too many ids, at most 100 at once (usage: approve ID…)`},
 		{"reject", "REJECT #7", ChatCommand{Verb: "reject", IDs: []int64{7}}, ""},
 		{"reject long garbage", "reject " + strings.Repeat("x", 50), ChatCommand{}, `reject: "` + strings.Repeat("x", 40) + `…" is not a request id (usage: reject ID…)`},
 		{"explain", "explain Alice@localhost helpdesk", ChatCommand{Verb: "explain", Args: []string{"Alice@localhost", "helpdesk"}}, ""},
@@ -1121,6 +1144,18 @@ func TestParseChat(t *testing.T) {
 		{"unknown keeps case", "Approve12", ChatCommand{}, `unknown command "Approve12"; send "help" for the list`},
 		{"unknown control chars", "\x01x", ChatCommand{}, `unknown command "\x01x"; send "help" for the list`},
 		{"non-breaking space", "approve\u00a012", ChatCommand{Verb: "approve", IDs: []int64{12}}, ""},
+		{"invite", "invite helpdesk", ChatCommand{Verb: "invite", Args: []string{"helpdesk"}, TTL: 72 * time.Hour, Uses: 1}, ""},
+		{"invite with options", "Invite sales USES=5 back ttl=30m", ChatCommand{Verb: "invite", Args: []string{"sales"}, TTL: 30 * time.Minute, Uses: 5, Back: true}, ""},
+		{"invite without end", "invite sales ttl=0", ChatCommand{Verb: "invite", Args: []string{"sales"}, Uses: 1}, ""},
+		{"invite nothing", "invite", ChatCommand{}, `invite: missing entity (usage: invite ENTITY [uses=N] [ttl=72h] [back])`},
+		{"invite bad uses", "invite sales uses=0", ChatCommand{}, `invite: uses="0" is not a count of 1 or more (usage: invite ENTITY [uses=N] [ttl=72h] [back])`},
+		{"invite bad ttl", "invite sales ttl=3days", ChatCommand{}, `invite: ttl="3days" is not a duration such as 24h or 30m (usage: invite ENTITY [uses=N] [ttl=72h] [back])`},
+		{"invite twice", "invite sales back back", ChatCommand{}, `invite: "back" given twice (usage: invite ENTITY [uses=N] [ttl=72h] [back])`},
+		{"invite unknown option", "invite sales forever", ChatCommand{}, `invite: unexpected argument "forever" (usage: invite ENTITY [uses=N] [ttl=72h] [back])`},
+		{"invites", "invites", ChatCommand{Verb: "invites"}, ""},
+		{"uninvite", "uninvite 3 #4", ChatCommand{Verb: "uninvite", IDs: []int64{3, 4}}, ""},
+		{"uninvite bad", "uninvite x", ChatCommand{}, `uninvite: "x" is not an invite id (usage: uninvite ID…)`},
+		{"uninvite nothing", "uninvite", ChatCommand{}, `uninvite: no invite id given (usage: uninvite ID…)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1209,6 +1244,11 @@ func TestChat(t *testing.T) {
 		{"undeny missing", "undeny nobody@example.com", nil, `undeny: "nobody@example.com" is not in the deny list`,
 			[]string{"EditList deny false nobody@example.com admin@localhost chat"}},
 		{"unknown", "foo", nil, `unknown command "foo"; send "help" for the list`, nil},
+		{"invite", "invite helpdesk uses=3 back", nil, "Invite #1 to helpdesk", []string{"InviteMessage admin@localhost (chat) helpdesk 72h0m0s 3 true"}},
+		{"invites", "invites", nil, "#1 helpdesk@bots.localhost by root@localhost: 1/1 used, no end — used up\n" +
+			"#2 sales@bots.localhost by cli:root: 2/5 used, until 2026-03-01 13:00 UTC, subscribes back — usable", nil},
+		{"uninvite", "uninvite 1 2 3", nil, "#1 revoked: a request that carries it now goes through the policy\n#2 was revoked already\n#3: no such invite",
+			[]string{"RevokeInvite admin@localhost (chat) 1", "RevokeInvite admin@localhost (chat) 2", "RevokeInvite admin@localhost (chat) 3"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,11 +2,14 @@ package adminui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"rostergate/roster"
+	"rostergate/store"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -14,8 +17,19 @@ import (
 type ChatCommand struct {
 	Verb string   // lower case, e.g. "approve"
 	IDs  []int64  // approve, reject: the request ids, in order, without duplicates
-	Args []string // explain: contact, entity; roster: entity; allow, deny, unallow, undeny: pattern
+	Args []string // explain: contact, entity; roster: entity; allow, deny, unallow, undeny: pattern; invite: entity
+	// invite's options: how long it works (0: no end), how many requests
+	// it accepts, whether the entity subscribes back.
+	TTL  time.Duration
+	Uses int
+	Back bool
 }
+
+// Defaults of the chat command invite, as of the command line's.
+const (
+	defaultInviteTTL  = 72 * time.Hour
+	defaultInviteUses = 1
+)
 
 // Limits on chat commands and replies.
 const (
@@ -42,10 +56,15 @@ var chatVerbs = map[string]chatVerb{
 	"deny":    {"deny PATTERN", "add PATTERN to the deny list", 1},
 	"undeny":  {"undeny PATTERN", "remove PATTERN from the deny list", 1},
 	"login":   {"login", "a link that logs you in to the web page (it works once, within minutes)", 0},
+	"invite": {"invite ENTITY [uses=N] [ttl=72h] [back]", "an invite link (XEP-0379): whoever opens it in their client is accepted by ENTITY, " +
+		"N times (1), within ttl (72h; 0: no end), subscribed back with back", -3},
+	"invites":  {"invites", "the invites and their state", 0},
+	"uninvite": {"uninvite ID…", "revoke invites", -1},
 }
 
 // helpOrder is the order verbs appear in help.
-var helpOrder = []string{"pending", "approve", "reject", "explain", "roster", "lists", "allow", "unallow", "deny", "undeny", "login", "help"}
+var helpOrder = []string{"pending", "approve", "reject", "explain", "roster", "lists", "allow", "unallow", "deny", "undeny",
+	"invite", "invites", "uninvite", "login", "help"}
 
 // quoteShort quotes s for an error message, cut to 40 characters.
 func quoteShort(s string) string {
@@ -93,6 +112,8 @@ func ParseChat(body string) (ChatCommand, error) {
 	switch v.args {
 	case -2:
 		return cmd, nil
+	case -3:
+		return parseInvite(cmd, args, v.usage)
 	case -1:
 		seen := make(map[int64]bool)
 		for _, a := range args {
@@ -102,7 +123,7 @@ func ParseChat(body string) (ChatCommand, error) {
 				}
 				id, ok := parseID(tok)
 				if !ok {
-					return ChatCommand{}, fmt.Errorf("%s: %s is not a request id (usage: %s)", verb, quoteShort(tok), v.usage)
+					return ChatCommand{}, fmt.Errorf("%s: %s is not %s id (usage: %s)", verb, quoteShort(tok), idKind(verb), v.usage)
 				}
 				if !seen[id] {
 					seen[id] = true
@@ -111,10 +132,10 @@ func ParseChat(body string) (ChatCommand, error) {
 			}
 		}
 		if len(cmd.IDs) == 0 {
-			return ChatCommand{}, fmt.Errorf("%s: no request id given (usage: %s)", verb, v.usage)
+			return ChatCommand{}, fmt.Errorf("%s: no %s id given (usage: %s)", verb, idKind(verb)[strings.IndexByte(idKind(verb), ' ')+1:], v.usage)
 		}
 		if len(cmd.IDs) > maxChatIDs {
-			return ChatCommand{}, fmt.Errorf("%s: too many request ids, at most %d at once (usage: %s)", verb, maxChatIDs, v.usage)
+			return ChatCommand{}, fmt.Errorf("%s: too many ids, at most %d at once (usage: %s)", verb, maxChatIDs, v.usage)
 		}
 		return cmd, nil
 	}
@@ -128,6 +149,48 @@ func ParseChat(body string) (ChatCommand, error) {
 	}
 	if len(args) > 0 {
 		cmd.Args = args
+	}
+	return cmd, nil
+}
+
+// idKind names what the ids of verb are: "a request" or "an invite".
+func idKind(verb string) string {
+	if verb == "uninvite" {
+		return "an invite"
+	}
+	return "a request"
+}
+
+// parseInvite reads invite's arguments: the entity, then uses=N, ttl=D and
+// back in any order.
+func parseInvite(cmd ChatCommand, args []string, usage string) (ChatCommand, error) {
+	if len(args) == 0 {
+		return ChatCommand{}, fmt.Errorf("invite: missing entity (usage: %s)", usage)
+	}
+	cmd.Args = args[:1]
+	cmd.TTL, cmd.Uses = defaultInviteTTL, defaultInviteUses
+	seen := map[string]bool{}
+	for _, a := range args[1:] {
+		key, val, hasVal := strings.Cut(strings.ToLower(a), "=")
+		if seen[key] {
+			return ChatCommand{}, fmt.Errorf("invite: %s given twice (usage: %s)", quoteShort(key), usage)
+		}
+		seen[key] = true
+		var err error
+		switch {
+		case key == "back" && !hasVal:
+			cmd.Back = true
+		case key == "uses" && hasVal:
+			if cmd.Uses, err = strconv.Atoi(val); err != nil || cmd.Uses < 1 {
+				return ChatCommand{}, fmt.Errorf("invite: uses=%s is not a count of 1 or more (usage: %s)", quoteShort(val), usage)
+			}
+		case key == "ttl" && hasVal:
+			if cmd.TTL, err = time.ParseDuration(val); err != nil || cmd.TTL < 0 {
+				return ChatCommand{}, fmt.Errorf("invite: ttl=%s is not a duration such as 24h or 30m (usage: %s)", quoteShort(val), usage)
+			}
+		default:
+			return ChatCommand{}, fmt.Errorf("invite: unexpected argument %s (usage: %s)", quoteShort(a), usage)
+		}
 	}
 	return cmd, nil
 }
@@ -223,8 +286,65 @@ func (h *Handler) Chat(ctx context.Context, actor, body string) string {
 			return cmd.Verb + ": " + err.Error()
 		}
 		return ListEditLine(list, p, add, changed)
+	case "invite":
+		msg, err := h.ops.InviteMessage(ctx, who, cmd.Args[0], cmd.TTL, cmd.Uses, cmd.Back)
+		if err != nil {
+			return "invite: " + roster.UserText(err)
+		}
+		return msg
+	case "invites":
+		invs, err := h.ops.Invites(ctx)
+		if err != nil {
+			return "invites: " + err.Error()
+		}
+		return invitesText(domain, invs, h.now())
+	case "uninvite":
+		var lines []string
+		for _, id := range cmd.IDs {
+			changed, err := h.ops.RevokeInvite(ctx, who, id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				lines = append(lines, fmt.Sprintf("#%d: no such invite", id))
+			case err != nil:
+				lines = append(lines, fmt.Sprintf("#%d: %s", id, roster.UserText(err)))
+			case !changed:
+				lines = append(lines, fmt.Sprintf("#%d was revoked already", id))
+			default:
+				lines = append(lines, fmt.Sprintf("#%d revoked: a request that carries it now goes through the policy", id))
+			}
+		}
+		return strings.Join(lines, "\n")
 	}
 	return h.help() // not reached: ParseChat knows only the verbs above
+}
+
+// invitesText lists invites for a chat reply, the newest last.
+func invitesText(domain string, invs []store.Invite, now time.Time) string {
+	if len(invs) == 0 {
+		return "No invites."
+	}
+	var lines []string
+	if len(invs) > maxChatLines {
+		lines = append(lines, fmt.Sprintf("(the newest %d of %d)", maxChatLines, len(invs)))
+		invs = invs[len(invs)-maxChatLines:]
+	}
+	for _, inv := range invs {
+		state := inv.Unusable(now, 0)
+		if state == "" {
+			state = "usable"
+		}
+		end := "no end"
+		if !inv.Expires.IsZero() {
+			end = "until " + inv.Expires.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		back := ""
+		if inv.SubscribeBack {
+			back = ", subscribes back"
+		}
+		lines = append(lines, fmt.Sprintf("#%d %s by %s: %d/%d used, %s%s — %s", inv.ID, roster.EntityJID(domain, inv.Entity), inv.Creator,
+			inv.Uses, inv.MaxUses, end, back, state))
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (h *Handler) help() string {
