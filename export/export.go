@@ -1,13 +1,14 @@
 // Package export moves what a rostergate store holds to a file and back:
 // the roster items with their RFC 6121 states, the held requests (with
 // their ids, which admins use), the allow and deny lists, the audit log
-// (with its ids and times) and the bots' API tokens (their hashes). It is
+// (with its ids and times), the bots' API tokens and the invites (their
+// hashes). It is
 // how a deployment moves between stores (SQLite to PostgreSQL, or a new
 // machine), and a way out to other tools.
 //
 // The format is JSON Lines, one record an object, described in
-// docs/export.md: a header, then items, requests, lists, events and
-// tokens in that order, then an end record with the counts (a file cut
+// docs/export.md: a header, then items, requests, lists, events, tokens
+// and invites in that order, then an end record with the counts (a file cut
 // short is refused). Reading checks the whole file before it writes
 // anything, then loads it in transactions of up to 5,000 records into a
 // store that must be empty.
@@ -43,10 +44,12 @@ type Counts struct {
 	Lists    int `json:"lists"`
 	Events   int `json:"events"`
 	Tokens   int `json:"tokens"`
+	Invites  int `json:"invites"`
 }
 
 func (c Counts) String() string {
-	return fmt.Sprintf("%d roster items, %d held requests, %d list entries, %d audit events, %d tokens", c.Items, c.Requests, c.Lists, c.Events, c.Tokens)
+	return fmt.Sprintf("%d roster items, %d held requests, %d list entries, %d audit events, %d tokens, %d invites",
+		c.Items, c.Requests, c.Lists, c.Events, c.Tokens, c.Invites)
 }
 
 // The records, as they are written.
@@ -106,6 +109,19 @@ type (
 		Created  time.Time  `json:"created"`
 		LastUsed *time.Time `json:"last_used,omitempty"`
 		Revoked  *time.Time `json:"revoked,omitempty"`
+	}
+	invite struct {
+		Type          string     `json:"type"` // "invite"
+		ID            int64      `json:"id"`
+		Hash          string     `json:"hash"` // base64 of the SHA-256 of the token
+		Entity        string     `json:"entity"`
+		Creator       string     `json:"creator"`
+		Created       time.Time  `json:"created"`
+		Expires       *time.Time `json:"expires,omitempty"`
+		MaxUses       int        `json:"max_uses"`
+		Uses          int        `json:"uses"`
+		SubscribeBack bool       `json:"subscribe_back"`
+		Revoked       *time.Time `json:"revoked,omitempty"`
 	}
 	end struct {
 		Type string `json:"type"` // "end"
@@ -197,6 +213,17 @@ func Write(ctx context.Context, s store.Store, domain string, w io.Writer) (Coun
 			return c, err
 		}
 	}
+	invs, err := s.Invites(ctx)
+	if err != nil {
+		return c, fmt.Errorf("export: invites: %w", err)
+	}
+	for _, inv := range invs {
+		c.Invites++
+		if err := put(invite{"invite", inv.ID, base64.StdEncoding.EncodeToString(inv.Hash), inv.Entity, inv.Creator, inv.Created.UTC(),
+			optTime(inv.Expires), inv.MaxUses, inv.Uses, inv.SubscribeBack, optTime(inv.Revoked)}); err != nil {
+			return c, err
+		}
+	}
 	if err := put(end{"end", c}); err != nil {
 		return c, err
 	}
@@ -257,6 +284,8 @@ func Read(ctx context.Context, open func() (io.ReadCloser, error), s store.Store
 			recs.Events = append(recs.Events, r)
 		case store.Token:
 			recs.Tokens = append(recs.Tokens, r)
+		case store.Invite:
+			recs.Invites = append(recs.Invites, r)
 		}
 		if n++; n == chunk {
 			return flush()
@@ -295,7 +324,11 @@ func checkEmpty(ctx context.Context, s store.Store) error {
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	if len(reqs)+len(allow)+len(deny)+len(evs)+len(toks) > 0 {
+	invs, err := s.Invites(ctx)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if len(reqs)+len(allow)+len(deny)+len(evs)+len(toks)+len(invs) > 0 {
 		return ErrNotEmpty
 	}
 	return nil
@@ -305,7 +338,7 @@ func checkEmpty(ctx context.Context, s store.Store) error {
 const maxLine = 1 << 20
 
 // order is the order record kinds come in.
-var order = map[string]int{"item": 1, "request": 2, "list": 3, "event": 4, "token": 5, "end": 6}
+var order = map[string]int{"item": 1, "request": 2, "list": 3, "event": 4, "token": 5, "invite": 6, "end": 7}
 
 // scan reads a file, checks every record and hands each to fn (nil: check
 // only). It returns the counts of the end record.
@@ -360,7 +393,7 @@ func scan(open func() (io.ReadCloser, error), domain string, fn func(any) error)
 			return fail("unknown record type %q", t.Type)
 		}
 		if k < last {
-			return fail("%s record after the %s records (the order is item, request, list, event, token, end)", t.Type, kindName(last))
+			return fail("%s record after the %s records (the order is item, request, list, event, token, invite, end)", t.Type, kindName(last))
 		}
 		last = k
 		var rec any
@@ -450,6 +483,31 @@ func scan(open func() (io.ReadCloser, error), domain string, fn func(any) error)
 			}
 			got.Tokens++
 			rec = tk
+		case "invite":
+			var r invite
+			if err := strictDecode(b, &r); err != nil {
+				return fail("invite: %v", err)
+			}
+			h, err := base64.StdEncoding.DecodeString(r.Hash)
+			if err != nil || len(h) != 32 {
+				return fail("invite %d: hash is not the base64 of 32 bytes", r.ID)
+			}
+			if r.ID <= 0 {
+				return fail("invite: id %d is not an invite id", r.ID)
+			}
+			if r.MaxUses < 1 || r.Uses < 0 {
+				return fail("invite %d: max_uses %d and uses %d: want max_uses 1 or more, uses 0 or more", r.ID, r.MaxUses, r.Uses)
+			}
+			inv := store.Invite{ID: r.ID, Hash: h, Entity: r.Entity, Creator: r.Creator, Created: r.Created, MaxUses: r.MaxUses, Uses: r.Uses,
+				SubscribeBack: r.SubscribeBack}
+			if r.Expires != nil {
+				inv.Expires = *r.Expires
+			}
+			if r.Revoked != nil {
+				inv.Revoked = *r.Revoked
+			}
+			got.Invites++
+			rec = inv
 		case "end":
 			var r end
 			if err := strictDecode(b, &r); err != nil {

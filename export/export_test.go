@@ -59,6 +59,14 @@ func fill(t *testing.T, db *sqlite.DB) {
 	if err := db.RevokeToken(ctx, tk.ID); err != nil {
 		t.Fatal(err)
 	}
+	hi := sha256.Sum256([]byte("invite"))
+	inv, err := db.CreateInvite(ctx, store.Invite{Hash: hi[:], Entity: "helpdesk", Creator: "root", Created: t0, Expires: t0.Add(time.Hour), MaxUses: 2, SubscribeBack: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Commit(ctx, store.Batch{InviteUses: []int64{inv.ID}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func dump(t *testing.T, db *sqlite.DB) string {
@@ -87,7 +95,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (export.Counts{Items: 4, Requests: 1, Lists: 1, Events: 4, Tokens: 1}) {
+	if c != (export.Counts{Items: 4, Requests: 1, Lists: 1, Events: 4, Tokens: 1, Invites: 1}) {
 		t.Errorf("counts %+v", c)
 	}
 	z := open(t)
@@ -101,6 +109,10 @@ func TestRoundTrip(t *testing.T) {
 	h := sha256.Sum256([]byte("secret"))
 	if tk, err := z.TokenByHash(ctx, h[:]); err != nil || tk.Revoked.IsZero() {
 		t.Errorf("the token in the copy: %+v, %v (want it found, revoked)", tk, err)
+	}
+	hi := sha256.Sum256([]byte("invite"))
+	if inv, err := z.InviteByHash(ctx, hi[:]); err != nil || inv.Uses != 1 || inv.MaxUses != 2 || !inv.SubscribeBack || !inv.Expires.Equal(t0.Add(time.Hour)) {
+		t.Errorf("the invite in the copy: %+v, %v", inv, err)
 	}
 	if err := z.Check(ctx); err != nil {
 		t.Errorf("the copy's Check: %v", err)

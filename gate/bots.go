@@ -28,6 +28,15 @@ var ErrBadToken = errors.New("gate: unknown or revoked token")
 // ErrNotEntity is matched (errors.Is) when a name is no configured entity.
 var ErrNotEntity = engine.ErrNotEntity
 
+// notEntityError says a name is no [[entity]] of the domain, and matches
+// ErrNotEntity without repeating its text.
+type notEntityError struct{ name, domain string }
+
+func (e notEntityError) Error() string {
+	return fmt.Sprintf("gate: %q is no [[entity]] of %s", e.name, e.domain)
+}
+func (e notEntityError) Unwrap() error { return ErrNotEntity }
+
 // hashToken is what the store keeps of a token.
 func hashToken(tok string) []byte {
 	h := sha256.Sum256([]byte(tok))
@@ -59,7 +68,7 @@ func (s *Service) createToken(ctx context.Context, entities []string, admin bool
 			return "", store.Token{}, err
 		}
 		if _, ok := slices.BinarySearch(configured, local); !ok {
-			return "", store.Token{}, fmt.Errorf("gate: %q is no [[entity]] of %s: %w", name, s.domain, ErrNotEntity)
+			return "", store.Token{}, notEntityError{name, s.domain}
 		}
 		locals = append(locals, local)
 	}

@@ -76,7 +76,7 @@ func (s *Service) CreateInvite(ctx context.Context, actor roster.Actor, entity s
 		return NewInvite{}, err
 	}
 	if _, ok := slices.BinarySearch(s.Entities(), local); !ok || local == "" {
-		return NewInvite{}, fmt.Errorf("gate: %q is no [[entity]] of %s: %w", entity, s.domain, ErrNotEntity)
+		return NewInvite{}, notEntityError{entity, s.domain}
 	}
 	tok, err := newSecret(InvitePrefix)
 	if err != nil {

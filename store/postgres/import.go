@@ -69,8 +69,15 @@ func (db *DB) Import(ctx context.Context, r store.ImportRecords) error {
 				return fmt.Errorf("token %d: %w", t.ID, err)
 			}
 		}
+		for _, inv := range r.Invites {
+			if _, err := tx.Exec(ctx, `INSERT INTO invites (id, hash, entity, creator, created, expires, max_uses, uses, subscribe_back, revoked)
+				OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, inv.ID, inv.Hash, inv.Entity, inv.Creator, ms(inv.Created),
+				nullTime(inv.Expires), inv.MaxUses, inv.Uses, inv.SubscribeBack, nullTime(inv.Revoked)); err != nil {
+				return fmt.Errorf("invite %d: %w", inv.ID, err)
+			}
+		}
 		// The identities go on after what was imported.
-		for _, table := range []string{"requests", "audit", "tokens"} {
+		for _, table := range []string{"requests", "audit", "tokens", "invites"} {
 			if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('`+table+`', 'id'), GREATEST((SELECT max(id) FROM `+table+`), nextval(pg_get_serial_sequence('`+table+`', 'id')) - 1, 1))`); err != nil {
 				return fmt.Errorf("%s ids: %w", table, err)
 			}

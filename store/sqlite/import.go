@@ -78,6 +78,16 @@ func (db *DB) Import(ctx context.Context, r store.ImportRecords) (err error) {
 			return fmt.Errorf("sqlite: import: token %d: %w", t.ID, err)
 		}
 	}
+	for _, inv := range r.Invites {
+		if err := checkInvite(inv); err != nil {
+			return fmt.Errorf("sqlite: import: invite %d: %w", inv.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO invites (id, hash, entity, creator, created, expires, max_uses, uses, subscribe_back, revoked)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, inv.ID, inv.Hash, inv.Entity, inv.Creator, millis(inv.Created), nullMillis(inv.Expires),
+			inv.MaxUses, inv.Uses, boolInt(inv.SubscribeBack), nullMillis(inv.Revoked)); err != nil {
+			return fmt.Errorf("sqlite: import: invite %d: %w", inv.ID, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: import: %w", err)
 	}

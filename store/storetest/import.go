@@ -17,7 +17,7 @@ import (
 func testImport(t *testing.T, o opener) {
 	ctx := context.Background()
 	s := o.fresh(t)
-	h := sha256.Sum256([]byte("tok"))
+	h, hi := sha256.Sum256([]byte("tok")), sha256.Sum256([]byte("invite"))
 	recs := store.ImportRecords{
 		Items: []roster.Item{
 			{Entity: "helpdesk", Contact: "alice@x.example", Sub: roster.SubBoth, Approved: true, Updated: t0},
@@ -31,6 +31,8 @@ func testImport(t *testing.T, o opener) {
 			{ID: 90, At: t0.Add(time.Second), Entity: "helpdesk", Contact: "bob@x.example", Kind: "subscribe", Action: "review", Detail: "request #41"},
 		},
 		Tokens: []store.Token{{ID: 5, Hash: h[:], Entities: []string{"helpdesk"}, Created: t0, LastUsed: t0.Add(time.Hour)}},
+		Invites: []store.Invite{{ID: 8, Hash: hi[:], Entity: "helpdesk", Creator: "root@x.example", Created: t0, Expires: t0.Add(time.Hour),
+			MaxUses: 3, Uses: 2, SubscribeBack: true, Revoked: t0.Add(time.Minute)}},
 	}
 	if err := s.Import(ctx, recs); err != nil {
 		t.Fatal(err)
@@ -51,6 +53,10 @@ func testImport(t *testing.T, o opener) {
 		t.Errorf("token = %+v, %v", tk, err)
 	}
 
+	if inv, err := s.InviteByHash(ctx, hi[:]); err != nil || !sameInvite(inv, recs.Invites[0]) {
+		t.Errorf("invite = %+v, %v; want %+v", inv, err, recs.Invites[0])
+	}
+
 	// What comes next is numbered after what was imported.
 	q := &roster.Request{Entity: "helpdesk", Contact: "dave@x.example", Created: t0}
 	ev := &roster.Event{At: t0, Entity: "helpdesk", Contact: "dave@x.example", Action: "review"}
@@ -61,6 +67,10 @@ func testImport(t *testing.T, o opener) {
 	h2 := sha256.Sum256([]byte("tok2"))
 	if t2, err := s.CreateToken(ctx, h2[:], []string{"helpdesk"}, false); err != nil || t2.ID <= 5 {
 		t.Errorf("a token after the import: %+v, %v; want an id above 5", t2, err)
+	}
+	h3 := sha256.Sum256([]byte("invite2"))
+	if i2, err := s.CreateInvite(ctx, store.Invite{Hash: h3[:], Entity: "helpdesk", MaxUses: 1}, nil); err != nil || i2.ID <= 8 {
+		t.Errorf("an invite after the import: %+v, %v; want an id above 8", i2, err)
 	}
 
 	// All or nothing: the second item is new, the request is stored already.
@@ -77,4 +87,10 @@ func testImport(t *testing.T, o opener) {
 		t.Error("a request without its item: no error")
 	}
 	wantCheck(t, s)
+}
+
+// sameInvite compares invites field by field, times as instants.
+func sameInvite(a, b store.Invite) bool {
+	return a.ID == b.ID && string(a.Hash) == string(b.Hash) && a.Entity == b.Entity && a.Creator == b.Creator && a.Created.Equal(b.Created) &&
+		a.Expires.Equal(b.Expires) && a.MaxUses == b.MaxUses && a.Uses == b.Uses && a.SubscribeBack == b.SubscribeBack && a.Revoked.Equal(b.Revoked)
 }
