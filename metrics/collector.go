@@ -21,7 +21,7 @@ func newCollector(s Sources) *collector {
 	return &collector{
 		src: s,
 		decisions: d("decisions_total",
-			"Decisions on contacts' subscription requests, by action (accept, reject, review: held, drop) and by the kind of what decided (rule, default, unknown_entity, deny_list, allow_list, limit, admin, pre_approved).",
+			"Decisions on contacts' subscription requests, by action (accept, reject, review: held, drop) and by the kind of what decided (rule, default, unknown_entity, deny_list, allow_list, limit, admin, pre_approved, invite).",
 			"action", "rule"),
 		held: d("held_requests", "Subscription requests held for an admin's review now."),
 		heldDecisions: d("held_decisions_total",
