@@ -18,17 +18,18 @@ import (
 )
 
 // postgresConfig writes a config for srv on the PostgreSQL database dsn
-// (its DSN in a file), accepting every request, with entities (TOML
-// [[entity]] tables) besides helpdesk, and returns its path.
-func postgresConfig(t *testing.T, srv *xmpptest.Server, dsn, entities string) string {
+// (its DSN in a file), accepting every request but those rules (TOML
+// [[policy.rule]] tables) decide otherwise, with tables (say [[entity]]
+// tables besides helpdesk, or [http]), and returns its path.
+func postgresConfig(t *testing.T, srv *xmpptest.Server, dsn, tables, rules string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n"
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) + "default = \"accept\"\n" + rules
 	text = strings.Replace(text, "[storage]\npath = \"rg.db\"\n", "[storage]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n", 1)
-	text = strings.Replace(text, "[admin]\n", entities+"[admin]\n", 1)
+	text = strings.Replace(text, "[admin]\n", tables+"[admin]\n", 1)
 	cfg := filepath.Join(dir, "component.toml")
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -44,7 +45,7 @@ func TestIntegrationTakeover(t *testing.T) { xmpptest.EachServer(t, testIntegrat
 
 func testIntegrationTakeover(t *testing.T, srv *xmpptest.Server) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	cfg := postgresConfig(t, srv, dsn, "")
+	cfg := postgresConfig(t, srv, dsn, "", "")
 	helpdesk := "helpdesk@" + srv.ComponentDomain
 	a := startChildWaiting(t, cfg, "presence resync sent")
 	b := startChildWaiting(t, cfg, "standby: waiting to lead")
@@ -93,7 +94,7 @@ func TestIntegrationPausedActive(t *testing.T) { xmpptest.EachServer(t, testInte
 
 func testIntegrationPausedActive(t *testing.T, srv *xmpptest.Server) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	cfg := postgresConfig(t, srv, dsn, "")
+	cfg := postgresConfig(t, srv, dsn, "", "")
 	helpdesk := "helpdesk@" + srv.ComponentDomain
 	a := startChildWaiting(t, cfg, "presence resync sent")
 	b := startChildWaiting(t, cfg, "standby: waiting to lead")
@@ -167,9 +168,15 @@ func testIntegrationPausedActive(t *testing.T, srv *xmpptest.Server) {
 const killsUnderLoad = 20
 
 // SIGKILL of the active instance, 20 times in a row, under a steady stream
-// of subscription requests: after it all, a request is stored (accepted) if
-// and only if its requester got "subscribed" (the outbox replayed by the
-// next active instance), and no one got two answers that disagree.
+// of subscription requests, while admins decide the held ones through the
+// command line, the admin API and chat commands: after it all, a request
+// to an entity that accepts is stored (accepted) if and only if its
+// requester got "subscribed" (the outbox replayed by the next active
+// instance), and no one got two answers that disagree; a request to an
+// entity that holds them is stored once, and is either still held and
+// unanswered, or decided once, by the admin's act that asked for it, and
+// answered as that act said; no act an interface reported done, and no act
+// the command line queued, is lost.
 func TestIntegrationKillsUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the kills under load take a minute")
@@ -177,8 +184,10 @@ func TestIntegrationKillsUnderLoad(t *testing.T) {
 	xmpptest.EachServer(t, testIntegrationKillsUnderLoad)
 }
 
-// loadRig is a PostgreSQL store, a config of 40 entities accepting
-// everyone, 8 users, and a steady load of subscription requests.
+// loadRig is a PostgreSQL store, a config of 40 entities (every third
+// holding requests for an admin's review, the others accepting everyone)
+// and an HTTP listener, 8 users, and a steady load of subscription
+// requests.
 type loadRig struct {
 	srv   *xmpptest.Server
 	dsn   string
@@ -195,13 +204,21 @@ type loadReq struct{ user, entity int }
 
 const loadEntities = 40
 
+// heldEntity reports whether entity e of the load holds requests for an
+// admin's review (a rule for it says "review").
+func heldEntity(e int) bool { return e%3 == 2 }
+
 func newLoadRig(t *testing.T, srv *xmpptest.Server, dsn string) *loadRig {
 	t.Helper()
-	var ents strings.Builder
+	var ents, rules strings.Builder
 	for i := range loadEntities {
 		fmt.Fprintf(&ents, "[[entity]]\nlocal = \"e%d\"\n", i)
+		if heldEntity(i) {
+			fmt.Fprintf(&rules, "[[policy.rule]]\nentity = \"e%d\"\naction = \"review\"\n", i)
+		}
 	}
-	r := &loadRig{srv: srv, dsn: dsn, cfg: postgresConfig(t, srv, dsn, ents.String())}
+	ents.WriteString("[http]\nlisten = \"127.0.0.1:0\"\n")
+	r := &loadRig{srv: srv, dsn: dsn, cfg: postgresConfig(t, srv, dsn, ents.String(), rules.String())}
 	r.users = make([]*xmpptest.Client, 8)
 	for i := range r.users {
 		r.users[i] = srv.NewUser(t, fmt.Sprintf("u%d", i))
@@ -235,11 +252,13 @@ func (r *loadRig) start() {
 }
 
 // finish stops the load, lets the active instance settle, and checks that a
-// request is stored (accepted) if and only if its requester got
-// "subscribed", that no one got two answers that disagree, and that service
-// goes on: two more requests are answered, after which the outbox holds no
-// more than the newest write's rows.
-func (r *loadRig) finish(t *testing.T, what string) {
+// request to an entity that accepts is stored (accepted) if and only if its
+// requester got "subscribed", that no one got two answers that disagree,
+// that the held requests are as checkHeld says with the acts of adm (nil:
+// no admin acted), and that service goes on: two more requests are
+// answered, after which the outbox holds no more than the newest write's
+// rows.
+func (r *loadRig) finish(t *testing.T, what string, adm *heldAdmin) {
 	t.Helper()
 	close(r.stop)
 	<-r.loadDone
@@ -261,8 +280,16 @@ func (r *loadRig) finish(t *testing.T, what string) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	if adm != nil {
+		adm.waitCarriedOut(t, db)
+	}
 	stored, answered, bounced := 0, 0, 0
+	var held []loadReq
 	for _, q := range r.sent {
+		if heldEntity(q.entity) {
+			held = append(held, q)
+			continue
+		}
 		jid := fmt.Sprintf("e%d@%s", q.entity, srv.ComponentDomain)
 		kinds := map[string]bool{}
 		for _, p := range r.users[q.user].Presences() {
@@ -290,11 +317,12 @@ func (r *loadRig) finish(t *testing.T, what string) {
 			t.Errorf("u%d → %s: stored %v (%+v, %v), answered subscribed %v", q.user, jid, isStored, it, err, kinds["subscribed"])
 		}
 	}
-	t.Logf("%s: %d requests: %d stored and answered; %d bounced by the server while no instance was connected; %d neither (in a stopped instance's unread input, or dropped by the server)",
-		what, len(r.sent), stored, bounced, len(r.sent)-stored-bounced)
+	t.Logf("%s: %d requests to entities that accept: %d stored and answered; %d bounced by the server while no instance was connected; %d neither (in a stopped instance's unread input, or dropped by the server)",
+		what, len(r.sent)-len(held), stored, bounced, len(r.sent)-len(held)-stored-bounced)
 	if answered == 0 {
 		t.Errorf("%s: no request was answered at all", what)
 	}
+	r.checkHeld(t, db, what, held, adm)
 	out, err := db.Outbox(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -302,13 +330,19 @@ func (r *loadRig) finish(t *testing.T, what string) {
 	if len(out) > 2 {
 		t.Errorf("%s: the outbox holds %d rows after the load: the echoes of the writes did not come back", what, len(out))
 	}
+	if err := db.Check(context.Background()); err != nil {
+		t.Errorf("%s: the store is not consistent: %v", what, err)
+	}
 }
 
 func testIntegrationKillsUnderLoad(t *testing.T, srv *xmpptest.Server) {
 	r := newLoadRig(t, srv, pgtest.Start(t).NewDatabase(t))
+	adm := newHeldAdmin(t, r)
 	active := startChildWaiting(t, r.cfg, "presence resync sent")
+	adm.setActive(active)
 	standby := startChildWaiting(t, r.cfg, "standby: waiting to lead")
 	r.start()
+	adm.start()
 	var takeovers []time.Duration
 	for k := range killsUnderLoad {
 		time.Sleep(time.Duration(50+k*7%60) * time.Millisecond)
@@ -319,15 +353,18 @@ func testIntegrationKillsUnderLoad(t *testing.T, srv *xmpptest.Server) {
 		cancel()
 		if err != nil {
 			close(r.stop)
+			adm.halt()
 			t.Fatalf("kill %d: the standby did not take over: %v\n%s", k+1, err, standby.log.String())
 		}
 		takeovers = append(takeovers, time.Since(killed))
+		adm.setActive(standby)
 		active, standby = standby, startChildWaiting(t, r.cfg, "standby: waiting to lead")
 	}
+	adm.settle()
 	slices.Sort(takeovers)
 	t.Logf("%d kills under load on %s: from SIGKILL to the next active's stream up, p50 %s, max %s",
 		len(takeovers), srv.Kind, takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond))
-	r.finish(t, "kills")
+	r.finish(t, "kills", adm)
 }
 
 // PostgreSQL restarted under load, then the active instance's connections
@@ -353,6 +390,6 @@ func TestIntegrationPostgresFaults(t *testing.T) {
 		}
 		// The service resumes by itself: finish's requests are answered.
 		_, _ = a, b
-		r.finish(t, "postgres faults on "+srv.Kind)
+		r.finish(t, "postgres faults on "+srv.Kind, nil)
 	})
 }
