@@ -124,6 +124,9 @@ const housekeepingTick = 250 * time.Millisecond
 func (c *Component) housekeeping(ctx context.Context) {
 	t := time.NewTicker(housekeepingTick)
 	defer t.Stop()
+	// At once too: acts queued while no instance was connected (or while
+	// another was taking over) go out as the stream comes up.
+	c.svc.Housekeep(ctx, time.Now())
 	for {
 		select {
 		case <-ctx.Done():
