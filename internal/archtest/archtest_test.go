@@ -23,6 +23,7 @@ var allowed = map[string][]string{
 	"limits":       {},
 	"xmpp/stanza":  {},
 	"webhook":      {},
+	"directory":    {},
 
 	"store":           {"roster"},
 	"store/sqlite":    {"roster", "store"},
