@@ -213,9 +213,12 @@ type entry struct {
 // call is one lookup at the source, which the callers asking the same
 // question wait for together.
 type call struct {
-	done    chan struct{}
-	res     Result
-	waiters int // d.mu: callers that joined it (for the tests)
+	done      chan struct{}
+	res       Result
+	asking    atomic.Bool // the source is being asked (the lookup is not waiting for a slot)
+	waiters   int         // d.mu: callers that joined it (for the tests)
+	abandoned bool        // d.mu: given up on by its callers, the source counted down (abandon)
+
 }
 
 // New returns a Directory for c (see Validate).
@@ -290,9 +293,9 @@ func (d *Directory) Timeout() time.Duration {
 // Lookup tells whether the contact whose normalised bare JID is jid
 // belongs to group, within Config.Timeout (and ctx).
 func (d *Directory) Lookup(ctx context.Context, jid, group string) Result {
-	ctx, cancel := context.WithTimeout(ctx, d.Timeout())
+	wait, cancel := context.WithTimeout(ctx, d.Timeout())
 	defer cancel()
-	return d.lookup(ctx, jid, group)
+	return d.lookup(ctx, wait, jid, group)
 }
 
 // LookupAll answers qs, concurrently, within one Config.Timeout (and ctx)
@@ -302,11 +305,11 @@ func (d *Directory) LookupAll(ctx context.Context, qs []Query) []Result {
 	if len(qs) == 0 {
 		return out
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.Timeout())
+	wait, cancel := context.WithTimeout(ctx, d.Timeout())
 	defer cancel()
 	var wg sync.WaitGroup
 	for i, q := range qs {
-		wg.Go(func() { out[i] = d.lookup(ctx, q.JID, q.Group) })
+		wg.Go(func() { out[i] = d.lookup(ctx, wait, q.JID, q.Group) })
 	}
 	wg.Wait()
 	return out
@@ -335,17 +338,19 @@ func (d *Directory) Cached(jid, group string) (Result, bool) {
 	return d.count(Result{Member: m && err == nil, Err: err, Source: kind, At: d.now()}), true
 }
 
-func (d *Directory) lookup(ctx context.Context, jid, group string) Result {
+// lookup answers from the cache or the source, waiting until wait is done
+// (ctx, with the directory's timeout).
+func (d *Directory) lookup(ctx, wait context.Context, jid, group string) Result {
 	group = strings.ToLower(group)
 	d.mu.Lock()
-	src, kind := d.src, d.kind
+	src, kind, gen := d.src, d.kind, d.gen
 	if src == nil {
 		d.mu.Unlock()
 		return d.count(Result{Err: ErrNoDirectory})
 	}
 	if kind == SourceFile {
 		d.mu.Unlock()
-		m, err := src.Member(ctx, jid, group)
+		m, err := src.Member(wait, jid, group)
 		return d.count(Result{Member: m && err == nil, Err: err, Source: kind, At: d.now()})
 	}
 	k := key(jid, group)
@@ -364,15 +369,22 @@ func (d *Directory) lookup(ctx context.Context, jid, group string) Result {
 	if !ok {
 		c = &call{done: make(chan struct{})}
 		d.flight[k] = c
-		go d.fetch(c, d.gen, src, d.cfg, jid, group)
+		go d.fetch(c, gen, src, d.cfg, jid, group)
 	}
 	c.waiters++
 	d.mu.Unlock()
 	select {
 	case <-c.done:
 		return d.count(c.res)
-	case <-ctx.Done():
-		return d.count(Result{Err: fmt.Errorf("directory: %s did not answer in time: %w", kind, ctx.Err()), Source: kind})
+	case <-wait.Done():
+		err := fmt.Errorf("directory: %s did not answer in time: %w", kind, wait.Err())
+		if ctx.Err() == nil && c.asking.Load() {
+			// The directory's own timeout, with the source asked all
+			// along: it is down (or as good as). The next lookups need
+			// not wait for it, nor join this one.
+			d.abandon(gen, k, c, err)
+		}
+		return d.count(Result{Err: err, Source: kind})
 	}
 }
 
@@ -386,6 +398,7 @@ func (d *Directory) fetch(c *call, gen uint64, src Source, cfg Config, jid, grou
 	busy := false
 	select {
 	case d.sem <- struct{}{}:
+		c.asking.Store(true)
 		res.Member, res.Err = src.Member(ctx, jid, group)
 		<-d.sem
 		res.Member = res.Member && res.Err == nil
@@ -395,7 +408,9 @@ func (d *Directory) fetch(c *call, gen uint64, src Source, cfg Config, jid, grou
 	}
 	res.At = d.now()
 	d.mu.Lock()
-	delete(d.flight, key(jid, group))
+	if d.flight[key(jid, group)] == c {
+		delete(d.flight, key(jid, group))
+	}
 	switch {
 	case gen != d.gen:
 		// Reconfigured meanwhile: the answer is the old source's.
@@ -408,21 +423,45 @@ func (d *Directory) fetch(c *call, gen uint64, src Source, cfg Config, jid, grou
 			d.log.Info("directory reachable again", "source", SourceLDAP, "down_for", res.At.Sub(d.downSince).Round(time.Millisecond).String())
 			d.downSince, d.downUntil, d.downErr = time.Time{}, time.Time{}, nil
 		}
-	case busy:
-		// Many lookups at once is no failure of the source.
+	case busy || c.abandoned:
+		// Many lookups at once is no failure of the source; an abandoned
+		// one's failure was recorded when it was abandoned.
 	default:
-		if d.downSince.IsZero() {
-			d.downSince = res.At
-			d.log.Warn("directory unavailable: group rules do not match until it answers",
-				"source", SourceLDAP, "err", res.Err, "retry_after", cfg.RetryAfter.String())
-		} else {
-			d.log.Warn("directory still unavailable", "source", SourceLDAP, "err", res.Err)
-		}
-		d.downUntil, d.downErr = res.At.Add(cfg.RetryAfter), res.Err
+		d.downLocked(res.Err)
 	}
 	d.mu.Unlock()
 	c.res = res
 	close(c.done)
+}
+
+// abandon gives up on the lookup c (under key k) at the source of
+// generation gen, which failed to answer it in time (err): later lookups
+// start afresh, and for RetryAfter the source is not asked.
+func (d *Directory) abandon(gen uint64, k string, c *call, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c.abandoned || gen != d.gen {
+		return
+	}
+	c.abandoned = true
+	if d.flight[k] == c {
+		delete(d.flight, k)
+	}
+	d.downLocked(err)
+}
+
+// downLocked records that the source failed with err: for RetryAfter it is
+// not asked again; d.mu is held.
+func (d *Directory) downLocked(err error) {
+	now := d.now()
+	if d.downSince.IsZero() {
+		d.downSince = now
+		d.log.Warn("directory unavailable: group rules do not match until it answers",
+			"source", d.kind, "err", err, "retry_after", d.cfg.RetryAfter.String())
+	} else {
+		d.log.Warn("directory still unavailable", "source", d.kind, "err", err)
+	}
+	d.downUntil, d.downErr = now.Add(d.cfg.RetryAfter), err
 }
 
 // put caches e under k; d.mu is held. A full cache first loses its stale

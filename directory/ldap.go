@@ -89,42 +89,42 @@ func expand(f, group, dn, j string) string {
 }
 
 // connect returns the connection, made (and bound) if there is none or it
-// broke.
-func (s *ldapSource) connect() (*ldap.Conn, error) {
+// broke; fresh says it was made now.
+func (s *ldapSource) connect() (c *ldap.Conn, fresh bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errors.New("directory: ldap: closed")
+		return nil, false, errors.New("directory: ldap: closed")
 	}
 	if s.conn != nil && !s.conn.IsClosing() {
-		return s.conn, nil
+		return s.conn, false, nil
 	}
 	if s.conn != nil {
 		_ = s.conn.Close()
 		s.conn = nil
 	}
-	c, err := ldap.DialURL(s.cfg.URL, ldap.DialWithDialer(&net.Dialer{Timeout: s.cfg.Timeout}))
+	c, err = ldap.DialURL(s.cfg.URL, ldap.DialWithDialer(&net.Dialer{Timeout: s.cfg.Timeout}))
 	if err != nil {
-		return nil, fmt.Errorf("directory: ldap: connecting to %s: %w", s.cfg.URL, err)
+		return nil, false, fmt.Errorf("directory: ldap: connecting to %s: %w", s.cfg.URL, err)
 	}
 	c.SetTimeout(s.cfg.Timeout)
 	if s.cfg.BindDN != "" {
 		if err := c.Bind(s.cfg.BindDN, s.cfg.BindPassword); err != nil {
 			_ = c.Close()
-			return nil, fmt.Errorf("directory: ldap: binding to %s as %q: %w", s.cfg.URL, s.cfg.BindDN, err)
+			return nil, false, fmt.Errorf("directory: ldap: binding to %s as %q: %w", s.cfg.URL, s.cfg.BindDN, err)
 		}
 	}
 	s.conn = c
-	return c, nil
+	return c, true, nil
 }
 
 // failed drops c if err says the connection is no good (the network, a
 // timeout): the next lookup connects again. An answer of the server's (no
-// such base, say) leaves it.
-func (s *ldapSource) failed(c *ldap.Conn, err error) {
+// such base, say) leaves it. It reports whether c was dropped.
+func (s *ldapSource) failed(c *ldap.Conn, err error) bool {
 	var le *ldap.Error
 	if errors.As(err, &le) && le.ResultCode < ldap.ErrorNetwork {
-		return
+		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,23 +132,30 @@ func (s *ldapSource) failed(c *ldap.Conn, err error) {
 		_ = c.Close()
 		s.conn = nil
 	}
+	return true
 }
 
-// search runs one search on the connection.
+// search runs one search on the connection. A connection made earlier that
+// turns out broken (the server restarted, or the connection was given up
+// with another search that timed out) is made again, once, while ctx
+// lasts.
 func (s *ldapSource) search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		c, fresh, err := s.connect()
+		if err != nil {
+			return nil, err
+		}
+		res, err := c.Search(req)
+		if err == nil || ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+			return res, err
+		}
+		if !s.failed(c, err) || fresh || attempt == 2 || ctx.Err() != nil {
+			return nil, fmt.Errorf("directory: ldap: searching %q under %q: %w", req.Filter, req.BaseDN, err)
+		}
 	}
-	c, err := s.connect()
-	if err != nil {
-		return nil, err
-	}
-	res, err := c.Search(req)
-	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
-		s.failed(c, err)
-		return nil, fmt.Errorf("directory: ldap: searching %q under %q: %w", req.Filter, req.BaseDN, err)
-	}
-	return res, err
 }
 
 // timeLimit is the time limit a search asks of the server, in seconds.

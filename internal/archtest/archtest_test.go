@@ -45,6 +45,7 @@ var allowed = map[string][]string{
 	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component"},
 	"internal/xmpptest": {},
 	"internal/pgtest":   {},
+	"internal/ldaptest": {},
 	"examples/echo-bot": {"webhook"},
 	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/pgtest", "internal/xmpptest", "policy", "roster", "store", "store/postgres", "store/sqlite", "webhook", "xmpp/component"},
 }
