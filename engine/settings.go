@@ -11,6 +11,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"rostergate/directory"
 	"rostergate/limits"
 	"rostergate/policy"
 	"rostergate/xmpp/stanza"
@@ -82,6 +83,9 @@ type Settings struct {
 	// ReviewTTL rejects requests held for review longer than this; 0 = never.
 	ReviewTTL time.Duration
 	Limits    Limits
+	// Directory is where the policy's group rules look groups up; its
+	// zero value is none.
+	Directory directory.Config
 }
 
 // Limits bound the requests rostergate takes in.

@@ -30,10 +30,10 @@ var allowed = map[string][]string{
 	"store/postgres":  {"roster", "store"},
 	"store/storetest": {"roster", "store"},
 
-	"engine":            {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza"},
+	"engine":            {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza", "directory"},
 	"engine/enginetest": {},
 	"gate":              {"engine", "roster", "store", "subscription", "policy"},
-	"config":            {"engine", "policy", "limits", "webhook"},
+	"config":            {"engine", "policy", "limits", "webhook", "directory"},
 	"httpapi":           {"engine", "gate", "limits", "roster", "store", "webhook"},
 	"webui":             {"gate", "limits", "roster", "store"},
 	"export":            {"roster", "store"},
