@@ -47,6 +47,7 @@ type batch struct {
 	events  []store.BotEvent        // events for the bots behind entities, committed with the batch
 	fetched map[itemKey]roster.Item // items as stored, read ahead for the batch (Sub "none" when there is none)
 	keys    []roster.Key            // the keys prefetch reads
+	groups  batchGroups             // the directory's answers, looked up before the batch (resolveGroups)
 	now     time.Time
 }
 
@@ -71,6 +72,7 @@ func (b *batch) reset() {
 	clear(b.events)
 	b.events = b.events[:0]
 	b.keys = b.keys[:0]
+	b.groups = nil
 	for _, buf := range []*bytes.Buffer{&b.out, &b.durable} {
 		if buf.Cap() > maxKeptBuffer {
 			*buf = bytes.Buffer{}
@@ -177,6 +179,8 @@ func (e *Engine) Serve(ctx context.Context, src Source, h Handler) error {
 				break drain
 			}
 		}
+		// The directory's answers, before the lock (groups.go).
+		groups := e.resolveGroups(ctx, els)
 		e.mu.Lock()
 		if e.closed {
 			// Our </stream:stream> is out, so no reply could follow: the
@@ -197,6 +201,7 @@ func (e *Engine) Serve(ctx context.Context, src Source, h Handler) error {
 			b.reset()
 		}
 		turn ^= 1
+		b.groups = groups
 		e.decideAll(ctx, b, els, h)
 		release(els, big)
 		err := e.landLocked()
@@ -227,12 +232,14 @@ func (e *Engine) Handle(ctx context.Context, els []*stanza.Element, h Handler) e
 	for i, el := range els {
 		xs[i] = in{el: el}
 	}
+	groups := e.resolveGroups(ctx, xs)
 	e.lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return ErrNotConnected
 	}
 	b := newBatch()
+	b.groups = groups
 	e.decideAll(ctx, b, xs, h)
 	e.launchLocked(ctx, b)
 	return e.landLocked()

@@ -193,6 +193,10 @@ func (e *Engine) Reload(ctx context.Context, s Settings) error {
 	if err != nil {
 		return fmt.Errorf("engine: reload: %w", err)
 	}
+	// The directory first: a rule of the new policy finds its groups.
+	if err := e.dir.Configure(s.Directory); err != nil {
+		return fmt.Errorf("engine: reload: %w", err)
+	}
 	e.live.Store(l)
 	e.log.Info("settings reloaded", "entities", len(s.Entities), "rules", len(s.Policy.Rules()), "admins", len(l.admins))
 	return nil

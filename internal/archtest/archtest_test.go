@@ -42,7 +42,7 @@ var allowed = map[string][]string{
 	"xmpp/component": {"engine", "gate", "roster", "xmpp/stanza", "xmpp/adminui"},
 
 	"metrics":           {"engine", "httpapi", "xmpp/component"},
-	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component"},
+	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component", "directory"},
 	"internal/xmpptest": {},
 	"internal/pgtest":   {},
 	"internal/ldaptest": {},
