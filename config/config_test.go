@@ -501,7 +501,7 @@ func TestDirectory(t *testing.T) {
 	if got := c.Compiled().Rules()[0].Group; got != "staff" {
 		t.Errorf("the rule's group: %q", got)
 	}
-	if want := "groups_file " + groups + " (1 groups)"; c.Directory.Source() != want {
+	if want := "groups_file " + groups + " (1 group)"; c.Directory.Source() != want {
 		t.Errorf("source %q, want %q", c.Directory.Source(), want)
 	}
 

@@ -52,7 +52,11 @@ func (d Directory) Source() string {
 		}
 		return fmt.Sprintf("ldap %s (base %q, bound %s)", d.LDAPURL, d.Base, bind)
 	case d.GroupsFile != "":
-		return fmt.Sprintf("groups_file %s (%d groups)", d.GroupsFile, len(d.Groups))
+		n := fmt.Sprintf("%d groups", len(d.Groups))
+		if len(d.Groups) == 1 {
+			n = "1 group"
+		}
+		return fmt.Sprintf("groups_file %s (%s)", d.GroupsFile, n)
 	}
 	return ""
 }

@@ -131,11 +131,10 @@ func groupLine(c policy.GroupCheck, contact string, r directory.Result, now time
 	if r.Err != nil {
 		return head + "directory unavailable: " + r.Err.Error() + "; rule does not match"
 	}
-	is := "is a member"
 	if !r.Member {
-		is = "is not a member; rule does not match"
+		return head + contact + " is not a member (" + resultSource(r, now) + "); rule does not match"
 	}
-	return head + contact + " " + is + " (" + resultSource(r, now) + ")"
+	return head + contact + " is a member (" + resultSource(r, now) + ")"
 }
 
 // resultSource says where an answer came from: `ldap, cached 12s ago`,

@@ -109,7 +109,7 @@ func TestGroupRulesFile(t *testing.T) {
 	}
 	for _, tc := range []struct{ contact, action, line string }{
 		{"alice@localhost", "accept", "rule 1 group staff: alice@localhost is a member (groups file)"},
-		{"bob@localhost", "review", "rule 1 group staff: bob@localhost is not a member; rule does not match (groups file)"},
+		{"bob@localhost", "review", "rule 1 group staff: bob@localhost is not a member (groups file); rule does not match"},
 	} {
 		ex, err := e.Explain(t.Context(), tc.contact, "helpdesk")
 		if err != nil || ex.Action != tc.action || !slices.Equal(ex.Groups, []string{tc.line}) {
