@@ -156,3 +156,63 @@ action = "accept"
 	subscribed(srv.NewUser(t, "dave"))
 	waitMetric(t, base, "rostergate_directory_up", 1)
 }
+
+// A groups file, re-read on reload (SIGHUP): a member is accepted, a
+// non-member held; added to the file and reloaded, a new user is accepted;
+// a file made bad is refused and the groups in force kept.
+func TestIntegrationGroupsFileReload(t *testing.T) {
+	xmpptest.EachServer(t, testIntegrationGroupsFileReload)
+}
+
+func testIntegrationGroupsFileReload(t *testing.T, srv *xmpptest.Server) {
+	dir := t.TempDir()
+	groups := filepath.Join(dir, "groups.toml")
+	writeGroups := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(groups, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeGroups(`staff = ["alice@localhost"]` + "\n")
+	cfg := filepath.Join(dir, "component.toml")
+	text := fmt.Sprintf(testConfig, srv.ComponentDomain, srv.ComponentAddr, srv.ComponentSecret) +
+		"default = \"review\"\n[[policy.rule]]\ngroup = \"Staff\"\naction = \"accept\"\n[directory]\ngroups_file = \"groups.toml\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startRun(t, cfg, make(chan os.Signal, 1))
+	d.waitLog(t, "presence resync sent")
+	helpdesk := "helpdesk@" + srv.ComponentDomain
+	admin := srv.NewUser(t, "admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitFor)
+	defer cancel()
+	accepted := func(c *xmpptest.Client) {
+		t.Helper()
+		if err := c.SendPresence(helpdesk, "subscribe"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WaitPresence(ctx, func(p xmpptest.Presence) bool { return p.From == helpdesk && p.Type == "subscribed" }); err != nil {
+			t.Fatalf("%s was not accepted: %v\n%s", c.JID, err, d.log.String())
+		}
+	}
+	accepted(srv.NewUser(t, "alice"))
+	bob := srv.NewUser(t, "bob")
+	if err := bob.SendPresence(helpdesk, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, admin, "bob@localhost", helpdesk)
+
+	writeGroups(`staff = ["alice@localhost", "carol@localhost", "frank@localhost"]` + "\n")
+	d.reload(t)
+	d.waitLog(t, "reload done")
+	accepted(srv.NewUser(t, "carol"))
+
+	writeGroups(`staff = ["alice@localhost", "dave@localhost/phone"]` + "\n")
+	d.reload(t)
+	d.waitLog(t, "reload refused")
+	if !strings.Contains(d.log.String(), `"dave@localhost/phone\" is not a bare JID`) {
+		t.Errorf("the refusal does not say why:\n%s", d.log.String())
+	}
+	// The groups in force are kept.
+	accepted(srv.NewUser(t, "frank"))
+}
