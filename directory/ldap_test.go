@@ -76,6 +76,38 @@ func TestLDAP(t *testing.T) {
 	}
 }
 
+// The memberOf overlay's way: one search, for the contact's entry with the
+// group in its memberOf; and the members listed from the users' entries.
+func TestLDAPMemberOf(t *testing.T) {
+	s := ldapTree(t)
+	c := ldapConfig(s)
+	c.GroupBase = ldaptest.People
+	c.GroupFilter = "(&(mail={jid})(memberOf=cn={group}," + ldaptest.Groups + "))"
+	d, err := New(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, tc := range []struct {
+		jid, group string
+		want       bool
+	}{
+		{"alice@example.com", "staff", true},
+		{"bob@example.com", "staff", true},
+		{"carol@example.com", "staff", false},
+		{"carol@example.com", "sales", true},
+		{"eve@example.com", "staff", false},
+	} {
+		if r := d.Lookup(t.Context(), tc.jid, tc.group); r.Err != nil || r.Member != tc.want {
+			t.Errorf("%s in %s: %+v, want member %v", tc.jid, tc.group, r, tc.want)
+		}
+	}
+	m, err := d.Members(t.Context(), "staff")
+	if want := []string{"alice@example.com", "bob@example.com"}; err != nil || !reflect.DeepEqual(m, want) {
+		t.Errorf("members of staff: %q, %v; want %q", m, err, want)
+	}
+}
+
 // What cannot be answered is an error, never "not a member": a wrong
 // password, a base that does not exist, two entries with the contact's
 // mail.

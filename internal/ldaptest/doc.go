@@ -3,8 +3,9 @@
 // directory (RFC 4511) with a small tree to look groups up in.
 //
 // The server is Debian's slapd (/usr/sbin/slapd, else slapd on PATH), with
-// the schemas of /etc/ldap/schema and the mdb backend from /usr/lib/ldap
-// (the slapd package's). Without it, Start skips the test, or fails it
+// the schemas of /etc/ldap/schema, and the mdb backend and the memberof
+// overlay from /usr/lib/ldap (the slapd package's): a user's entry shows
+// the groups of names it is in as memberOf. Without it, Start skips the test, or fails it
 // when the environment variable CI is "true".
 //
 // Each server belongs to one test: Start makes a temporary directory with

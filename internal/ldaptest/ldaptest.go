@@ -111,7 +111,7 @@ func find() (bin, schema, modules string, err error) {
 		}
 	}
 	schema, modules = "/etc/ldap/schema", "/usr/lib/ldap"
-	for _, p := range []string{filepath.Join(schema, "inetorgperson.schema"), filepath.Join(modules, "back_mdb.so")} {
+	for _, p := range []string{filepath.Join(schema, "inetorgperson.schema"), filepath.Join(modules, "back_mdb.so"), filepath.Join(modules, "memberof.so")} {
 		if _, err := os.Stat(p); err != nil {
 			return "", "", "", fmt.Errorf("%w: %s is missing", ErrNotInstalled, p)
 		}
@@ -129,12 +129,14 @@ pidfile %[3]s/slapd.pid
 argsfile %[3]s/slapd.args
 modulepath %[2]s
 moduleload back_mdb
+moduleload memberof
 database mdb
 maxsize 67108864
 suffix "%[4]s"
 rootdn "%[5]s"
 rootpw %[6]s
 directory %[3]s/data
+overlay memberof
 access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
 `
