@@ -13,8 +13,10 @@ build:
 
 # Debian packages the integration tests and the demo need: Prosody and
 # ejabberd (the tests run on both), Chromium (the web page's test drives it
-# headless), and PostgreSQL (internal/pgtest runs servers of its own from its
-# binaries for the PostgreSQL store's tests). Runs apt-get (one update) only
+# headless), PostgreSQL (internal/pgtest runs servers of its own from its
+# binaries for the PostgreSQL store's tests), and OpenLDAP's slapd with
+# ldap-utils (internal/ldaptest runs a slapd of its own for the directory's
+# tests; ldapsearch is handy when one fails). Runs apt-get (one update) only
 # when something is missing, and keeps apt from starting the system-wide services
 # with a policy-rc.d that exits 101 for the duration of the install (one that
 # was already there is put back afterwards).
@@ -24,6 +26,8 @@ deps:
 	command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || missing="$$missing ejabberd"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/sbin/slapd ] || missing="$$missing slapd"; \
+	command -v ldapsearch >/dev/null 2>&1 || missing="$$missing ldap-utils"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (Debian packages)"; \
 		rc=/usr/sbin/policy-rc.d; saved=""; \

@@ -46,6 +46,7 @@ type Config struct {
 	Admin     Admin     `toml:"admin"`
 	Policy    Policy    `toml:"policy"`
 	Limits    Limits    `toml:"limits"`
+	Directory Directory `toml:"directory"`
 	HTTP      HTTP      `toml:"http"`
 	Log       Log       `toml:"log"`
 
@@ -264,6 +265,7 @@ type Rule struct {
 	Entity        string `toml:"entity"`
 	Regex         string `toml:"regex"`
 	LocalContact  *bool  `toml:"local_contact"`
+	Group         string `toml:"group"` // the contact belongs to this group of [directory]
 	Action        string `toml:"action"`
 	SubscribeBack bool   `toml:"subscribe_back"`
 	Message       string `toml:"message"`
@@ -479,6 +481,9 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 		c.Policy.LocalDomains = defaultLocalDomains(comp.Domain)
 	}
 
+	if err := c.validateDirectory(); err != nil {
+		return err
+	}
 	if c.Policy.ReviewMessage == nil {
 		m := DefaultReviewMessage
 		c.Policy.ReviewMessage = &m
@@ -501,6 +506,9 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 			}
 			r.Entity = j.Localpart()
 		}
+		if err := c.checkRuleGroup(i+1, r.Group); err != nil {
+			return err
+		}
 		if r.Domain != "" {
 			// Compare domains as contacts arrive: normalised (IDNA, case).
 			if d, err := jid.Parse(r.Domain); err == nil && d.Localpart() == "" && d.Resourcepart() == "" {
@@ -513,6 +521,7 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 			Entity:        r.Entity,
 			Regex:         r.Regex,
 			LocalContact:  r.LocalContact,
+			Group:         r.Group,
 			Action:        policy.Action(r.Action),
 			SubscribeBack: r.SubscribeBack,
 			Message:       r.Message,

@@ -120,9 +120,14 @@ func TestExampleUncommented(t *testing.T) {
 		c.Log.Level == "" {
 		t.Errorf("an example is missing: %+v %+v %+v %+v", c.Admin, c.Policy, c.Limits, c.Log)
 	}
-	last := c.Compiled().Rules()[len(c.Policy.Rules)-1]
+	rules := c.Compiled().Rules()
+	last := rules[len(rules)-1]
 	if last.Regex == "" || last.LocalContact == nil || last.Message == "" {
 		t.Errorf("the example rule lacks regex, local_contact or message: %v", last)
+	}
+	if g := rules[len(rules)-2]; g.Group != "staff" || len(c.Directory.Groups["staff"]) == 0 || c.Directory.Timeout.Duration == 0 ||
+		c.Directory.CacheTTL.Duration == 0 || c.Directory.RetryAfter.Duration == 0 {
+		t.Errorf("the example's group rule or [directory] is missing: %v %+v", g, c.Directory)
 	}
 }
 
@@ -468,5 +473,77 @@ func TestStorage(t *testing.T) {
 	}
 	if _, err := Parse([]byte(base+"[storage]\ndriver='postgres'\ndsn_file='dsn'\n"), filepath.Join(dir, "c.toml"), noEnv); err == nil || !strings.Contains(err.Error(), "readable by everyone") {
 		t.Errorf("a dsn_file everyone may read: %v", err)
+	}
+}
+
+func TestDirectory(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string, mode os.FileMode) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const head = "[component]\ndomain='bots.example.com'\nserver='h:1'\nsecret='x'\n[[entity]]\nlocal='helpdesk'\n"
+	groups := write("groups.toml", "Staff = ['Alice@Example.COM']\n", 0o644)
+	write("ldap.pw", "pw\n", 0o600)
+
+	c, err := Parse([]byte(head+"[directory]\ngroups_file='groups.toml'\n[[policy.rule]]\ngroup='STAFF'\naction='accept'\n"), filepath.Join(dir, "c.toml"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := c.Settings().Directory
+	if dc.File != groups || !reflect.DeepEqual(dc.Groups, map[string][]string{"staff": {"alice@example.com"}}) || dc.URL != "" {
+		t.Errorf("groups file: %+v", dc)
+	}
+	if got := c.Compiled().Rules()[0].Group; got != "staff" {
+		t.Errorf("the rule's group: %q", got)
+	}
+	if want := "groups_file " + groups + " (1 group)"; c.Directory.Source() != want {
+		t.Errorf("source %q, want %q", c.Directory.Source(), want)
+	}
+
+	c, err = Parse([]byte(head+`[directory]
+ldap_url = "ldaps://ldap.example.com"
+bind_dn = "cn=rostergate,dc=example,dc=com"
+bind_password_file = "ldap.pw"
+base = "ou=people,dc=example,dc=com"
+group_filter = "(&(mail={jid})(memberOf=cn={group},ou=groups,dc=example,dc=com))"
+timeout = "500ms"
+cache_ttl = "1m"
+retry_after = "10s"
+[[policy.rule]]
+group = "anything"
+local_contact = true
+action = "accept"
+`), filepath.Join(dir, "c.toml"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc = c.Settings().Directory
+	if dc.URL != "ldaps://ldap.example.com" || dc.BindPassword != "pw" || dc.Base != "ou=people,dc=example,dc=com" || dc.UserFilter != "" ||
+		dc.Timeout != 500*time.Millisecond || dc.CacheTTL != time.Minute || dc.RetryAfter != 10*time.Second || dc.Groups != nil {
+		t.Errorf("ldap: %+v", dc)
+	}
+	if err := dc.Validate(); err != nil {
+		t.Errorf("the directory's own check: %v", err)
+	}
+	if s := c.Directory.Source(); s != `ldap ldaps://ldap.example.com (base "ou=people,dc=example,dc=com", bound as cn=rostergate,dc=example,dc=com)` {
+		t.Errorf("source %q", s)
+	}
+
+	// The password file is a secret: not readable by everyone.
+	write("open.pw", "pw\n", 0o644)
+	_, err = Parse([]byte(head+"[directory]\nldap_url='ldap://x'\nbase='dc=x'\nbind_dn='cn=x'\nbind_password_file='open.pw'\n"), filepath.Join(dir, "c.toml"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "[directory] bind_password_file: ") || !strings.Contains(err.Error(), "readable by everyone") {
+		t.Errorf("a world-readable password file: %v", err)
+	}
+
+	// Without [directory]: none.
+	c, err = Parse([]byte(head), filepath.Join(dir, "c.toml"), noEnv)
+	if err != nil || c.Settings().Directory.Enabled() || c.Directory.Source() != "" {
+		t.Errorf("without [directory]: %v %+v", err, c.Settings().Directory)
 	}
 }

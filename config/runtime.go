@@ -17,6 +17,7 @@ func (c *Config) Settings() engine.Settings {
 		UnknownOnline: p.UnknownEntity() == policy.Accept || p.UnknownEntity() == policy.Review,
 		Admins:        c.Admin.JIDs,
 		ReviewTTL:     c.Policy.ReviewTTL.Duration,
+		Directory:     c.directoryConfig(),
 		Limits: engine.Limits{
 			ContactRate:         c.Limits.ContactRate,
 			DomainRate:          c.Limits.DomainRate,

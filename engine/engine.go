@@ -34,6 +34,9 @@
 //     because everything else that changes them (Attach, Detach, Close) takes
 //     the lock with lock(), which waits for the batch in flight to land, and
 //     the batch loop never changes them.
+//   - Directory lookups for group rules are made before a batch is
+//     decided, without mu (see groups.go): nothing waits on the network
+//     under it.
 //   - The Wire serialises its own writes; the engine writes to it from the
 //     batch in flight, under lock() (acts, broadcast pages, the replayed
 //     outbox, the closing element), or through Send (replies that report no
@@ -55,6 +58,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"mellium.im/xmpp/jid"
 
+	"rostergate/directory"
 	"rostergate/roster"
 	"rostergate/store"
 	"rostergate/xmpp/stanza"
@@ -118,6 +122,10 @@ type Options struct {
 	// batch in flight, after the commit and before the replies are written:
 	// it must be quick and must not call the engine.
 	OnCommit func(d time.Duration, changes int)
+	// Directory is where group rules look groups up, configured with
+	// Settings.Directory here and on each Reload; nil makes one (that logs
+	// nothing). Its owner closes it.
+	Directory *directory.Directory
 }
 
 // ErrNotConnected is returned by acts while no stream is up: the stanza
@@ -176,6 +184,7 @@ type Engine struct {
 	outboxDepth atomic.Int64             // len(outbox), for Stats
 	onCommit    func(time.Duration, int) // Options.OnCommit
 	inv         invites                  // uses of invites not committed yet
+	dir         *directory.Directory     // Options.Directory: configured by New and Reload (under mu)
 }
 
 // New validates opts and returns an Engine; the allow and deny lists are
@@ -217,6 +226,14 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	l, err := newLive(opts.Settings, allow, deny, nil)
 	if err != nil {
 		return nil, err
+	}
+	if e.dir = opts.Directory; e.dir == nil {
+		e.dir, err = directory.New(opts.Settings.Directory, directory.Options{})
+	} else {
+		err = e.dir.Configure(opts.Settings.Directory)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	e.live.Store(l)
 	if err := e.loadBots(ctx); err != nil {

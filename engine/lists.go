@@ -3,32 +3,42 @@ package engine
 import (
 	"context"
 	"fmt"
-	"rostergate/policy"
-	"rostergate/roster"
 	"strings"
+	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"rostergate/directory"
+	"rostergate/policy"
+	"rostergate/roster"
 )
 
 // Explain says how a request from contact to entity (a localpart or a JID
 // at the domain) would be decided now, by the policy and lists in force
-// (limits aside).
-func (e *Engine) Explain(contact, entity string) (roster.Explanation, error) {
-	return explain(e.live.Load(), e.domain, contact, entity)
+// (limits aside), with the groups its group rules consult looked up in the
+// directory (its cache first).
+func (e *Engine) Explain(ctx context.Context, contact, entity string) (roster.Explanation, error) {
+	return explain(ctx, e.live.Load(), e.dir, e.domain, contact, entity)
 }
 
 // Explain says how a request from contact to entity would be decided by s
 // with the allow and deny lists given, as a running Engine with the same
-// settings and lists would: the command line asks it of the config.
-func Explain(s Settings, allow, deny []string, domain, contact, entity string) (roster.Explanation, error) {
+// settings and lists would: the command line asks it of the config. Group
+// rules' groups are looked up in s.Directory afresh.
+func Explain(ctx context.Context, s Settings, allow, deny []string, domain, contact, entity string) (roster.Explanation, error) {
 	l, err := newLive(s, allow, deny, nil)
 	if err != nil {
 		return roster.Explanation{}, err
 	}
-	return explain(l, domain, contact, entity)
+	dir, err := directory.New(s.Directory, directory.Options{})
+	if err != nil {
+		return roster.Explanation{}, fmt.Errorf("engine: %w", err)
+	}
+	defer dir.Close()
+	return explain(ctx, l, dir, domain, contact, entity)
 }
 
-func explain(l *live, domain, contact, entity string) (roster.Explanation, error) {
+func explain(ctx context.Context, l *live, dir *directory.Directory, domain, contact, entity string) (roster.Explanation, error) {
 	contact = strings.TrimSpace(contact)
 	note := ""
 	if !strings.ContainsAny(contact, "@./") && contact != "" {
@@ -51,8 +61,27 @@ func explain(l *live, domain, contact, entity string) (roster.Explanation, error
 		return roster.Explanation{}, err
 	}
 	_, known := l.entities[local]
-	d := l.policy.Decide(policy.Request{Contact: cj.Bare().String(), Entity: local, KnownEntity: known})
+	req := policy.Request{Contact: cj.Bare().String(), Entity: local, KnownEntity: known}
+	var lines []string
+	var rs map[string]directory.Result
+	if gs := l.policy.GroupsFor(req); len(gs) > 0 {
+		qs := make([]directory.Query, len(gs))
+		for i, g := range gs {
+			qs[i] = directory.Query{JID: req.Contact, Group: g}
+		}
+		rs = map[string]directory.Result{}
+		for i, r := range dir.LookupAll(ctx, qs) {
+			rs[gs[i]] = r
+		}
+		req.Groups = memberships(rs)
+	}
+	d, checks := l.policy.Trace(req)
+	now := time.Now()
+	for _, c := range checks {
+		lines = append(lines, groupLine(c, req.Contact, rs[c.Group], now))
+	}
 	return roster.Explanation{
+		Groups:        lines,
 		Contact:       cj.Bare().String(),
 		Entity:        roster.EntityJID(domain, local),
 		Action:        string(d.Action),

@@ -45,11 +45,12 @@ type batch struct {
 	durable bytes.Buffer            // the stanzas that report state changes: kept in the outbox
 	queued  []*roster.Request       // held requests, announced to the admins once committed (with their ids)
 	events  []store.BotEvent        // events for the bots behind entities, committed with the batch
+	fetched map[itemKey]roster.Item // items as stored, read ahead for the batch (Sub "none" when there is none)
+	keys    []roster.Key            // the keys prefetch reads
+	groups  batchGroups             // the directory's answers, looked up before the batch (resolveGroups)
 	// inviteUses names the invites the batch's decisions used, one id
 	// per use (see useInvite).
 	inviteUses []int64
-	fetched    map[itemKey]roster.Item // items as stored, read ahead for the batch (Sub "none" when there is none)
-	keys       []roster.Key            // the keys prefetch reads
 	now        time.Time
 }
 
@@ -75,6 +76,7 @@ func (b *batch) reset() {
 	b.events = b.events[:0]
 	b.keys = b.keys[:0]
 	b.inviteUses = b.inviteUses[:0]
+	b.groups = nil
 	for _, buf := range []*bytes.Buffer{&b.out, &b.durable} {
 		if buf.Cap() > maxKeptBuffer {
 			*buf = bytes.Buffer{}
@@ -181,6 +183,8 @@ func (e *Engine) Serve(ctx context.Context, src Source, h Handler) error {
 				break drain
 			}
 		}
+		// The directory's answers, before the lock (groups.go).
+		groups := e.resolveGroups(ctx, els)
 		e.mu.Lock()
 		if e.closed {
 			// Our </stream:stream> is out, so no reply could follow: the
@@ -201,6 +205,7 @@ func (e *Engine) Serve(ctx context.Context, src Source, h Handler) error {
 			b.reset()
 		}
 		turn ^= 1
+		b.groups = groups
 		e.decideAll(ctx, b, els, h)
 		release(els, big)
 		err := e.landLocked()
@@ -231,12 +236,14 @@ func (e *Engine) Handle(ctx context.Context, els []*stanza.Element, h Handler) e
 	for i, el := range els {
 		xs[i] = in{el: el}
 	}
+	groups := e.resolveGroups(ctx, xs)
 	e.lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return ErrNotConnected
 	}
 	b := newBatch()
+	b.groups = groups
 	e.decideAll(ctx, b, xs, h)
 	e.launchLocked(ctx, b)
 	return e.landLocked()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"rostergate/directory"
 	"rostergate/policy"
 	"rostergate/roster"
 	"rostergate/store"
@@ -65,6 +66,7 @@ func (e *Engine) decide(ctx context.Context, b *batch, a stanza.Address, preauth
 	l := e.live.Load()
 	_, known := l.entities[a.Entity]
 	d, invited := policy.Decision{}, false
+	groups := "" // the group checks, for the log
 	if preauth != "" && known {
 		d, invited = e.useInvite(ctx, b, l, a, preauth)
 	}
@@ -83,7 +85,15 @@ func (e *Engine) decide(ctx context.Context, b *batch, a stanza.Address, preauth
 			d = e.overLimit(l, a, over)
 			break
 		}
-		d = l.policy.Decide(policy.Request{Contact: a.Contact, Entity: a.Entity, KnownEntity: known})
+		req := policy.Request{Contact: a.Contact, Entity: a.Entity, KnownEntity: known}
+		rs := e.groupsOf(l, b.groups, req)
+		req.Groups = memberships(rs)
+		var checks []policy.GroupCheck
+		d, checks = l.policy.Trace(req)
+		if len(checks) > 0 {
+			groups = groupLog(checks, rs)
+			e.logUnavailable(a, checks, rs)
+		}
 		if d.Action == policy.Review {
 			if over := e.overPendingCap(l, a.Contact); over != "" {
 				d = e.overLimit(l, a, over)
@@ -91,9 +101,25 @@ func (e *Engine) decide(ctx context.Context, b *batch, a stanza.Address, preauth
 		}
 	}
 	e.countDecision(d.Action, d.Reason)
-	e.log.Info("decision", "entity", e.entityJID(a.Entity), "contact", a.Contact,
-		"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack)
+	args := []any{"entity", e.entityJID(a.Entity), "contact", a.Contact,
+		"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack}
+	if groups != "" {
+		args = append(args, "groups", groups)
+	}
+	e.log.Info("decision", args...)
 	return d
+}
+
+// logUnavailable logs each group rule a decision skipped because the
+// directory could not say (the directory logs and counts its own failures
+// once per outage; this says which request it cost).
+func (e *Engine) logUnavailable(a stanza.Address, checks []policy.GroupCheck, rs map[string]directory.Result) {
+	for _, c := range checks {
+		if r := rs[c.Group]; r.Err != nil {
+			e.log.Warn("group rule does not match: directory unavailable", "rule", c.Rule, "group", c.Group,
+				"entity", e.entityJID(a.Entity), "contact", a.Contact, "err", r.Err)
+		}
+	}
 }
 
 // overLimit is the decision for a request over a limit: the configured

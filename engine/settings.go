@@ -11,6 +11,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"rostergate/directory"
 	"rostergate/limits"
 	"rostergate/policy"
 	"rostergate/xmpp/stanza"
@@ -82,6 +83,9 @@ type Settings struct {
 	// ReviewTTL rejects requests held for review longer than this; 0 = never.
 	ReviewTTL time.Duration
 	Limits    Limits
+	// Directory is where the policy's group rules look groups up; its
+	// zero value is none.
+	Directory directory.Config
 }
 
 // Limits bound the requests rostergate takes in.
@@ -187,6 +191,10 @@ func (e *Engine) Reload(ctx context.Context, s Settings) error {
 	}
 	l, err := newLive(s, allow, deny, e.live.Load())
 	if err != nil {
+		return fmt.Errorf("engine: reload: %w", err)
+	}
+	// The directory first: a rule of the new policy finds its groups.
+	if err := e.dir.Configure(s.Directory); err != nil {
 		return fmt.Errorf("engine: reload: %w", err)
 	}
 	e.live.Store(l)

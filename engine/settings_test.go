@@ -47,7 +47,7 @@ func TestExplainNameWithoutDomain(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := Settings{Policy: p, Entities: []Entity{{Local: "helpdesk"}}}
-	ex, err := Explain(s, nil, nil, "bots.example.com", "carol", "helpdesk")
+	ex, err := Explain(t.Context(), s, nil, nil, "bots.example.com", "carol", "helpdesk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestExplainNameWithoutDomain(t *testing.T) {
 		t.Errorf("Explain(carol) = %+v", ex)
 	}
 	// A server's JID stays as written.
-	if ex, err := Explain(s, nil, nil, "bots.example.com", "example.net", "helpdesk"); err != nil || ex.Contact != "example.net" || ex.Note != "" {
+	if ex, err := Explain(t.Context(), s, nil, nil, "bots.example.com", "example.net", "helpdesk"); err != nil || ex.Contact != "example.net" || ex.Note != "" {
 		t.Errorf("Explain(example.net) = %+v, %v", ex, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"rostergate/directory"
 	"rostergate/policy"
 	"rostergate/roster"
 )
@@ -130,6 +131,9 @@ type Stats struct {
 	// OutboxDepth is how many committed batches of replies are not yet
 	// known to have reached the server (the outbox's rows).
 	OutboxDepth int
+	// Directory is what the directory of group rules has counted (its
+	// Source is "" when there is none).
+	Directory directory.Stats
 }
 
 // Stats returns what the engine has counted. It never waits for a batch
@@ -138,7 +142,8 @@ type Stats struct {
 func (e *Engine) Stats() Stats {
 	e.statsMu.Lock()
 	defer e.statsMu.Unlock()
-	s := Stats{Held: int(e.heldNow.Load()), MessagesDropped: int(e.messagesDropped.Load()), LimitHits: map[string]int{}, OutboxDepth: int(e.outboxDepth.Load())}
+	s := Stats{Held: int(e.heldNow.Load()), MessagesDropped: int(e.messagesDropped.Load()), LimitHits: map[string]int{}, OutboxDepth: int(e.outboxDepth.Load()),
+		Directory: e.dir.Stats()}
 	for i, a := range decisionActions {
 		for j, k := range decisionKinds {
 			if n := e.decisions[i][j].Load(); n > 0 || possible(a, k) {

@@ -147,13 +147,13 @@ func (s *Service) Decide(ctx context.Context, actor roster.Actor, ids []int64, a
 // configured policy and the stored lists in a command-line process.
 func (s *Service) Explain(ctx context.Context, contact, entity string) (roster.Explanation, error) {
 	if s.eng != nil {
-		return s.eng.Explain(contact, entity)
+		return s.eng.Explain(ctx, contact, entity)
 	}
 	allow, deny, err := s.store.Lists(ctx)
 	if err != nil {
 		return roster.Explanation{}, fmt.Errorf("gate: %w", err)
 	}
-	return engine.Explain(s.settings, allow, deny, s.domain, contact, entity)
+	return engine.Explain(ctx, s.settings, allow, deny, s.domain, contact, entity)
 }
 
 // Roster returns up to limit roster items of an entity (its localpart, or

@@ -212,15 +212,16 @@ func (s *Server) adminExplain(w http.ResponseWriter, r *http.Request, _ store.To
 		return
 	}
 	reply(w, http.StatusOK, struct {
-		Contact       string `json:"contact"`
-		Entity        string `json:"entity"`
-		Action        string `json:"action"`
-		SubscribeBack bool   `json:"subscribe_back"`
-		Rule          string `json:"rule"`
-		Message       string `json:"message,omitempty"`
-		KnownEntity   bool   `json:"known_entity"`
-		Note          string `json:"note,omitempty"`
-	}{ex.Contact, ex.Entity, ex.Action, ex.SubscribeBack, ex.Rule, ex.Message, ex.KnownEntity, ex.Note})
+		Contact       string   `json:"contact"`
+		Entity        string   `json:"entity"`
+		Action        string   `json:"action"`
+		SubscribeBack bool     `json:"subscribe_back"`
+		Rule          string   `json:"rule"`
+		Message       string   `json:"message,omitempty"`
+		KnownEntity   bool     `json:"known_entity"`
+		Note          string   `json:"note,omitempty"`
+		Groups        []string `json:"groups,omitempty"`
+	}{ex.Contact, ex.Entity, ex.Action, ex.SubscribeBack, ex.Rule, ex.Message, ex.KnownEntity, ex.Note, ex.Groups})
 }
 
 // AuditEvent is an event of the audit log in the admin API.

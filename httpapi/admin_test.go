@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"rostergate/directory"
 	"rostergate/engine"
 	"rostergate/httpapi"
 	"rostergate/policy"
@@ -24,11 +25,13 @@ import (
 func TestAdminAPI(t *testing.T) {
 	f := newFixture(t, httpapi.Options{})
 	ctx := context.Background()
-	p, err := policy.Compile(policy.Config{Default: policy.Review, UnknownEntity: policy.Drop})
+	p, err := policy.Compile(policy.Config{Default: policy.Review, UnknownEntity: policy.Drop,
+		Rules: []policy.Rule{{Group: "staff", Action: policy.Accept}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.Reload(ctx, engine.Settings{Entities: []engine.Entity{{Local: "helpdesk"}}, Policy: p}); err != nil {
+	staff := directory.Config{File: "groups.toml", Groups: map[string][]string{"staff": {"zed@localhost"}}}
+	if err := f.svc.Reload(ctx, engine.Settings{Entities: []engine.Entity{{Local: "helpdesk"}}, Policy: p, Directory: staff}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []string{"alice@localhost", "bob@example.com"} {
@@ -93,8 +96,13 @@ func TestAdminAPI(t *testing.T) {
 	if code, body := f.call(t, "POST", "/api/v1/admin/lists/grey", admin, `{"pattern":"x"}`); code != 404 {
 		t.Errorf("an unknown list: %d %s", code, body)
 	}
-	if code, body := f.call(t, "GET", "/api/v1/admin/explain?contact=eve@spam.example&entity=helpdesk", admin, ""); code != 200 || !strings.Contains(body, `"action":"reject"`) {
+	if code, body := f.call(t, "GET", "/api/v1/admin/explain?contact=eve@spam.example&entity=helpdesk", admin, ""); code != 200 || !strings.Contains(body, `"action":"reject"`) ||
+		strings.Contains(body, `"groups"`) {
 		t.Errorf("explain: %d %s", code, body)
+	}
+	if code, body := f.call(t, "GET", "/api/v1/admin/explain?contact=zed@localhost&entity=helpdesk", admin, ""); code != 200 ||
+		!strings.Contains(body, `"action":"accept"`) || !strings.Contains(body, `"groups":["rule 1 group staff: zed@localhost is a member (groups file)"]`) {
+		t.Errorf("explain a group rule: %d %s", code, body)
 	}
 	code, body = f.call(t, "DELETE", "/api/v1/admin/lists/deny?pattern=*@spam.example", admin, "")
 	if code != 200 || !strings.Contains(body, `"deny":[]`) {

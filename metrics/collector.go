@@ -12,6 +12,7 @@ type collector struct {
 	decisions, held, heldDecisions, limitHits, messagesDropped, outboxDepth *prometheus.Desc
 	stanzas, streamUp, reconnects                                           *prometheus.Desc
 	deliveries, dropped, gaps                                               *prometheus.Desc
+	dirLookups, dirHits, dirUp                                              *prometheus.Desc
 }
 
 func newCollector(s Sources) *collector {
@@ -43,13 +44,18 @@ func newCollector(s Sources) *collector {
 			"result"),
 		dropped: d("webhook_events_dropped_total", "Webhook events given up after webhook_max_age."),
 		gaps:    d("webhook_gaps_total", "Times retention deleted events before their webhook took them."),
+		dirLookups: d("directory_lookups_total",
+			"Group memberships group rules asked of [directory] (decisions and explain), by result: member, not_member, or error (the directory could not say: down, slow or misconfigured; the rule did not match).",
+			"result"),
+		dirHits: d("directory_cache_hits_total", "Directory lookups answered from the cache (LDAP's answers are kept for cache_ttl)."),
+		dirUp:   d("directory_up", "Whether [directory] answers (1), or has failed and not answered since (0); absent without a [directory]."),
 	}
 }
 
 // Describe sends every metric's description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.decisions, c.held, c.heldDecisions, c.limitHits, c.messagesDropped, c.outboxDepth,
-		c.stanzas, c.streamUp, c.reconnects, c.deliveries, c.dropped, c.gaps} {
+		c.stanzas, c.streamUp, c.reconnects, c.deliveries, c.dropped, c.gaps, c.dirLookups, c.dirHits, c.dirUp} {
 		ch <- d
 	}
 }
@@ -80,6 +86,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.messagesDropped, float64(s.MessagesDropped))
 		gauge(c.outboxDepth, float64(s.OutboxDepth))
+		d := s.Directory
+		counter(c.dirLookups, float64(d.Member), "member")
+		counter(c.dirLookups, float64(d.NotMember), "not_member")
+		counter(c.dirLookups, float64(d.Errors), "error")
+		counter(c.dirHits, float64(d.CacheHits))
+		if d.Source != "" {
+			up := 0.0
+			if d.Up {
+				up = 1
+			}
+			gauge(c.dirUp, up)
+		}
 	}
 	if t := c.src.Stream; t != nil {
 		s := t.Stats()

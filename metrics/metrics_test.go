@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"rostergate/directory"
 	"rostergate/engine"
 	"rostergate/engine/enginetest"
 	"rostergate/gate"
@@ -90,11 +91,12 @@ func TestScrapeAfterActivity(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	p, err := policy.Compile(policy.Config{Default: policy.Review, UnknownEntity: policy.Drop,
-		Rules: []policy.Rule{{Domain: "good.example", Action: policy.Accept}}})
+		Rules: []policy.Rule{{Domain: "good.example", Action: policy.Accept}, {Domain: "other.example", Group: "staff", Action: policy.Accept}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := engine.Settings{Entities: []engine.Entity{{Local: "helpdesk", Webhook: true}}, Policy: p}
+	st := engine.Settings{Entities: []engine.Entity{{Local: "helpdesk", Webhook: true}}, Policy: p,
+		Directory: directory.Config{File: "groups.toml", Groups: map[string][]string{"staff": {"ann@good.example"}}}}
 	m := metrics.New("test")
 	eng, err := engine.New(ctx, engine.Options{Domain: domain, Store: db, Settings: st, OnCommit: m.ObserveCommit})
 	if err != nil {
@@ -204,6 +206,12 @@ func TestScrapeAfterActivity(t *testing.T) {
 		`rostergate_config_reloads_total{result="failure",via="SIGHUP"}`: 0,
 		`rostergate_config_last_reload_successful`:                       0,
 		`rostergate_build_info{version="test"}`:                          1,
+		// bob@other.example: rule 2 asked whether he is in staff.
+		`rostergate_directory_lookups_total{result="not_member"}`: 1,
+		`rostergate_directory_lookups_total{result="member"}`:     0,
+		`rostergate_directory_lookups_total{result="error"}`:      0,
+		`rostergate_directory_cache_hits_total`:                   0,
+		`rostergate_directory_up`:                                 1,
 	}
 	for k, v := range want {
 		got, ok := s.samples[k]

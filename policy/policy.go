@@ -4,6 +4,12 @@
 // contact patterns (see WithLists), which are kept elsewhere and edited at
 // runtime.
 //
+// A rule may ask whether the contact belongs to a group (Rule.Group). The
+// policy does not look groups up: the caller asks GroupsFor which groups a
+// request's decision may consult, looks them up (in a directory), and
+// passes what it learnt in Request.Groups. A group it could not learn
+// about (Unknown) does not match: the rule falls through.
+//
 // The package is a pure rule engine: it does no I/O, reads no clock and knows
 // nothing about XML. A compiled *Policy is immutable and safe for concurrent use.
 package policy
@@ -13,6 +19,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -57,7 +64,7 @@ func ParseAction(s string) (Action, error) {
 
 // Rule is one entry of the ordered rule list. A rule matches a request when
 // every matcher that is set matches; at least one matcher must be set.
-// The matchers are Contact, Domain, Entity, Regex and LocalContact.
+// The matchers are Contact, Domain, Entity, Regex, LocalContact and Group.
 type Rule struct {
 	Contact string // glob over the contact's bare JID, e.g. "*@example.com" ("" = any); path.Match syntax, case-insensitive
 	Domain  string // exact contact domain, case-insensitive ("" = any)
@@ -69,7 +76,11 @@ type Rule struct {
 	Regex string
 	// LocalContact, when set, matches contacts whose domain is (true) or is
 	// not (false, a federated contact) one of Config.LocalDomains. nil = any.
-	LocalContact  *bool
+	LocalContact *bool
+	// Group, when set, matches contacts that belong to the group of that
+	// name, as Request.Groups tells (Member); case-insensitive. Unknown
+	// membership (the directory could not say) does not match.
+	Group         string
 	Action        Action
 	SubscribeBack bool // only with Accept: the entity asks for the contact's presence in return
 	// Message is sent to the requester with the decision ("" = none). Not
@@ -82,7 +93,7 @@ type Rule struct {
 // `regex="^[a-z]+@localhost$" local_contact=true -> review, message="Welcome aboard"`.
 func (r Rule) String() string {
 	var b strings.Builder
-	for _, m := range [...]struct{ k, v string }{{"contact", r.Contact}, {"domain", r.Domain}, {"entity", r.Entity}, {"regex", r.Regex}} {
+	for _, m := range [...]struct{ k, v string }{{"contact", r.Contact}, {"domain", r.Domain}, {"entity", r.Entity}, {"regex", r.Regex}, {"group", r.Group}} {
 		if m.v != "" {
 			fmt.Fprintf(&b, "%s=%q ", m.k, m.v)
 		}
@@ -204,8 +215,11 @@ func compileRule(r Rule, haveLocal bool) (compiledRule, error) {
 	if err := checkMessage(r.Message); err != nil {
 		return compiledRule{}, err
 	}
-	if r.Contact == "" && r.Domain == "" && r.Entity == "" && r.Regex == "" && r.LocalContact == nil {
-		return compiledRule{}, errors.New("no matcher: set contact, regex, domain, local_contact or entity")
+	if r.Contact == "" && r.Domain == "" && r.Entity == "" && r.Regex == "" && r.LocalContact == nil && r.Group == "" {
+		return compiledRule{}, errors.New("no matcher: set contact, regex, domain, local_contact, entity or group")
+	}
+	if err := checkGroup(r.Group); err != nil {
+		return compiledRule{}, err
 	}
 	if strings.ContainsAny(r.Domain, "@/*") {
 		return compiledRule{}, fmt.Errorf("domain %q is not a domain (use contact for patterns)", r.Domain)
@@ -236,8 +250,26 @@ func compileRule(r Rule, haveLocal bool) (compiledRule, error) {
 	r.Contact = contact
 	r.Domain = strings.ToLower(r.Domain)
 	r.Entity = strings.ToLower(r.Entity)
+	r.Group = strings.ToLower(r.Group)
 	cr.Rule = r
 	return cr, nil
+}
+
+// checkGroup checks a rule's group name ("" is none): at most 256 bytes,
+// no control characters, no spaces around it.
+func checkGroup(g string) error {
+	switch {
+	case g == "":
+	case len(g) > 256:
+		return fmt.Errorf("group %.20q… is longer than 256 bytes", g)
+	case !utf8.ValidString(g):
+		return fmt.Errorf("group %q is not UTF-8", g)
+	case strings.TrimSpace(g) != g:
+		return fmt.Errorf("group %q has spaces around it", g)
+	case strings.IndexFunc(g, unicode.IsControl) >= 0:
+		return fmt.Errorf("group %q holds a control character", g)
+	}
+	return nil
 }
 
 // checkMessage rejects text that cannot be sent to a contact: invalid
@@ -287,6 +319,37 @@ type Request struct {
 	Contact     string // normalised bare JID of the requester, e.g. "alice@localhost"
 	Entity      string // localpart of the entity asked, e.g. "helpdesk" ("" = the component domain itself)
 	KnownEntity bool
+	// Groups says whether the contact belongs to each group GroupsFor
+	// named, by lower-case group name; a group not in it is Unknown.
+	Groups map[string]Membership
+}
+
+// Membership is what is known of a contact and a group.
+type Membership int8
+
+// The values of Membership. Only Member matches a rule's group.
+const (
+	Unknown   Membership = iota // not looked up, or the directory could not say
+	Member                      // the contact belongs to the group
+	NotMember                   // the contact does not belong to it
+)
+
+func (m Membership) String() string {
+	switch m {
+	case Member:
+		return "member"
+	case NotMember:
+		return "not a member"
+	}
+	return "unknown"
+}
+
+// GroupCheck is a rule's group matcher consulted by a decision: the rule's
+// other matchers matched, and whether it matched came down to Membership.
+type GroupCheck struct {
+	Rule       int    // 1-based
+	Group      string // lower-case
+	Membership Membership
 }
 
 // Decision is the outcome of Decide.
@@ -304,14 +367,51 @@ type Decision struct {
 // matching rule, else the default. With review, SubscribeBack says whether
 // approving the request should also ask for the contact's presence.
 func (p *Policy) Decide(r Request) Decision {
-	d := p.decide(r)
-	if d.Action == Review && d.Message == "" {
-		d.Message = p.reviewMsg
-	}
+	d, _ := p.Trace(r)
 	return d
 }
 
-func (p *Policy) decide(r Request) Decision {
+// Trace decides r as Decide does, and returns with the decision the group
+// matchers it consulted, in rule order: those of the rules whose other
+// matchers matched, up to the rule that decided.
+func (p *Policy) Trace(r Request) (Decision, []GroupCheck) {
+	var checks []GroupCheck
+	d := p.decide(r, &checks)
+	if d.Action == Review && d.Message == "" {
+		d.Message = p.reviewMsg
+	}
+	return d, checks
+}
+
+// GroupsFor returns the groups (lower-case, each once, in rule order) that
+// deciding r may consult: those of the rules whose other matchers match r,
+// before the first rule without a group that matches it. None when a list
+// or unknown_entity decides r before the rules.
+func (p *Policy) GroupsFor(r Request) []string {
+	var groups []string
+	probe := r
+	probe.Groups = nil // every group Unknown: each group rule falls through
+	var checks []GroupCheck
+	p.decide(probe, &checks)
+	for _, c := range checks {
+		if !slices.Contains(groups, c.Group) {
+			groups = append(groups, c.Group)
+		}
+	}
+	return groups
+}
+
+// HasGroups reports whether a rule has a group matcher.
+func (p *Policy) HasGroups() bool {
+	for i := range p.rules {
+		if p.rules[i].Group != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Policy) decide(r Request, checks *[]GroupCheck) Decision {
 	contact := strings.ToLower(r.Contact)
 	entity := strings.ToLower(r.Entity)
 	domain := contact[strings.LastIndexByte(contact, '@')+1:]
@@ -332,9 +432,17 @@ func (p *Policy) decide(r Request) Decision {
 	local := p.local[domain]
 	for i := range p.rules {
 		rule := &p.rules[i]
-		if rule.matches(contact, domain, entity, local) {
-			return Decision{Action: rule.Action, SubscribeBack: rule.SubscribeBack, Rule: i + 1, Reason: "rule " + strconv.Itoa(i+1), Message: rule.Message}
+		if !rule.matches(contact, domain, entity, local) {
+			continue
 		}
+		if rule.Group != "" {
+			m := r.Groups[rule.Group]
+			*checks = append(*checks, GroupCheck{Rule: i + 1, Group: rule.Group, Membership: m})
+			if m != Member {
+				continue
+			}
+		}
+		return Decision{Action: rule.Action, SubscribeBack: rule.SubscribeBack, Rule: i + 1, Reason: "rule " + strconv.Itoa(i+1), Message: rule.Message}
 	}
 	return Decision{Action: p.def, Reason: "default", Message: p.defMessage}
 }
@@ -350,9 +458,9 @@ func (p *Policy) Denied(contact string) (Decision, bool) {
 	return Decision{}, false
 }
 
-// matches reports whether every set matcher of the compiled rule r matches.
-// All arguments are already lower-case; local says whether domain is a
-// local domain.
+// matches reports whether every set matcher of the compiled rule r but its
+// group matches. All arguments are already lower-case; local says whether
+// domain is a local domain.
 func (r *compiledRule) matches(contact, domain, entity string, local bool) bool {
 	if r.Entity != "" && r.Entity != entity {
 		return false

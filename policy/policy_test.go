@@ -73,7 +73,7 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name:    "no matcher",
 			cfg:     policy.Config{Rules: []policy.Rule{{Action: policy.Accept}}},
-			wantErr: `policy: rule 1: no matcher: set contact, regex, domain, local_contact or entity`,
+			wantErr: `policy: rule 1: no matcher: set contact, regex, domain, local_contact, entity or group`,
 		},
 		{
 			name:    "subscribe_back without accept",
@@ -149,6 +149,16 @@ func TestCompileErrors(t *testing.T) {
 			name:    "local domain with at",
 			cfg:     policy.Config{LocalDomains: []string{"example.com", "a@example.com"}},
 			wantErr: `policy: local domain "a@example.com" is not a domain`,
+		},
+		{
+			name:    "group with spaces around it",
+			cfg:     policy.Config{Rules: []policy.Rule{ok, {Group: "staff ", Action: policy.Accept}}},
+			wantErr: `policy: rule 2: group "staff " has spaces around it`,
+		},
+		{
+			name:    "group with a control character",
+			cfg:     policy.Config{Rules: []policy.Rule{{Group: "st\naff", Action: policy.Accept}}},
+			wantErr: `policy: rule 1: group "st\naff" holds a control character`,
 		},
 		{
 			name:    "empty local domain",
@@ -289,6 +299,8 @@ func TestRuleString(t *testing.T) {
 			`entity="helpdesk" local_contact=false -> review, message="Held for \"review\""`},
 		{"every field", policy.Rule{Contact: "a*", Domain: "b", Entity: "c", Regex: "d", LocalContact: ptr(false), Action: policy.Reject, Message: "no"},
 			`contact="a*" domain="b" entity="c" regex="d" local_contact=false -> reject, message="no"`},
+		{"group", policy.Rule{Group: "staff", LocalContact: ptr(true), Action: policy.Accept},
+			`group="staff" local_contact=true -> accept`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -429,6 +441,91 @@ func TestDecideNewMatchers(t *testing.T) {
 				t.Fatalf("Decide(%+v) = %+v, want %+v", tc.req, got, tc.want)
 			}
 		})
+	}
+}
+
+// A group rule matches a member only; a contact whose membership is
+// unknown (the directory could not say) or who is not a member falls
+// through to the next rule, and Trace says which groups were consulted.
+func TestDecideGroups(t *testing.T) {
+	p, err := policy.Compile(policy.Config{
+		Default:      policy.Review,
+		LocalDomains: []string{"example.com"},
+		Rules: []policy.Rule{
+			{Domain: "spam.example", Action: policy.Drop},                                         // 1
+			{Group: "Staff", LocalContact: ptr(true), Action: policy.Accept, SubscribeBack: true}, // 2
+			{Group: "sales", Entity: "helpdesk", Action: policy.Accept},                           // 3
+			{Entity: "helpdesk", Domain: "partner.example", Action: policy.Reject},                // 4
+			{Group: "staff", Action: policy.Review, Message: "Staff from elsewhere"},              // 5
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.HasGroups() {
+		t.Error("HasGroups = false")
+	}
+	if got := p.Rules()[1].Group; got != "staff" {
+		t.Errorf("the group is compiled as %q, want it lower-cased", got)
+	}
+	m := policy.Member
+	rule := func(n int, a policy.Action, back bool, msg string) policy.Decision {
+		return policy.Decision{Action: a, SubscribeBack: back, Rule: n, Reason: fmt.Sprintf("rule %d", n), Message: msg}
+	}
+	def := policy.Decision{Action: policy.Review, Reason: "default"}
+	type check = policy.GroupCheck
+	tests := []struct {
+		name       string
+		req        policy.Request
+		wantGroups []string
+		want       policy.Decision
+		checks     []check
+	}{
+		{"staff, local", policy.Request{Contact: "alice@example.com", Entity: "sales", KnownEntity: true, Groups: map[string]policy.Membership{"staff": m}},
+			[]string{"staff"}, rule(2, policy.Accept, true, ""), []check{{2, "staff", m}}},
+		{"not a member", policy.Request{Contact: "bob@example.com", Entity: "sales", KnownEntity: true, Groups: map[string]policy.Membership{"staff": policy.NotMember}},
+			[]string{"staff"}, def, []check{{2, "staff", policy.NotMember}, {5, "staff", policy.NotMember}}},
+		{"unknown: the directory could not say", policy.Request{Contact: "alice@example.com", Entity: "sales", KnownEntity: true},
+			[]string{"staff"}, def, []check{{2, "staff", policy.Unknown}, {5, "staff", policy.Unknown}}},
+		{"two groups, the second matches", policy.Request{Contact: "carol@example.com", Entity: "helpdesk", KnownEntity: true,
+			Groups: map[string]policy.Membership{"staff": policy.NotMember, "sales": m}},
+			[]string{"staff", "sales"}, rule(3, policy.Accept, false, ""), []check{{2, "staff", policy.NotMember}, {3, "sales", m}}},
+		{"a rule without a group decides first", policy.Request{Contact: "dave@partner.example", Entity: "helpdesk", KnownEntity: true,
+			Groups: map[string]policy.Membership{"staff": m}},
+			[]string{"sales"}, rule(4, policy.Reject, false, ""), []check{{3, "sales", policy.Unknown}}},
+		{"staff, federated", policy.Request{Contact: "erin@elsewhere.example", Entity: "sales", KnownEntity: true, Groups: map[string]policy.Membership{"staff": m}},
+			[]string{"staff"}, rule(5, policy.Review, false, "Staff from elsewhere"), []check{{5, "staff", m}}},
+		{"no group consulted", policy.Request{Contact: "x@spam.example", Entity: "sales", KnownEntity: true},
+			nil, rule(1, policy.Drop, false, ""), nil},
+		{"unknown entity", policy.Request{Contact: "alice@example.com", Entity: "nobody"},
+			nil, policy.Decision{Action: policy.Drop, Reason: "unknown_entity"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.GroupsFor(tc.req); !reflect.DeepEqual(got, tc.wantGroups) {
+				t.Errorf("GroupsFor = %q, want %q", got, tc.wantGroups)
+			}
+			d, checks := p.Trace(tc.req)
+			if d != tc.want || !reflect.DeepEqual(checks, tc.checks) {
+				t.Errorf("Trace = %+v %+v, want %+v %+v", d, checks, tc.want, tc.checks)
+			}
+			if got := p.Decide(tc.req); got != d {
+				t.Errorf("Decide = %+v, Trace's %+v", got, d)
+			}
+		})
+	}
+	// The lists come first: no group is consulted.
+	q, err := p.WithLists([]string{"alice@example.com"}, []string{"bob@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"alice@example.com", "bob@example.com"} {
+		if g := q.GroupsFor(policy.Request{Contact: c, Entity: "sales", KnownEntity: true}); g != nil {
+			t.Errorf("GroupsFor(%s) on a list = %q", c, g)
+		}
+	}
+	if noGroups, _ := policy.Compile(policy.Config{Rules: []policy.Rule{{Entity: "x", Action: policy.Accept}}}); noGroups.HasGroups() {
+		t.Error("HasGroups without a group rule")
 	}
 }
 

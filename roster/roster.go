@@ -111,6 +111,11 @@ type Explanation struct {
 	// JID as it stood (a name without a domain, completed with the local
 	// domain).
 	Note string
+	// Groups are the group rules consulted, one line each, in rule order:
+	// what the directory said and where it came from, e.g. `rule 2 group
+	// staff: alice@example.com is a member (ldap, cached 12s ago)` or
+	// `rule 2 group staff: directory unavailable: …; rule does not match`.
+	Groups []string
 }
 
 // DecidedError says a held request is no longer pending because it was

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"rostergate/directory"
 	"rostergate/engine"
 	"rostergate/engine/enginetest"
 	"rostergate/gate"
@@ -514,8 +515,25 @@ func TestListsExplainRosters(t *testing.T) {
 		t.Errorf("an unknown list: %d", code)
 	}
 	_, body, _ = get(t, c, r.srv.URL+"/explain?contact=mallory@spam.example&entity=helpdesk")
-	if !strings.Contains(body, "<strong>reject</strong>") {
+	if !strings.Contains(body, "<strong>reject</strong>") || strings.Contains(body, `class="groups"`) {
 		t.Errorf("explain a denied contact:\n%s", body)
+	}
+	// A group rule: what the directory said is shown.
+	gs := settings(t, admin)
+	var err error
+	if gs.Policy, err = policy.Compile(policy.Config{Default: policy.Review, Rules: []policy.Rule{{Group: "staff", Action: policy.Accept}}}); err != nil {
+		t.Fatal(err)
+	}
+	gs.Directory = directory.Config{File: "groups.toml", Groups: map[string][]string{"staff": {"zed@localhost"}}}
+	if err := r.svc.Reload(context.Background(), gs); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ = get(t, c, r.srv.URL+"/explain?contact=zed@localhost&entity=helpdesk")
+	if !strings.Contains(body, "<strong>accept</strong>") || !strings.Contains(body, `<ul class="groups"><li>rule 1 group staff: zed@localhost is a member (groups file)</li></ul>`) {
+		t.Errorf("explain a group rule:\n%s", body)
+	}
+	if err := r.svc.Reload(context.Background(), settings(t, admin)); err != nil {
+		t.Fatal(err)
 	}
 	if code, body, _ := get(t, c, r.srv.URL+"/explain?contact=&entity=helpdesk"); code != http.StatusUnprocessableEntity || !strings.Contains(body, `class="error"`) {
 		t.Errorf("explain without a contact: %d\n%s", code, body)

@@ -206,13 +206,16 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		if err != nil {
 			return fmt.Errorf("explain: %s", roster.UserText(err))
 		}
-	} else if ex, err = engine.Explain(cfg.Settings(), nil, nil, cfg.Component.Domain, *from, *to); err != nil {
+	} else if ex, err = engine.Explain(ctx, cfg.Settings(), nil, nil, cfg.Component.Domain, *from, *to); err != nil {
 		return fmt.Errorf("explain: %s", roster.UserText(err))
 	}
 	if ex.Note != "" {
 		fmt.Fprintf(stdout, "note: %s\n", ex.Note)
 	}
 	fmt.Fprintf(stdout, "%s → %s: %s\n", ex.Contact, ex.Entity, ex.Action)
+	for _, g := range ex.Groups {
+		fmt.Fprintf(stdout, "  %s\n", g)
+	}
 	fmt.Fprintf(stdout, "  decided by: %s\n", ex.Rule)
 	if ex.SubscribeBack {
 		fmt.Fprintln(stdout, "  subscribe back: yes")

@@ -533,6 +533,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	} else {
 		fmt.Fprintf(stdout, "http API   off ([http] listen not set)\nweb page   off\n")
 	}
+	if src := cfg.Directory.Source(); src != "" {
+		fmt.Fprintf(stdout, "directory  %s (not contacted by check)\n", src)
+	}
 	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ENTITY\tNAME\tSHOW\tSTATUS\tWEBHOOK\n")

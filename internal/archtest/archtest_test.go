@@ -23,16 +23,17 @@ var allowed = map[string][]string{
 	"limits":       {},
 	"xmpp/stanza":  {},
 	"webhook":      {},
+	"directory":    {},
 
 	"store":           {"roster"},
 	"store/sqlite":    {"roster", "store"},
 	"store/postgres":  {"roster", "store"},
 	"store/storetest": {"roster", "store"},
 
-	"engine":            {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza"},
+	"engine":            {"roster", "store", "subscription", "policy", "limits", "xmpp/stanza", "directory"},
 	"engine/enginetest": {},
 	"gate":              {"engine", "roster", "store", "subscription", "policy"},
-	"config":            {"engine", "policy", "limits", "webhook"},
+	"config":            {"engine", "policy", "limits", "webhook", "directory"},
 	"httpapi":           {"engine", "gate", "limits", "roster", "store", "webhook"},
 	"webui":             {"gate", "limits", "roster", "store"},
 	"export":            {"roster", "store"},
@@ -41,9 +42,10 @@ var allowed = map[string][]string{
 	"xmpp/component": {"engine", "gate", "roster", "xmpp/stanza", "xmpp/adminui"},
 
 	"metrics":           {"engine", "httpapi", "xmpp/component"},
-	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component"},
+	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component", "directory"},
 	"internal/xmpptest": {},
 	"internal/pgtest":   {},
+	"internal/ldaptest": {},
 	"examples/echo-bot": {"webhook"},
 	"internal/bench":    {"engine", "httpapi", "internal/instance", "internal/pgtest", "internal/xmpptest", "policy", "roster", "store", "store/postgres", "store/sqlite", "webhook", "xmpp/component"},
 }

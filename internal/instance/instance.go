@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"rostergate/directory"
 	"rostergate/engine"
 	"rostergate/gate"
 	"rostergate/httpapi"
@@ -32,7 +33,7 @@ type Config struct {
 	Store                  store.Store
 	Settings               engine.Settings
 	// Logger is the root logger; each part logs through a sub-logger
-	// named after it (component, engine, gate, http), which follows the
+	// named after it (component, engine, directory, gate, http), which follows the
 	// root's level. nil logs nothing.
 	Logger hclog.Logger
 	// HTTP, if not nil, serves the bots' API and delivers their webhooks
@@ -60,6 +61,7 @@ type Instance struct {
 	// Metrics are served at GET /metrics on the HTTP listener; the command
 	// line records its reloads in them.
 	Metrics *metrics.Metrics
+	dir     *directory.Directory // the engine's, closed when Run returns
 }
 
 // New wires an Instance.
@@ -68,8 +70,18 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
+	dir, err := directory.New(c.Settings.Directory, directory.Options{Logger: c.Logger.Named("directory")})
+	if err != nil {
+		return nil, fmt.Errorf("instance: %w", err)
+	}
+	made := false
+	defer func() {
+		if !made {
+			_ = dir.Close()
+		}
+	}()
 	eng, err := engine.New(ctx, engine.Options{Domain: c.Domain, Resource: c.Resource, Store: c.Store, Settings: c.Settings, Logger: c.Logger.Named("engine"),
-		API: c.HTTP != nil && c.HTTP.Listen != "", OnCommit: m.ObserveCommit})
+		API: c.HTTP != nil && c.HTTP.Listen != "", OnCommit: m.ObserveCommit, Directory: dir})
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
@@ -93,7 +105,7 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
-	inst := &Instance{Engine: eng, Service: svc, Component: comp, Metrics: m, webURL: c.WebURL}
+	inst := &Instance{Engine: eng, Service: svc, Component: comp, Metrics: m, webURL: c.WebURL, dir: dir}
 	src := metrics.Sources{Engine: eng, Stream: comp}
 	if c.HTTP != nil {
 		o := *c.HTTP
@@ -117,6 +129,7 @@ func New(ctx context.Context, c Config) (*Instance, error) {
 	if err := m.Watch(src); err != nil {
 		return nil, fmt.Errorf("instance: %w", err)
 	}
+	made = true
 	return inst, nil
 }
 
@@ -138,8 +151,10 @@ func WebAddress(addr string, tls bool) string {
 }
 
 // Run serves until ctx is cancelled; see component.Run. The HTTP API, if
-// any, listens first: a port that is taken fails the start.
+// any, listens first: a port that is taken fails the start. The
+// directory's connection is closed when it returns.
 func (i *Instance) Run(ctx context.Context) error {
+	defer i.dir.Close()
 	if i.HTTP != nil {
 		if err := i.HTTP.Start(ctx); err != nil {
 			return fmt.Errorf("instance: %w", err)

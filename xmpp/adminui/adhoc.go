@@ -541,6 +541,7 @@ func (h *Handler) explain(ctx context.Context, f *form.Data) reply {
 			form.Text("rule", form.Label("Decided by"), form.Value(ex.Rule)),
 			form.Boolean("subscribe_back", form.Label("Subscribes back"), form.Value(strconv.FormatBool(ex.SubscribeBack))),
 			form.Text("message", form.Label("Message to the requester"), form.Value(ex.Message)),
+			textMulti("groups", "Group rules consulted", ex.Groups),
 		),
 	}
 }

@@ -135,6 +135,7 @@ func (f *fakeOps) Explain(_ context.Context, contact, entity string) (roster.Exp
 		ex.Action, ex.SubscribeBack, ex.Rule = "accept", true, `rule 2: contact="*@localhost" -> accept, subscribe_back`
 	} else {
 		ex.Action, ex.Rule, ex.Message = "reject", "default -> reject", "Not <allowed> & sorry"
+		ex.Groups = []string{"rule 1 group staff: " + ex.Contact + " is not a member (groups file); rule does not match"}
 	}
 	return ex, nil
 }
@@ -612,7 +613,7 @@ func TestExplainFlow(t *testing.T) {
 		note:     `info: alice@localhost → helpdesk@bots.localhost: accept, subscribe back (rule 2: contact="*@localhost" -> accept, subscribe_back)`,
 		result: map[string][]string{
 			"contact": {"alice@localhost"}, "entity": {"helpdesk@bots.localhost"}, "action": {"accept"},
-			"rule": {`rule 2: contact="*@localhost" -> accept, subscribe_back`}, "subscribe_back": {"true"}, "message": nil,
+			"rule": {`rule 2: contact="*@localhost" -> accept, subscribe_back`}, "subscribe_back": {"true"}, "message": nil, "groups": nil,
 		},
 	}, {
 		name:     "reject with a message, the domain itself",
@@ -622,6 +623,7 @@ func TestExplainFlow(t *testing.T) {
 		result: map[string][]string{
 			"contact": {"mallory@evil.example"}, "entity": {"bots.localhost"}, "action": {"reject"},
 			"rule": {"default -> reject"}, "subscribe_back": {"false"}, "message": {"Not <allowed> & sorry"},
+			"groups": {"rule 1 group staff: mallory@evil.example is not a member (groups file); rule does not match"},
 		},
 	}, {
 		name:     "an error from Explain",
@@ -1212,7 +1214,8 @@ func TestChat(t *testing.T) {
 			`alice@localhost → helpdesk@bots.localhost: accept, subscribe back (rule 2: contact="*@localhost" -> accept, subscribe_back)`,
 			[]string{"Explain Alice@localhost helpdesk"}},
 		{"explain reject", "explain bob@example.com bots.localhost", nil,
-			"bob@example.com → bots.localhost: reject (default -> reject)\nMessage to the requester: Not <allowed> & sorry",
+			"bob@example.com → bots.localhost: reject (default -> reject)\n" +
+				"rule 1 group staff: bob@example.com is not a member (groups file); rule does not match\nMessage to the requester: Not <allowed> & sorry",
 			[]string{"Explain bob@example.com bots.localhost"}},
 		{"explain error", "explain nonsense helpdesk", nil, `explain: contact "nonsense" is not a JID`, []string{"Explain nonsense helpdesk"}},
 		{"explain a name without a domain", "explain carol helpdesk", nil,

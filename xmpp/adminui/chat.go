@@ -244,6 +244,7 @@ func (h *Handler) Chat(ctx context.Context, actor, body string) string {
 		if ex.Note != "" {
 			lines = append([]string{"Note: " + ex.Note + "."}, lines...)
 		}
+		lines = append(lines, ex.Groups...)
 		if !ex.KnownEntity {
 			lines = append(lines, ex.Entity+" is not an [[entity]]: unknown_entity applies.")
 		}

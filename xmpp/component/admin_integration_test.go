@@ -311,7 +311,7 @@ func testIntegrationLists(t *testing.T, srv *xmpptest.Server) {
 	}
 	mustWaitPresence(t, alice, presenceFrom(helpdesk, "subscribed"))
 	wantState(t, g, "alice@localhost", subscription.From)
-	x, err := g.eng.Explain("bob@localhost", "helpdesk")
+	x, err := g.eng.Explain(t.Context(), "bob@localhost", "helpdesk")
 	if err != nil || x.Action != "review" {
 		t.Errorf("explain bob: %+v %v", x, err)
 	}
