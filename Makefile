@@ -12,7 +12,8 @@ build:
 	$(GO) build -o echo-bot ./examples/echo-bot
 
 # Debian packages the integration tests and the demo need: Prosody and
-# ejabberd (the tests run on both), Chromium (the web page's test drives it
+# ejabberd (the tests run on both; prosody-modules brings mod_privilege, for
+# placing entities in users' rosters, XEP-0356), Chromium (the web page's test drives it
 # headless), PostgreSQL (internal/pgtest runs servers of its own from its
 # binaries for the PostgreSQL store's tests), and OpenLDAP's slapd with
 # ldap-utils (internal/ldaptest runs a slapd of its own for the directory's
@@ -23,6 +24,7 @@ build:
 deps:
 	@missing=""; \
 	command -v prosody >/dev/null 2>&1 || missing="$$missing prosody lua-unbound"; \
+	[ -e /usr/lib/prosody/modules/mod_privilege/mod_privilege.lua ] || missing="$$missing prosody-modules"; \
 	command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || missing="$$missing ejabberd"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \

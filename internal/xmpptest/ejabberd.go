@@ -215,7 +215,13 @@ listen:
 acl:
   local:
     user_regexp: ""
+  component:
+    server: %s
 access_rules:
+  # mod_privilege's permissions name access rules (an ACL's name there
+  # grants nothing on ejabberd 23.01).
+  component_privilege:
+    allow: component
   c2s:
     allow: all
   local:
@@ -233,7 +239,22 @@ modules:
   mod_ping: {}
   # change_password, for Register on an existing user.
   mod_admin_extra: {}
-`, q(s.Domain), c2sPort, componentPort, q(s.ComponentDomain), q(s.ComponentSecret))
+%s`, q(s.Domain), c2sPort, componentPort, q(s.ComponentDomain), q(s.ComponentSecret), q(s.ComponentDomain),
+		e.privilege())
+}
+
+// privilege is mod_privilege's part of the modules, granting the component
+// the XEP-0356 roster permission asked for ("none": the module, granting
+// nothing).
+func (e *ejabberd) privilege() string {
+	switch p := e.s.rosterPrivilege; p {
+	case "":
+		return ""
+	case "none":
+		return "  mod_privilege: {}\n"
+	default:
+		return fmt.Sprintf("  mod_privilege:\n    roster:\n      %s: component_privilege\n", p)
+	}
 }
 
 // env is the environment of ejabberdctl: the caller's, without anything

@@ -126,13 +126,37 @@ storage = "internal"
 network_settings = { nagle = false; shutdown_deadline = 1 }
 
 VirtualHost %s
-
+%s
 Component %s
 	component_secret = %s
-`, q(p.pidPath()), path("data"), path("certs"), q(s.LogPath),
+%s`, q(p.pidPath()), path("data"), path("certs"), q(s.LogPath),
 		c2sPort, componentPort,
-		q(s.Domain), q(s.ComponentDomain), q(s.ComponentSecret))
+		q(s.Domain), p.privilegeHost(), q(s.ComponentDomain), q(s.ComponentSecret), p.privilegeComponent())
 	return b.String()
+}
+
+// privilegeHost is the VirtualHost's part of a XEP-0356 grant
+// (prosody-modules' mod_privilege): the module, and the component's
+// permissions.
+func (p *prosody) privilegeHost() string {
+	s := p.s
+	switch s.rosterPrivilege {
+	case "":
+		return ""
+	case "none":
+		return "\tmodules_enabled = { \"privilege\" }\n"
+	}
+	return fmt.Sprintf("\tmodules_enabled = { \"privilege\" }\n\tprivileged_entities = { [%s] = { roster = %s } }\n",
+		luaQuote(s.ComponentDomain), luaQuote(s.rosterPrivilege))
+}
+
+// privilegeComponent is the component's part: the module must be loaded
+// there too, or the component is never told what it was granted.
+func (p *prosody) privilegeComponent() string {
+	if p.s.rosterPrivilege == "" {
+		return ""
+	}
+	return "\tmodules_enabled = { \"privilege\" }\n"
 }
 
 func (p *prosody) command() *exec.Cmd {

@@ -95,6 +95,13 @@ type Config struct {
 	ComponentSecret string // component shared secret; default "s3cret"
 	Dir             string // directory for config, data, pid and log files (required)
 
+	// RosterPrivilege, if set, grants the component the XEP-0356 roster
+	// permission of this type ("both", "get" or "set"; Prosody through
+	// prosody-modules' mod_privilege, ejabberd through its mod_privilege):
+	// the server advertises it to the component on connect. "none" loads
+	// the module but grants nothing. Empty: no module.
+	RosterPrivilege string
+
 	// OpenfirePlugins are plugin jars Openfire loads (Openfire only).
 	OpenfirePlugins []string
 	// OpenfireProperties are system properties Openfire's first start
@@ -121,6 +128,8 @@ type Server struct {
 	ConfigPath string // generated server config
 	LogPath    string // server log file (kept across restarts)
 	OutPath    string // server stdout/stderr
+
+	rosterPrivilege string // Config.RosterPrivilege
 
 	impl  backend
 	ports []int // C2S, component, then any other port the server listens on
@@ -192,6 +201,7 @@ func newServer(kind string, cfg Config) (*Server, error) {
 		ComponentDomain: orDefault(cfg.ComponentDomain, DefaultComponentDomain),
 		ComponentSecret: orDefault(cfg.ComponentSecret, DefaultComponentSecret),
 		Dir:             dir,
+		rosterPrivilege: cfg.RosterPrivilege,
 	}, nil
 }
 
