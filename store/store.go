@@ -69,6 +69,54 @@ type Batch struct {
 	// InviteUses names the invites the batch's decisions used, one id per
 	// use: each adds one to its invite's Uses, in the same transaction.
 	InviteUses []int64
+	// Placements are written (or, with Delete, deleted) in the same
+	// transaction, after the items: what rostergate did to put an entity
+	// on a user's roster goes with the state it made.
+	Placements []PlacementChange
+}
+
+// Placement records that rostergate put an entity on a user's roster
+// ([[entity]] place_in), how, and how far it got. Only a user with a
+// placement has an item rostergate may take away again: items the users
+// made themselves have none.
+type Placement struct {
+	Entity  string // the entity's localpart ("" is the domain itself)
+	Contact string // the user's normalised bare JID
+	// Method is how: PlaceByPrivilege (the user's roster item written
+	// through the server, XEP-0356) or PlaceBySubscription (the entity
+	// asked, pre-approving the user's own request, RFC 6121 §3.4).
+	Method string
+	// State is how far it got: PlacePlaced, PlaceWaiting, PlaceAccepted,
+	// PlaceFailed or PlaceDeclined.
+	State string
+	// Source is the place_in entry that put the user there (the first one
+	// that lists them): "group:sales" or the JID itself.
+	Source string
+	// Detail says what happened last, in words: a failure's reason, why the
+	// privileged way was not taken.
+	Detail   string
+	Attempts int       // subscription requests sent so far
+	Sent     time.Time // when the last one went (zero: none)
+	Created  time.Time // the first placement
+	Updated  time.Time
+}
+
+// Methods and states of a Placement.
+const (
+	PlaceByPrivilege    = "privilege"
+	PlaceBySubscription = "subscription"
+
+	PlacePlaced   = "placed"   // written as both on the user's roster
+	PlaceWaiting  = "waiting"  // subscription sent, the user has not accepted yet
+	PlaceAccepted = "accepted" // the user accepted: both
+	PlaceFailed   = "failed"   // neither way worked (Detail says why); tried again later
+	PlaceDeclined = "declined" // the user took the entity off after it was placed: left alone
+)
+
+// PlacementChange is one placement to write, or to delete.
+type PlacementChange struct {
+	Placement
+	Delete bool
 }
 
 // BotEvent is one event of an entity's log: what the bot behind the entity
@@ -342,6 +390,13 @@ type Invites interface {
 	RevokeInvite(ctx context.Context, id int64, at time.Time, ev *roster.Event) (bool, error)
 }
 
+// Placements keeps the placements (see Placement); they are written by
+// Commit (Batch.Placements).
+type Placements interface {
+	// Placements returns every placement, by entity then contact.
+	Placements(ctx context.Context) ([]Placement, error)
+}
+
 // ImportRecords are records of an export (rostergate export) to load into
 // a store as they are: with their ids and times.
 type ImportRecords struct {
@@ -416,6 +471,7 @@ type Store interface {
 	Bots
 	Web
 	Invites
+	Placements
 	// Hold claims the store for one running instance until release is
 	// called or the process ends; while held, another Hold fails with an
 	// error matching ErrHeld. The command line uses it to learn whether an

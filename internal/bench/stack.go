@@ -67,7 +67,8 @@ func (*nopStore) InviteByHash(context.Context, []byte) (store.Invite, error) {
 func (*nopStore) Invite(context.Context, int64) (store.Invite, error) {
 	return store.Invite{}, store.ErrNotFound
 }
-func (*nopStore) Invites(context.Context) ([]store.Invite, error) { return nil, nil }
+func (*nopStore) Invites(context.Context) ([]store.Invite, error)       { return nil, nil }
+func (*nopStore) Placements(context.Context) ([]store.Placement, error) { return nil, nil }
 func (*nopStore) RevokeInvite(context.Context, int64, time.Time, *roster.Event) (bool, error) {
 	return false, store.ErrNotFound
 }

@@ -58,7 +58,7 @@ const (
 // the caller's structs only once the transaction has committed.
 func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err error) {
 	changes := b.Changes
-	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 && len(b.BotEvents) == 0 && len(b.InviteUses) == 0 {
+	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 && len(b.BotEvents) == 0 && len(b.InviteUses) == 0 && len(b.Placements) == 0 {
 		return 0, nil
 	}
 	now := ms(time.Now())
@@ -129,6 +129,7 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 	if len(b.InviteUses) > 0 {
 		batch.Queue(useInvites, b.InviteUses)
 	}
+	queuePlacements(&batch, b.Placements, now)
 	var auditIDs []int64
 	if nAudit > 0 {
 		batch.Queue(insertAudit, audit...).Query(func(rows pgx.Rows) error {

@@ -267,7 +267,7 @@ func (db *DB) Apply(ctx context.Context, changes []store.Change) error {
 // the items, in the batch's order.
 func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err error) {
 	changes := b.Changes
-	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 && len(b.BotEvents) == 0 && len(b.InviteUses) == 0 {
+	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 && len(b.BotEvents) == 0 && len(b.InviteUses) == 0 && len(b.Placements) == 0 {
 		return 0, nil
 	}
 	now := time.Now()
@@ -358,6 +358,9 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 		return 0, err
 	}
 	if err := useInvites(ctx, tx, b.InviteUses); err != nil {
+		return 0, err
+	}
+	if err := writePlacements(ctx, tx, b.Placements, now); err != nil {
 		return 0, err
 	}
 	if b.Delivered > 0 {

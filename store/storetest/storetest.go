@@ -68,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BotState", testBotState},
 		{"WebKeys", testWebKeys},
 		{"Invites", testInvites},
+		{"Placements", testPlacements},
 		{"Import", testImport},
 	} {
 		t.Run(part.name, func(t *testing.T) { part.run(t, o) })
