@@ -140,6 +140,9 @@ type Engine struct {
 	resource string
 	live     atomic.Pointer[live] // settings in force
 
+	reloaded chan struct{} // reloadMu: closed and replaced by each Reload
+	reloadMu sync.Mutex
+
 	idPrefix string
 	idSeq    atomic.Uint64
 
@@ -210,6 +213,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		log:           opts.Logger,
 		domain:        d.String(),
 		resource:      opts.Resource,
+		reloaded:      make(chan struct{}),
 		idPrefix:      "rg-" + hex.EncodeToString(rnd[:]) + "-",
 		pendingDomain: map[string]int{},
 		limitHits:     map[string]int{},

@@ -51,6 +51,8 @@ type batch struct {
 	// inviteUses names the invites the batch's decisions used, one id
 	// per use (see useInvite).
 	inviteUses []int64
+	// placements are written with the batch (see Place).
+	placements []store.PlacementChange
 	now        time.Time
 }
 
@@ -76,6 +78,7 @@ func (b *batch) reset() {
 	b.events = b.events[:0]
 	b.keys = b.keys[:0]
 	b.inviteUses = b.inviteUses[:0]
+	b.placements = nil
 	b.groups = nil
 	for _, buf := range []*bytes.Buffer{&b.out, &b.durable} {
 		if buf.Cap() > maxKeptBuffer {
@@ -421,7 +424,7 @@ func (b *batch) view(k itemKey) (roster.Item, bool) {
 func (e *Engine) commit(ctx context.Context, b *batch) error {
 	var id int64
 	e.promote()
-	if len(b.changes) > 0 || b.durable.Len() > 0 || len(b.events) > 0 {
+	if len(b.changes) > 0 || b.durable.Len() > 0 || len(b.events) > 0 || len(b.placements) > 0 {
 		if e.w == nil || e.closed {
 			return ErrNotConnected
 		}
@@ -429,7 +432,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		start := time.Now()
 		err = e.commitInvites(b, func() (err error) {
 			id, err = e.store.Commit(ctx, store.Batch{Changes: b.changes, Send: b.durable.String(), Delivered: e.delivered, BotEvents: b.events,
-				InviteUses: b.inviteUses})
+				InviteUses: b.inviteUses, Placements: b.placements})
 			return err
 		})
 		if err != nil {

@@ -40,7 +40,14 @@ type Entity struct {
 	// SendTo is whom its bot may message: SendSubscribers ("" too) or
 	// SendAnyone.
 	SendTo string
+	// PlaceIn are the users whose rosters the entity is put on ([[entity]]
+	// place_in): normalised bare JIDs, and groups of the directory as
+	// "group:NAME" (NAME lower-case).
+	PlaceIn []string
 }
+
+// PlaceGroupPrefix starts a PlaceIn entry that names a group.
+const PlaceGroupPrefix = "group:"
 
 // The values of Entity.SendTo.
 const (
@@ -86,6 +93,47 @@ type Settings struct {
 	// Directory is where the policy's group rules look groups up; its
 	// zero value is none.
 	Directory directory.Config
+	// Placement paces the placing of entities on users' rosters.
+	Placement Placement
+}
+
+// Placement paces the placing of entities on users' rosters ([[entity]]
+// place_in): see package placement.
+type Placement struct {
+	// Interval is how often the placements are brought in line with
+	// place_in and the directory's groups (besides at connect and after a
+	// reload); 0 is DefaultPlaceInterval.
+	Interval time.Duration
+	// ResendAfter is how long a subscription request the user has not
+	// answered waits before it is sent again; 0 is DefaultResendAfter.
+	ResendAfter time.Duration
+}
+
+// Defaults of Placement.
+const (
+	DefaultPlaceInterval = 5 * time.Minute
+	DefaultResendAfter   = 24 * time.Hour
+)
+
+// PlacementSettings returns the placement pacing in force, with the
+// defaults filled in.
+func (e *Engine) PlacementSettings() Placement {
+	p := e.live.Load().Placement
+	if p.Interval <= 0 {
+		p.Interval = DefaultPlaceInterval
+	}
+	if p.ResendAfter <= 0 {
+		p.ResendAfter = DefaultResendAfter
+	}
+	return p
+}
+
+// Reloaded returns a channel that is closed at the next reload (Reload
+// that succeeded).
+func (e *Engine) Reloaded() <-chan struct{} {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	return e.reloaded
 }
 
 // Limits bound the requests rostergate takes in.
@@ -198,6 +246,10 @@ func (e *Engine) Reload(ctx context.Context, s Settings) error {
 		return fmt.Errorf("engine: reload: %w", err)
 	}
 	e.live.Store(l)
+	e.reloadMu.Lock()
+	close(e.reloaded)
+	e.reloaded = make(chan struct{})
+	e.reloadMu.Unlock()
 	e.log.Info("settings reloaded", "entities", len(s.Entities), "rules", len(s.Policy.Rules()), "admins", len(l.admins))
 	return nil
 }
