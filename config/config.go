@@ -47,6 +47,7 @@ type Config struct {
 	Policy    Policy    `toml:"policy"`
 	Limits    Limits    `toml:"limits"`
 	Directory Directory `toml:"directory"`
+	Placement Placement `toml:"placement"`
 	HTTP      HTTP      `toml:"http"`
 	Log       Log       `toml:"log"`
 
@@ -134,6 +135,10 @@ type Entity struct {
 	// SendTo is whom the entity's bot may message: "subscribers" (the
 	// default) or "anyone".
 	SendTo string `toml:"send_to"`
+	// PlaceIn are the users whose rosters the entity is put on, as bare
+	// JIDs and groups of [directory] ("group:sales"); normalised when the
+	// config is read.
+	PlaceIn []string `toml:"place_in"`
 }
 
 // HTTP is the [http] table: the bots' API and webhooks. Off when Listen is
@@ -482,6 +487,9 @@ func (c *Config) validate(getenv func(string) string, localDomainsSet bool) erro
 	}
 
 	if err := c.validateDirectory(); err != nil {
+		return err
+	}
+	if err := c.validatePlacement(); err != nil {
 		return err
 	}
 	if c.Policy.ReviewMessage == nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -545,5 +546,36 @@ action = "accept"
 	c, err = Parse([]byte(head), filepath.Join(dir, "c.toml"), noEnv)
 	if err != nil || c.Settings().Directory.Enabled() || c.Directory.Source() != "" {
 		t.Errorf("without [directory]: %v %+v", err, c.Settings().Directory)
+	}
+}
+
+// TestPlaceIn: place_in entries are normalised (JIDs, group names) and
+// reach the runtime settings with [placement]'s pacing.
+func TestPlaceIn(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "groups.toml"), []byte(`Sales = ["carol@example.com"]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte(`[component]
+domain = "bots.example.com"
+server = "h:1"
+secret = "x"
+[directory]
+groups_file = "groups.toml"
+[placement]
+interval = "30s"
+[[entity]]
+local = "crm"
+place_in = ["group:SALES", "Alice@Example.COM"]
+`), filepath.Join(dir, "c.toml"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Settings()
+	if got := s.Entities[0].PlaceIn; !slices.Equal(got, []string{"group:sales", "alice@example.com"}) {
+		t.Errorf("PlaceIn = %q", got)
+	}
+	if s.Placement.Interval != 30*time.Second || s.Placement.ResendAfter != 0 {
+		t.Errorf("Placement = %+v", s.Placement)
 	}
 }

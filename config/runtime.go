@@ -18,6 +18,7 @@ func (c *Config) Settings() engine.Settings {
 		Admins:        c.Admin.JIDs,
 		ReviewTTL:     c.Policy.ReviewTTL.Duration,
 		Directory:     c.directoryConfig(),
+		Placement:     engine.Placement{Interval: c.Placement.Interval.Duration, ResendAfter: c.Placement.ResendAfter.Duration},
 		Limits: engine.Limits{
 			ContactRate:         c.Limits.ContactRate,
 			DomainRate:          c.Limits.DomainRate,
@@ -29,7 +30,7 @@ func (c *Config) Settings() engine.Settings {
 	for _, e := range c.Entities {
 		s.Entities = append(s.Entities, engine.Entity{Local: e.Localpart(), Name: e.Name, Nick: e.Nick, Show: e.Show, Status: e.Status,
 			AutoReply: e.AutoReply, AcceptMessages: e.AcceptMessages, Avatar: e.AvatarData, AvatarType: e.AvatarType,
-			Webhook: e.Webhook != "", SendTo: e.SendTo})
+			Webhook: e.Webhook != "", SendTo: e.SendTo, PlaceIn: e.PlaceIn})
 	}
 	return s
 }
