@@ -37,9 +37,10 @@ var allowed = map[string][]string{
 	"httpapi":           {"engine", "gate", "limits", "roster", "store", "webhook"},
 	"webui":             {"gate", "limits", "roster", "store"},
 	"export":            {"roster", "store"},
+	"placement":         {"engine", "roster", "store"},
 
 	"xmpp/adminui":   {"roster", "store", "xmpp/stanza"},
-	"xmpp/component": {"engine", "gate", "roster", "xmpp/stanza", "xmpp/adminui"},
+	"xmpp/component": {"engine", "gate", "placement", "roster", "xmpp/stanza", "xmpp/adminui"},
 
 	"metrics":           {"engine", "httpapi", "xmpp/component"},
 	"internal/instance": {"engine", "gate", "httpapi", "metrics", "store", "webui", "xmpp/component", "directory"},

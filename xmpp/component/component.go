@@ -30,6 +30,7 @@ import (
 
 	"rostergate/engine"
 	"rostergate/gate"
+	"rostergate/placement"
 	"rostergate/xmpp/adminui"
 	"rostergate/xmpp/stanza"
 )
@@ -67,7 +68,12 @@ type Component struct {
 	iqs    map[iqKey]iqHandler // the IQ routing table
 
 	adminQ chan *stanza.Element // mu: admins' commands for the admin worker of the live stream
-	mu     sync.Mutex
+	// The live stream's placer and its advertisement's signal, and the
+	// IQs sent on it that wait for an answer, by id (mu).
+	placer     *placement.Placer
+	advertised *once
+	pending    map[string]chan iqReply
+	mu         sync.Mutex
 
 	connected chan struct{} // closed and replaced on each connect; for tests
 	connMu    sync.Mutex
@@ -295,8 +301,12 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	src := source{xml.NewDecoder(pr), pr, pr.budget, &c.in}
 
 	adminQ := make(chan *stanza.Element, adminQueue)
+	pl := placement.New(c.eng, c.eng.Directory(), rosterSetter{c}, c.log.Named("placement"))
+	adv := &once{ch: make(chan struct{})}
 	c.mu.Lock()
 	c.adminQ = adminQ
+	c.placer, c.advertised = pl, adv
+	c.pending = map[string]chan iqReply{}
 	c.mu.Unlock()
 	defer c.eng.Detach()
 	if err := c.eng.Attach(ctx, w); err != nil {
@@ -317,6 +327,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	wg.Go(func() { c.keepalive(sctx, w, bc) })
 	wg.Go(func() { c.adminWorker(sctx, adminQ) })
 	wg.Go(func() { c.housekeeping(sctx) })
+	wg.Go(func() { pl.Run(sctx, c.eng, adv.ch) })
 	wg.Go(func() {
 		if err := c.eng.Resync(sctx, w); err != nil && sctx.Err() == nil {
 			c.log.Error("resync after connecting failed", "err", err)

@@ -43,6 +43,7 @@ func (c *Component) iqTable() map[iqKey]iqHandler {
 // and errors are never answered.
 func (c *Component) handleIQ(out *bytes.Buffer, el *stanza.Element) {
 	if el.Type == "result" || el.Type == "error" {
+		c.iqAnswer(el)
 		return
 	}
 	to, canReply, err := el.Address(c.domain)

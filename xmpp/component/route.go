@@ -31,6 +31,9 @@ const adminQueue = 64
 // handleMessage takes chat commands sent to the domain. Admins' go to the
 // admin worker; anyone else's are refused with forbidden.
 func (c *Component) handleMessage(out *bytes.Buffer, el *stanza.Element) {
+	if c.privileged(el) {
+		return
+	}
 	if el.Type == "error" || el.Type == "groupchat" || el.Type == "headline" || strings.TrimSpace(el.Body) == "" {
 		return // errors are never answered; chat states and the like need nothing
 	}

@@ -52,6 +52,9 @@ type Element struct {
 	Thread  string   // a message's thread
 	Show    string   // an available presence's show
 	Status  string   // an available or unavailable presence's status
+	// Privilege is a message's XEP-0356 advertisement of the permissions
+	// the server grants the component, nil if it carries none.
+	Privilege *Privilege
 	// Preauth is the token of a subscribe's <preauth
 	// xmlns='urn:xmpp:pars:0'/> (XEP-0379), "" if it carries none.
 	Preauth string
@@ -110,8 +113,35 @@ type iqBody struct {
 }
 
 type messageBody struct {
-	Body   string `xml:"jabber:component:accept body"`
-	Thread string `xml:"jabber:component:accept thread"`
+	Body   string        `xml:"jabber:component:accept body"`
+	Thread string        `xml:"jabber:component:accept thread"`
+	Priv1  *privilegeXML `xml:"urn:xmpp:privilege:1 privilege"`
+	Priv2  *privilegeXML `xml:"urn:xmpp:privilege:2 privilege"`
+}
+
+type privilegeXML struct {
+	Perms []struct {
+		Access string `xml:"access,attr"`
+		Type   string `xml:"type,attr"`
+	} `xml:"perm"`
+}
+
+// Privilege is a XEP-0356 advertisement: the namespace it came in
+// (urn:xmpp:privilege:1 or :2) and each permission's type by its access
+// (roster, message, presence, iq).
+type Privilege struct {
+	NS    string
+	Perms map[string]string
+}
+
+func (p *privilegeXML) privilege(ns string) *Privilege {
+	out := &Privilege{NS: ns, Perms: map[string]string{}}
+	for _, perm := range p.Perms {
+		if _, dup := out.Perms[perm.Access]; !dup && len(out.Perms) < 16 {
+			out.Perms[perm.Access] = perm.Type
+		}
+	}
+	return out
 }
 
 // BadPreauth is Element.Preauth for a subscribe whose preauth elements
@@ -195,6 +225,12 @@ func Next(d *xml.Decoder, budget func()) (*Element, error) {
 					return nil, fmt.Errorf("stanza: reading message: %w", err)
 				}
 				el.Body, el.Thread = body.Body, body.Thread
+				switch {
+				case body.Priv2 != nil:
+					el.Privilege = body.Priv2.privilege("urn:xmpp:privilege:2")
+				case body.Priv1 != nil:
+					el.Privilege = body.Priv1.privilege("urn:xmpp:privilege:1")
+				}
 			} else if el.Name == "presence" && (el.Type == "" || el.Type == "unavailable") {
 				var body presenceBody
 				if err := d.DecodeElement(&body, &t); err != nil {
