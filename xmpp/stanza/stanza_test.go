@@ -49,3 +49,34 @@ func TestNextPreauth(t *testing.T) {
 		})
 	}
 }
+
+// A message's XEP-0356 advertisement is read in either namespace; another
+// namespace is no advertisement.
+func TestNextPrivilege(t *testing.T) {
+	for _, tc := range []struct {
+		name, inner string
+		ns, roster  string // "" ns: no advertisement
+	}{
+		{"v2", `<privilege xmlns='urn:xmpp:privilege:2'><perm access='roster' type='both'/></privilege>`, "urn:xmpp:privilege:2", "both"},
+		{"v1, ejabberd's", `<privilege xmlns='urn:xmpp:privilege:1'><perm type='none' access='message'/><perm type='get' access='roster'/></privilege>`, "urn:xmpp:privilege:1", "get"},
+		{"no roster", `<privilege xmlns='urn:xmpp:privilege:2'><perm access='message' type='outgoing'/></privilege>`, "urn:xmpp:privilege:2", ""},
+		{"the first of two", `<privilege xmlns='urn:xmpp:privilege:2'><perm access='roster' type='get'/><perm access='roster' type='both'/></privilege>`, "urn:xmpp:privilege:2", "get"},
+		{"another namespace", `<privilege xmlns='urn:example'><perm access='roster' type='both'/></privilege>`, "", ""},
+		{"a body", `<body>hi</body>`, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>` +
+				`<message from='example.com' to='bots.example.com'>` + tc.inner + `</message>`
+			el, err := Next(xml.NewDecoder(bytes.NewReader([]byte(doc))), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.ns == "" && el.Privilege != nil:
+				t.Errorf("Privilege = %+v, want none", el.Privilege)
+			case tc.ns != "" && (el.Privilege == nil || el.Privilege.NS != tc.ns || el.Privilege.Perms["roster"] != tc.roster):
+				t.Errorf("Privilege = %+v, want %s roster=%q", el.Privilege, tc.ns, tc.roster)
+			}
+		})
+	}
+}
