@@ -96,8 +96,39 @@ type RosterItem struct {
 	Subscription string // "both", or "remove" to delete it
 }
 
+// RefusedError is the server's error answer to a privileged roster set.
+type RefusedError struct {
+	Condition string // the stanza error's defined condition, e.g. "forbidden"
+	Text      string // its text, if any
+}
+
+func (e *RefusedError) Error() string {
+	if e.Text != "" {
+		return e.Condition + " (" + e.Text + ")"
+	}
+	return e.Condition
+}
+
+// refusesAll reports whether err, a privileged set's failure for one user,
+// says the server will refuse every user: the module failing (ejabberd
+// 23.01 answers internal-server-error), the permission not honoured. A
+// user the server does not know (Prosody: service-unavailable) is that
+// user's matter, and so is an answer that does not come.
+func refusesAll(err error) bool {
+	var re *RefusedError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.Condition {
+	case "forbidden", "internal-server-error", "not-allowed", "feature-not-implemented", "bad-request", "not-authorized":
+		return true
+	}
+	return false
+}
+
 // Server writes users' roster items through the XMPP server (XEP-0356
-// §4.3): an error is the server's refusal, or no answer in time.
+// §4.3): an error is the server's refusal (a *RefusedError), or no answer
+// in time.
 type Server interface {
 	SetRosterItem(ctx context.Context, user string, it RosterItem) error
 }
@@ -392,14 +423,19 @@ func (p *Placer) place(ctx context.Context, ent engine.Entity, c, source string,
 			return ctx.Err()
 		}
 		why = "the privileged roster set failed: " + err.Error()
-		p.log.Warn("privileged roster set failed: falling back to subscription requests for the rest of this stream",
-			"entity", p.jid(ent.Local), "contact", c, "err", err)
-		p.mu.Lock()
-		p.broken = err
-		p.mu.Unlock()
-		if err := p.eng.Audit(ctx, roster.Event{Kind: "privilege", Action: GrantAction, Rule: MethodFallback, Actor: Actor,
-			Interface: ViaPrivilege, Detail: g.String() + ", but its roster set failed: " + err.Error()}); err != nil {
-			p.log.Warn("recording the fallback", "err", err)
+		if !refusesAll(err) {
+			p.log.Warn("privileged roster set failed: falling back to a subscription request", "entity", p.jid(ent.Local),
+				"contact", c, "err", err)
+		} else {
+			p.log.Warn("privileged roster set failed: falling back to subscription requests for the rest of this stream",
+				"entity", p.jid(ent.Local), "contact", c, "err", err)
+			p.mu.Lock()
+			p.broken = err
+			p.mu.Unlock()
+			if err := p.eng.Audit(ctx, roster.Event{Kind: "privilege", Action: GrantAction, Rule: MethodFallback, Actor: Actor,
+				Interface: ViaPrivilege, Detail: g.String() + ", but its roster set failed: " + err.Error()}); err != nil {
+				p.log.Warn("recording the fallback", "err", err)
+			}
 		}
 	}
 	pl := store.Placement{Method: store.PlaceBySubscription, State: store.PlaceWaiting, Source: source,

@@ -229,7 +229,7 @@ func TestFallback(t *testing.T) {
 // user and the rest of the stream, and the audit log says so.
 func TestSetFails(t *testing.T) {
 	f := newFake("alice@example.com", "bob@example.com")
-	srv := &fakeServer{err: errors.New("internal-server-error")}
+	srv := &fakeServer{err: &RefusedError{Condition: "internal-server-error", Text: "Module failed to handle the query"}}
 	p := New(f, nil, srv, nil)
 	p.SetGrant(Grant{NS: NSPrivilege1, Roster: "both", From: "example.com"})
 	reconcile(t, p)
@@ -237,11 +237,22 @@ func TestSetFails(t *testing.T) {
 	if len(srv.sets) != 1 {
 		t.Errorf("roster sets %q, want one (the rest of the stream falls back at once)", srv.sets)
 	}
-	if len(f.audits) != 1 || f.audits[0].Rule != MethodFallback || !strings.Contains(f.audits[0].Detail, "but its roster set failed: internal-server-error") {
+	if len(f.audits) != 1 || f.audits[0].Rule != MethodFallback || !strings.Contains(f.audits[0].Detail, "but its roster set failed: internal-server-error (Module failed to handle the query)") {
 		t.Errorf("audits %+v", f.audits)
 	}
 	if d := f.placements["bob@example.com"].Detail; !strings.Contains(d, "failed on this stream: internal-server-error") {
 		t.Errorf("bob's detail %q", d)
+	}
+
+	// A user the server does not know (Prosody: service-unavailable), or
+	// no answer: that user falls back, the next is written.
+	f = newFake("alice@example.com", "bob@example.com")
+	srv = &fakeServer{err: &RefusedError{Condition: "service-unavailable"}}
+	p = New(f, nil, srv, nil)
+	p.SetGrant(grantBoth)
+	reconcile(t, p)
+	if len(srv.sets) != 2 || len(f.audits) != 0 {
+		t.Errorf("roster sets %q, audits %+v; want both users tried, no fallback for the stream", srv.sets, f.audits)
 	}
 }
 

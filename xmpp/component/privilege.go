@@ -121,7 +121,7 @@ func (r rosterSetter) SetRosterItem(ctx context.Context, user string, it placeme
 		if rep.typ == "result" {
 			return nil
 		}
-		return fmt.Errorf("component: roster set for %s refused: %s", user, errorCondition(rep.raw))
+		return fmt.Errorf("component: roster set for %s refused: %w", user, errorCondition(rep.raw))
 	case <-t.C:
 		return fmt.Errorf("component: roster set for %s: no answer within %s", user, rosterIQTimeout)
 	case <-ctx.Done():
@@ -130,12 +130,10 @@ func (r rosterSetter) SetRosterItem(ctx context.Context, user string, it placeme
 }
 
 // errorCondition reads a stanza error's condition and text from an IQ's
-// children: "forbidden", "internal-server-error (Module failed to handle
-// the query)".
-func errorCondition(raw []byte) string {
+// children.
+func errorCondition(raw []byte) *placement.RefusedError {
 	d := xml.NewDecoder(bytes.NewReader(raw))
 	var e struct {
-		Type  string `xml:"type,attr"`
 		Inner []struct {
 			XMLName xml.Name
 			Text    string `xml:",chardata"`
@@ -144,7 +142,7 @@ func errorCondition(raw []byte) string {
 	for {
 		tok, err := d.Token()
 		if err != nil {
-			return "an error without a condition"
+			return &placement.RefusedError{Condition: "undefined-condition", Text: "an error without a condition"}
 		}
 		se, ok := tok.(xml.StartElement)
 		if !ok || se.Name.Local != "error" {
@@ -154,7 +152,7 @@ func errorCondition(raw []byte) string {
 			continue
 		}
 		if err := d.DecodeElement(&e, &se); err != nil {
-			return "an unreadable error"
+			return &placement.RefusedError{Condition: "undefined-condition", Text: "an unreadable error"}
 		}
 		cond, text := "", ""
 		for _, in := range e.Inner {
@@ -167,12 +165,6 @@ func errorCondition(raw []byte) string {
 		if cond == "" {
 			cond = "undefined-condition"
 		}
-		if text != "" {
-			cond += " (" + text + ")"
-		}
-		if e.Type != "" {
-			cond += ", type " + e.Type
-		}
-		return cond
+		return &placement.RefusedError{Condition: cond, Text: text}
 	}
 }
