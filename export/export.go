@@ -2,13 +2,13 @@
 // the roster items with their RFC 6121 states, the held requests (with
 // their ids, which admins use), the allow and deny lists, the audit log
 // (with its ids and times), the bots' API tokens and the invites (their
-// hashes). It is
+// hashes), and the placements of entities on users' rosters. It is
 // how a deployment moves between stores (SQLite to PostgreSQL, or a new
 // machine), and a way out to other tools.
 //
 // The format is JSON Lines, one record an object, described in
-// docs/export.md: a header, then items, requests, lists, events, tokens
-// and invites in that order, then an end record with the counts (a file cut
+// docs/export.md: a header, then items, requests, lists, events, tokens,
+// invites and placements in that order, then an end record with the counts (a file cut
 // short is refused). Reading checks the whole file before it writes
 // anything, then loads it in transactions of up to 5,000 records into a
 // store that must be empty.
@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -45,11 +46,13 @@ type Counts struct {
 	Events   int `json:"events"`
 	Tokens   int `json:"tokens"`
 	Invites  int `json:"invites"`
+	// Placements: a file from before them has no count, read as 0.
+	Placements int `json:"placements"`
 }
 
 func (c Counts) String() string {
-	return fmt.Sprintf("%d roster items, %d held requests, %d list entries, %d audit events, %d tokens, %d invites",
-		c.Items, c.Requests, c.Lists, c.Events, c.Tokens, c.Invites)
+	return fmt.Sprintf("%d roster items, %d held requests, %d list entries, %d audit events, %d tokens, %d invites, %d placements",
+		c.Items, c.Requests, c.Lists, c.Events, c.Tokens, c.Invites, c.Placements)
 }
 
 // The records, as they are written.
@@ -122,6 +125,19 @@ type (
 		Uses          int        `json:"uses"`
 		SubscribeBack bool       `json:"subscribe_back"`
 		Revoked       *time.Time `json:"revoked,omitempty"`
+	}
+	placement struct {
+		Type     string     `json:"type"` // "placement"
+		Entity   string     `json:"entity"`
+		Contact  string     `json:"contact"`
+		Method   string     `json:"method"`
+		State    string     `json:"state"`
+		Source   string     `json:"source"`
+		Detail   string     `json:"detail"`
+		Attempts int        `json:"attempts"`
+		Sent     *time.Time `json:"sent,omitempty"`
+		Created  time.Time  `json:"created"`
+		Updated  time.Time  `json:"updated"`
 	}
 	end struct {
 		Type string `json:"type"` // "end"
@@ -224,6 +240,17 @@ func Write(ctx context.Context, s store.Store, domain string, w io.Writer) (Coun
 			return c, err
 		}
 	}
+	pls, err := s.Placements(ctx)
+	if err != nil {
+		return c, fmt.Errorf("export: placements: %w", err)
+	}
+	for _, p := range pls {
+		c.Placements++
+		if err := put(placement{"placement", p.Entity, p.Contact, p.Method, p.State, p.Source, p.Detail, p.Attempts, optTime(p.Sent),
+			p.Created.UTC(), p.Updated.UTC()}); err != nil {
+			return c, err
+		}
+	}
 	if err := put(end{"end", c}); err != nil {
 		return c, err
 	}
@@ -286,6 +313,8 @@ func Read(ctx context.Context, open func() (io.ReadCloser, error), s store.Store
 			recs.Tokens = append(recs.Tokens, r)
 		case store.Invite:
 			recs.Invites = append(recs.Invites, r)
+		case store.Placement:
+			recs.Placements = append(recs.Placements, r)
 		}
 		if n++; n == chunk {
 			return flush()
@@ -328,7 +357,11 @@ func checkEmpty(ctx context.Context, s store.Store) error {
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	if len(reqs)+len(allow)+len(deny)+len(evs)+len(toks)+len(invs) > 0 {
+	pls, err := s.Placements(ctx)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if len(reqs)+len(allow)+len(deny)+len(evs)+len(toks)+len(invs)+len(pls) > 0 {
 		return ErrNotEmpty
 	}
 	return nil
@@ -338,7 +371,7 @@ func checkEmpty(ctx context.Context, s store.Store) error {
 const maxLine = 1 << 20
 
 // order is the order record kinds come in.
-var order = map[string]int{"item": 1, "request": 2, "list": 3, "event": 4, "token": 5, "invite": 6, "end": 7}
+var order = map[string]int{"item": 1, "request": 2, "list": 3, "event": 4, "token": 5, "invite": 6, "placement": 7, "end": 8}
 
 // scan reads a file, checks every record and hands each to fn (nil: check
 // only). It returns the counts of the end record.
@@ -393,7 +426,7 @@ func scan(open func() (io.ReadCloser, error), domain string, fn func(any) error)
 			return fail("unknown record type %q", t.Type)
 		}
 		if k < last {
-			return fail("%s record after the %s records (the order is item, request, list, event, token, invite, end)", t.Type, kindName(last))
+			return fail("%s record after the %s records (the order is item, request, list, event, token, invite, placement, end)", t.Type, kindName(last))
 		}
 		last = k
 		var rec any
@@ -508,6 +541,34 @@ func scan(open func() (io.ReadCloser, error), domain string, fn func(any) error)
 			}
 			got.Invites++
 			rec = inv
+		case "placement":
+			var r placement
+			if err := strictDecode(b, &r); err != nil {
+				return fail("placement: %v", err)
+			}
+			if err := checkKey(domain, r.Entity, r.Contact); err != nil {
+				return fail("placement: %v", err)
+			}
+			switch {
+			case r.Method != store.PlaceByPrivilege && r.Method != store.PlaceBySubscription:
+				return fail("placement: method %q is not privilege or subscription", r.Method)
+			case !slices.Contains([]string{store.PlacePlaced, store.PlaceWaiting, store.PlaceAccepted, store.PlaceFailed, store.PlaceDeclined}, r.State):
+				return fail("placement: state %q is not placed, waiting, accepted, failed or declined", r.State)
+			case r.Attempts < 0 || r.Created.IsZero() || r.Updated.IsZero():
+				return fail("placement: attempts %d, created %s, updated %s: want attempts 0 or more and both times", r.Attempts, r.Created, r.Updated)
+			}
+			key := [2]string{"placement " + r.Entity, r.Contact}
+			if seen[key] {
+				return fail("placement (%q, %q) a second time", r.Entity, r.Contact)
+			}
+			seen[key] = true
+			p := store.Placement{Entity: r.Entity, Contact: r.Contact, Method: r.Method, State: r.State, Source: r.Source, Detail: r.Detail,
+				Attempts: r.Attempts, Created: r.Created, Updated: r.Updated}
+			if r.Sent != nil {
+				p.Sent = *r.Sent
+			}
+			got.Placements++
+			rec = p
 		case "end":
 			var r end
 			if err := strictDecode(b, &r); err != nil {

@@ -64,7 +64,9 @@ func fill(t *testing.T, db *sqlite.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Commit(ctx, store.Batch{InviteUses: []int64{inv.ID}}); err != nil {
+	if _, err := db.Commit(ctx, store.Batch{InviteUses: []int64{inv.ID}, Placements: []store.PlacementChange{{Placement: store.Placement{
+		Entity: "helpdesk", Contact: "alice@x.example", Method: store.PlaceBySubscription, State: store.PlaceAccepted, Source: "group:sales",
+		Detail: "the user accepted", Attempts: 1, Sent: t0, Created: t0, Updated: t0.Add(time.Minute)}}}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -95,7 +97,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (export.Counts{Items: 4, Requests: 1, Lists: 1, Events: 4, Tokens: 1, Invites: 1}) {
+	if c != (export.Counts{Items: 4, Requests: 1, Lists: 1, Events: 4, Tokens: 1, Invites: 1, Placements: 1}) {
 		t.Errorf("counts %+v", c)
 	}
 	z := open(t)
@@ -113,6 +115,9 @@ func TestRoundTrip(t *testing.T) {
 	hi := sha256.Sum256([]byte("invite"))
 	if inv, err := z.InviteByHash(ctx, hi[:]); err != nil || inv.Uses != 1 || inv.MaxUses != 2 || !inv.SubscribeBack || !inv.Expires.Equal(t0.Add(time.Hour)) {
 		t.Errorf("the invite in the copy: %+v, %v", inv, err)
+	}
+	if ps, err := z.Placements(ctx); err != nil || len(ps) != 1 || ps[0].State != store.PlaceAccepted || ps[0].Source != "group:sales" || !ps[0].Sent.Equal(t0) {
+		t.Errorf("the placements in the copy: %+v, %v", ps, err)
 	}
 	if err := z.Check(ctx); err != nil {
 		t.Errorf("the copy's Check: %v", err)
@@ -150,6 +155,7 @@ func TestReadRefuses(t *testing.T) {
 		return 0
 	}
 	item, req, lst := find(`{"type":"item","entity":"helpdesk","contact":"alice`), find(`{"type":"request"`), find(`{"type":"list"`)
+	pl := find(`{"type":"placement"`)
 	for name, tc := range map[string]struct{ file, want string }{
 		"empty":          {"", "an empty file"},
 		"not ours":       {`{"type":"something"}` + "\n", "line 1: not a rostergate export"},
@@ -162,6 +168,8 @@ func TestReadRefuses(t *testing.T) {
 		"request alone":  {with(req, strings.Replace(good[req], `"contact":"bob@x.example"`, `"contact":"nobody@x.example"`, 1)), "no roster item"},
 		"out of order":   {join(append([]string{good[0], good[lst]}, good[1:]...)), "line 3: item record after the list records"},
 		"not JSON":       {with(item, "{"), "not a JSON object"},
+		"bad method":     {with(pl, strings.Replace(good[pl], `"method":"subscription"`, `"method":"pigeon"`, 1)), `placement: method "pigeon" is not privilege or subscription`},
+		"bad state":      {with(pl, strings.Replace(good[pl], `"state":"accepted"`, `"state":"maybe"`, 1)), `placement: state "maybe" is not placed`},
 		"after the end":  {join(append(append([]string(nil), good...), good[item])), "a record after the end record"},
 	} {
 		t.Run(name, func(t *testing.T) {

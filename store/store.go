@@ -406,6 +406,9 @@ type ImportRecords struct {
 	Events   []roster.Event // the audit log, with their ids
 	Tokens   []Token        // with their hashes
 	Invites  []Invite       // with their hashes, uses and ids
+	// Placements, with their times: what rostergate placed, which it
+	// alone may take back.
+	Placements []Placement
 }
 
 // ListEntry is a pattern on the allow or deny list.

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"rostergate/config"
+	"rostergate/engine"
 	"rostergate/gate"
 	"rostergate/httpapi"
 	"rostergate/internal/instance"
@@ -553,6 +554,19 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, e := range cfg.Entities {
+		if len(e.PlaceIn) > 0 {
+			every, resend := cfg.Placement.Interval.Duration, cfg.Placement.ResendAfter.Duration
+			if every == 0 {
+				every = engine.DefaultPlaceInterval
+			}
+			if resend == 0 {
+				resend = engine.DefaultResendAfter
+			}
+			fmt.Fprintf(stdout, "placed in  %s: %s (reconciled every %s; an unanswered request sent again after %s)\n",
+				roster.EntityJID(c.Domain, e.Localpart()), strings.Join(e.PlaceIn, ", "), every, resend)
+		}
 	}
 	p := cfg.Compiled()
 	fmt.Fprintf(stdout, "\npolicy (first match wins):\n")

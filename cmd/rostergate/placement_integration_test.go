@@ -91,6 +91,10 @@ default = "reject"
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if out, _, err := runCmd(t, "check", "-config", cfg); err != nil ||
+		!strings.Contains(out, "\nplaced in  crm@"+srv.ComponentDomain+": group:sales, alice@localhost (reconciled every 1s; ") {
+		t.Errorf("check: %v\n%s", err, out)
+	}
 	hup := make(chan os.Signal, 1)
 	d := startRun(t, cfg, hup)
 	d.waitLog(t, "presence resync sent")

@@ -76,6 +76,12 @@ func (db *DB) Import(ctx context.Context, r store.ImportRecords) error {
 				return fmt.Errorf("invite %d: %w", inv.ID, err)
 			}
 		}
+		for _, p := range r.Placements {
+			if _, err := tx.Exec(ctx, upsertPlacement, p.Entity, p.Contact, p.Method, p.State, p.Source, p.Detail, p.Attempts,
+				nullTime(p.Sent), ms(p.Created), ms(p.Updated)); err != nil {
+				return fmt.Errorf("placement (%q, %q): %w", p.Entity, p.Contact, err)
+			}
+		}
 		// The identities go on after what was imported.
 		for _, table := range []string{"requests", "audit", "tokens", "invites"} {
 			if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('`+table+`', 'id'), GREATEST((SELECT max(id) FROM `+table+`), nextval(pg_get_serial_sequence('`+table+`', 'id')) - 1, 1))`); err != nil {

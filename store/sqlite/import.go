@@ -88,6 +88,13 @@ func (db *DB) Import(ctx context.Context, r store.ImportRecords) (err error) {
 			return fmt.Errorf("sqlite: import: invite %d: %w", inv.ID, err)
 		}
 	}
+	ps := make([]store.PlacementChange, len(r.Placements))
+	for i, p := range r.Placements {
+		ps[i] = store.PlacementChange{Placement: p}
+	}
+	if err := writePlacements(ctx, tx, ps, time.Now()); err != nil {
+		return fmt.Errorf("sqlite: import: %w", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: import: %w", err)
 	}

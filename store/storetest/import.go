@@ -33,6 +33,8 @@ func testImport(t *testing.T, o opener) {
 		Tokens: []store.Token{{ID: 5, Hash: h[:], Entities: []string{"helpdesk"}, Created: t0, LastUsed: t0.Add(time.Hour)}},
 		Invites: []store.Invite{{ID: 8, Hash: hi[:], Entity: "helpdesk", Creator: "root@x.example", Created: t0, Expires: t0.Add(time.Hour),
 			MaxUses: 3, Uses: 2, SubscribeBack: true, Revoked: t0.Add(time.Minute)}},
+		Placements: []store.Placement{{Entity: "helpdesk", Contact: "alice@x.example", Method: store.PlaceBySubscription, State: store.PlaceWaiting,
+			Source: "group:sales", Detail: "asked", Attempts: 2, Sent: t0.Add(time.Hour), Created: t0, Updated: t0.Add(time.Hour)}},
 	}
 	if err := s.Import(ctx, recs); err != nil {
 		t.Fatal(err)
@@ -55,6 +57,12 @@ func testImport(t *testing.T, o opener) {
 
 	if inv, err := s.InviteByHash(ctx, hi[:]); err != nil || !sameInvite(inv, recs.Invites[0]) {
 		t.Errorf("invite = %+v, %v; want %+v", inv, err, recs.Invites[0])
+	}
+
+	if ps, err := s.Placements(ctx); err != nil || len(ps) != 1 || ps[0] != recs.Placements[0] &&
+		!(ps[0].Contact == "alice@x.example" && ps[0].Sent.Equal(t0.Add(time.Hour)) && ps[0].Created.Equal(t0) && ps[0].Updated.Equal(t0.Add(time.Hour)) &&
+			ps[0].Attempts == 2 && ps[0].Source == "group:sales" && ps[0].State == store.PlaceWaiting) {
+		t.Errorf("placements = %+v, %v; want %+v", ps, err, recs.Placements)
 	}
 
 	// What comes next is numbered after what was imported.
