@@ -368,6 +368,18 @@ func (p *Placer) check(ctx context.Context, ent engine.Entity, c string, it rost
 			return p.eng.Place(ctx, engine.PlaceOp{Entity: ent.Local, Contact: c, Step: engine.PlaceRecord, Placement: pl,
 				Audit: p.event("place", "accepted", ViaFallback, pl.Detail)})
 		}
+		if it.Sub == roster.SubTo {
+			// The user accepted the entity's request without asking back
+			// (a client that only accepts): asking again changes nothing,
+			// only the user can add the entity now.
+			const half = "the user accepted, but did not ask back: the entity sees them, they do not see it (to)"
+			if pl.Detail == half {
+				return nil
+			}
+			pl.Detail = half
+			return p.eng.Place(ctx, engine.PlaceOp{Entity: ent.Local, Contact: c, Step: engine.PlaceRecord, Placement: pl,
+				Audit: p.event("place", "half", ViaFallback, pl.Detail)})
+		}
 		if now.Sub(pl.Sent) < s.ResendAfter {
 			return nil
 		}

@@ -211,6 +211,16 @@ func TestFallback(t *testing.T) {
 	if pl := f.placements["alice@example.com"]; pl.Attempts != 2 {
 		t.Errorf("attempts %d, want 2", pl.Attempts)
 	}
+	// She accepts without asking back: said once, not asked again.
+	f.items["alice@example.com"] = roster.SubTo
+	reconcile(t, p)
+	wantSteps(t, f, "alice@example.com record waiting place/fallback")
+	now = now.Add(48 * time.Hour)
+	reconcile(t, p)
+	wantSteps(t, f)
+	if d := f.placements["alice@example.com"].Detail; !strings.Contains(d, "did not ask back") {
+		t.Errorf("detail %q", d)
+	}
 	f.items["alice@example.com"] = roster.SubBoth
 	if sum := reconcile(t, p); sum.Accepted != 1 {
 		t.Errorf("summary %+v", sum)
