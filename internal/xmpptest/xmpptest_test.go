@@ -986,3 +986,34 @@ func TestRestartPortTaken(t *testing.T) {
 	}
 	s.NewUser(t, "alice")
 }
+
+// TestRosterPrivilege: with Config.RosterPrivilege, Prosody
+// (prosody-modules' mod_privilege) and ejabberd (its mod_privilege)
+// advertise the roster permission to the component right after the
+// handshake (XEP-0356), each in its namespace.
+func TestRosterPrivilege(t *testing.T) {
+	for _, tc := range []struct {
+		kind, privilege, ns string
+	}{
+		{KindProsody, "both", "urn:xmpp:privilege:2"},
+		{KindProsody, "get", "urn:xmpp:privilege:2"},
+		{KindEjabberd, "both", "urn:xmpp:privilege:1"},
+	} {
+		t.Run(tc.kind+"-"+tc.privilege, func(t *testing.T) {
+			if only := os.Getenv(ServersEnv); only != "" && !slices.Contains(strings.Split(only, ","), tc.kind) {
+				t.Skipf("skipping: %s=%s", ServersEnv, only)
+			}
+			s := ServerWith(t, tc.kind, Config{RosterPrivilege: tc.privilege})
+			comp, got := dialComponent(t, s, s.ComponentDomain, s.ComponentSecret)
+			if got != "<handshake/>" {
+				t.Fatalf("handshake answered %s", got)
+			}
+			adv := comp.next(t)
+			// Attributes come in any order (Prosody's vary).
+			perm := regexp.MustCompile(`<perm (access='roster' type='` + tc.privilege + `'|type='` + tc.privilege + `' access='roster')/>`)
+			if !strings.HasPrefix(adv, "<message") || !strings.Contains(adv, "<privilege xmlns='"+tc.ns+"'>") || !perm.MatchString(adv) {
+				t.Errorf("advertisement %s, want roster=%s in %s", adv, tc.privilege, tc.ns)
+			}
+		})
+	}
+}
