@@ -75,10 +75,28 @@ func (e *Engine) commitInvites(b *batch, commit func() error) error {
 	e.inv.mu.Lock()
 	defer e.inv.mu.Unlock()
 	err := commit()
+	e.releaseInvitesLocked(b)
+	return err
+}
+
+// dropInvites forgets the pending uses of a batch that is done with,
+// whatever became of it: committed, failed, or never launched because the
+// batch before it failed. Calling it again does nothing.
+func (e *Engine) dropInvites(b *batch) {
+	if len(b.inviteUses) == 0 {
+		return
+	}
+	e.inv.mu.Lock()
+	defer e.inv.mu.Unlock()
+	e.releaseInvitesLocked(b)
+}
+
+// releaseInvitesLocked forgets b's pending uses; e.inv.mu is held.
+func (e *Engine) releaseInvitesLocked(b *batch) {
 	for _, id := range b.inviteUses {
 		if e.inv.pending[id]--; e.inv.pending[id] <= 0 {
 			delete(e.inv.pending, id)
 		}
 	}
-	return err
+	b.inviteUses = b.inviteUses[:0]
 }
