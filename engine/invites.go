@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"rostergate/policy"
+	"rostergate/roster"
 	"rostergate/store"
+	"rostergate/subscription"
 	"rostergate/xmpp/stanza"
 	"strconv"
 	"sync"
@@ -99,4 +102,29 @@ func (e *Engine) releaseInvitesLocked(b *batch) {
 		}
 	}
 	b.inviteUses = b.inviteUses[:0]
+}
+
+// inviteHeld approves a held request whose contact asks again, now with an
+// invite's token (XEP-0379: a valid token authorises the subscription),
+// and reports whether it did; otherwise the repeated request changes
+// nothing, as any repeated request. e.mu is held.
+func (e *Engine) inviteHeld(ctx context.Context, b *batch, a stanza.Address, before roster.Item, cur subscription.Item, token string) bool {
+	l := e.live.Load()
+	if _, known := l.entities[a.Entity]; !known {
+		return false
+	}
+	d, ok := e.useInvite(ctx, b, l, a, token)
+	if !ok {
+		return false
+	}
+	e.countDecision(policy.Accept, d.Reason)
+	e.log.Info("decision", "entity", e.entityJID(a.Entity), "contact", a.Contact,
+		"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack, "held", "approved by the invite")
+	r := accept(cur, d.SubscribeBack)
+	ev := &roster.Event{Kind: subscription.Subscribe.String(), Action: string(policy.Accept), Rule: d.Reason, Actor: a.Contact,
+		Interface: roster.ViaStream, Detail: "held request approved by the invite"}
+	e.record(b, before, r.Item, r.Send, ev, nil, nil)
+	e.tellAdmins(b, fmt.Sprintf("%s's held request to %s was approved by %s (the contact asked again with it).",
+		a.Contact, e.entityJID(a.Entity), d.Reason), "")
+	return true
 }

@@ -259,3 +259,40 @@ func TestInviteNotUsedByADroppedBatch(t *testing.T) {
 		t.Errorf("the invite did not accept after the dropped batch: %q\n%s", typ, w.String())
 	}
 }
+
+// A contact whose request is held asks again with an invite's token: the
+// invite approves the held request (XEP-0379: the token authorises the
+// subscription), once; asked again without a usable token, it stays held.
+func TestInviteApprovesAHeldRequest(t *testing.T) {
+	ctx := context.Background()
+	e, db, w := newTestEngine(t, Settings{})
+	inv := makeInvite(t, db, "once", store.Invite{SubscribeBack: true})
+	if err := e.Handle(ctx, []*stanza.Element{subscribe("alice@x.example"), subscribe("bob@x.example")}, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(held(t, db)); n != 2 {
+		t.Fatalf("held: %d, want 2", n)
+	}
+	if err := e.Handle(ctx, []*stanza.Element{preauth("alice@x.example", "once"), preauth("bob@x.example", "once")}, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	if typ, back := answered(t, w, "alice@x.example"); typ != "subscribed" || !back {
+		t.Errorf("alice, held, then with the invite: answered %q, back %v", typ, back)
+	}
+	if typ, _ := answered(t, w, "bob@x.example"); typ != "" {
+		t.Errorf("bob, after the invite's one use: answered %q", typ)
+	}
+	reqs := held(t, db)
+	if len(reqs) != 1 || reqs[0].Contact != "bob@x.example" {
+		t.Errorf("held after: %+v, want bob's only", reqs)
+	}
+	if e.Held() != 1 {
+		t.Errorf("Held() = %d, want 1", e.Held())
+	}
+	if it, err := db.Get(ctx, "helpdesk", "alice@x.example"); err != nil || it.Sub != roster.SubFrom || it.PendingIn || !it.PendingOut {
+		t.Errorf("alice's item: %+v, %v", it, err)
+	}
+	if got, _ := db.Invite(ctx, inv.ID); got.Uses != 1 {
+		t.Errorf("uses: %d, want 1", got.Uses)
+	}
+}

@@ -190,6 +190,9 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 		return
 	}
 	r := subscription.Inbound(cur, kind)
+	if kind == subscription.Subscribe && !r.Decide && x.el.Preauth != "" && cur.State.PendingIn() && e.inviteHeld(ctx, b, a, before, cur, x.el.Preauth) {
+		return
+	}
 	ev := &roster.Event{Kind: kind.String(), Actor: a.Contact, Interface: "stream", Detail: r.Note}
 	if r.Decide {
 		d := e.decide(ctx, b, a, x.el.Preauth)
