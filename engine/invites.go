@@ -54,7 +54,8 @@ func (e *Engine) useInvite(ctx context.Context, b *batch, l *live, a stanza.Addr
 		return not("the token is no invite's")
 	}
 	if err != nil {
-		return not("reading the invite failed", "err", err)
+		e.log.Warn("reading an invite failed; the policy decides", "entity", e.entityJID(a.Entity), "contact", a.Contact, "err", err)
+		return policy.Decision{}, false
 	}
 	if inv.Entity != a.Entity {
 		return not("the invite is for another entity", "invite", inv.ID, "for", e.entityJID(inv.Entity))
