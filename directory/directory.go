@@ -210,6 +210,10 @@ type entry struct {
 	at     time.Time
 }
 
+// errAmbiguous is a contact that the directory's data cannot tell: several
+// entries match it.
+var errAmbiguous = errors.New("which of them is the contact cannot be told")
+
 // call is one lookup at the source, which the callers asking the same
 // question wait for together.
 type call struct {
@@ -262,6 +266,9 @@ func (d *Directory) Configure(c Config) error {
 	d.cfg = c
 	d.gen++
 	clear(d.cache)
+	// Lookups at the old source are not joined: their failure would be
+	// taken for the new one's.
+	d.flight = map[string]*call{}
 	d.downSince, d.downUntil, d.downErr = time.Time{}, time.Time{}, nil
 	if old != nil {
 		// Lookups still running on it fail, and are not cached.
@@ -429,6 +436,9 @@ func (d *Directory) fetch(c *call, gen uint64, src Source, cfg Config, jid, grou
 			d.log.Info("directory reachable again", "source", SourceLDAP, "down_for", res.At.Sub(d.downSince).Round(time.Millisecond).String())
 			d.downSince, d.downUntil, d.downErr = time.Time{}, time.Time{}, nil
 		}
+	case errors.Is(res.Err, errAmbiguous):
+		// The directory's data, not its health: this contact has no
+		// answer (and none is cached), the others do.
 	case busy || c.abandoned:
 		// Many lookups at once is no failure of the source; an abandoned
 		// one's failure was recorded when it was abandoned.
