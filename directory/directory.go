@@ -210,14 +210,18 @@ type entry struct {
 	at     time.Time
 }
 
+// errAmbiguous is a contact that the directory's data cannot tell: several
+// entries match it.
+var errAmbiguous = errors.New("which of them is the contact cannot be told")
+
 // call is one lookup at the source, which the callers asking the same
 // question wait for together.
 type call struct {
 	done      chan struct{}
 	res       Result
-	asking    atomic.Bool // the source is being asked (the lookup is not waiting for a slot)
-	waiters   int         // d.mu: callers that joined it (for the tests)
-	abandoned bool        // d.mu: given up on by its callers, the source counted down (abandon)
+	askedAt   atomic.Int64 // when the source began to be asked (UnixNano; 0 while the lookup waits for a slot)
+	waiters   int          // d.mu: callers that joined it (for the tests)
+	abandoned bool         // d.mu: given up on by its callers, the source counted down (abandon)
 
 }
 
@@ -262,6 +266,9 @@ func (d *Directory) Configure(c Config) error {
 	d.cfg = c
 	d.gen++
 	clear(d.cache)
+	// Lookups at the old source are not joined: their failure would be
+	// taken for the new one's.
+	d.flight = map[string]*call{}
 	d.downSince, d.downUntil, d.downErr = time.Time{}, time.Time{}, nil
 	if old != nil {
 		// Lookups still running on it fail, and are not cached.
@@ -378,10 +385,12 @@ func (d *Directory) lookup(ctx, wait context.Context, jid, group string) Result 
 		return d.count(c.res)
 	case <-wait.Done():
 		err := fmt.Errorf("directory: %s did not answer in time: %w", kind, wait.Err())
-		if ctx.Err() == nil && c.asking.Load() {
-			// The directory's own timeout, with the source asked all
-			// along: it is down (or as good as). The next lookups need
-			// not wait for it, nor join this one.
+		if at := c.askedAt.Load(); ctx.Err() == nil && at != 0 && time.Since(time.Unix(0, at)) >= d.cfg.Timeout*3/4 {
+			// The directory's own timeout, with the source asked (nearly)
+			// all along: it is down (or as good as). The next lookups need
+			// not wait for it, nor join this one. A lookup that waited
+			// for a slot most of the time says nothing of the source:
+			// only this request goes without its answer.
 			d.abandon(gen, k, c, err)
 		}
 		return d.count(Result{Err: err, Source: kind})
@@ -392,19 +401,23 @@ func (d *Directory) lookup(ctx, wait context.Context, jid, group string) Result 
 // timeout: a caller that stops waiting leaves it to finish and fill the
 // cache), and records the answer or the failure.
 func (d *Directory) fetch(c *call, gen uint64, src Source, cfg Config, jid, group string) {
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
-	defer cancel()
 	res := Result{Source: SourceLDAP}
 	busy := false
+	slot := time.NewTimer(cfg.Timeout)
 	select {
 	case d.sem <- struct{}{}:
-		c.asking.Store(true)
+		slot.Stop()
+		// The timeout runs from here: time spent waiting for a slot is
+		// no failure of the source.
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+		c.askedAt.Store(time.Now().UnixNano())
 		res.Member, res.Err = src.Member(ctx, jid, group)
+		cancel()
 		<-d.sem
 		res.Member = res.Member && res.Err == nil
-	case <-ctx.Done():
+	case <-slot.C:
 		busy = true
-		res.Err = fmt.Errorf("directory: %d lookups already running: %w", maxFetches, ctx.Err())
+		res.Err = fmt.Errorf("directory: %d lookups already running: %w", maxFetches, context.DeadlineExceeded)
 	}
 	res.At = d.now()
 	d.mu.Lock()
@@ -423,6 +436,9 @@ func (d *Directory) fetch(c *call, gen uint64, src Source, cfg Config, jid, grou
 			d.log.Info("directory reachable again", "source", SourceLDAP, "down_for", res.At.Sub(d.downSince).Round(time.Millisecond).String())
 			d.downSince, d.downUntil, d.downErr = time.Time{}, time.Time{}, nil
 		}
+	case errors.Is(res.Err, errAmbiguous):
+		// The directory's data, not its health: this contact has no
+		// answer (and none is cached), the others do.
 	case busy || c.abandoned:
 		// Many lookups at once is no failure of the source; an abandoned
 		// one's failure was recorded when it was abandoned.

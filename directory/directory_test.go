@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -18,13 +19,21 @@ type fakeSource struct {
 	err    error
 	asked  int
 	block  chan struct{} // nil: answer at once
+	delay  time.Duration // how long each answer takes
 }
 
 func (f *fakeSource) Member(ctx context.Context, j, group string) (bool, error) {
 	f.mu.Lock()
 	f.asked++
-	block, err, m := f.block, f.err, f.member[key(j, group)]
+	block, err, m, delay := f.block, f.err, f.member[key(j, group)], f.delay
 	f.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
 	if block != nil {
 		select {
 		case <-block:
@@ -409,5 +418,34 @@ func TestExpand(t *testing.T) {
 	}
 	if a := attrOf(DefaultUserFilter, "{jid}"); a != "mail" {
 		t.Errorf("the JID's attribute: %q", a)
+	}
+}
+
+// A burst of lookups of a healthy but not instant source: those that wait
+// too long for one of the lookup slots go unanswered, but the source is
+// not taken for down, and the next lookup is asked and answered.
+func TestBurstIsNoOutage(t *testing.T) {
+	clk := newClock()
+	src := &fakeSource{member: map[string]bool{key("alice@example.com", "staff"): true}, delay: 50 * time.Millisecond}
+	d := withFake(t, Config{Timeout: 300 * time.Millisecond}, src, clk)
+	qs := make([]Query, 200)
+	for i := range qs {
+		qs[i] = Query{JID: fmt.Sprintf("u%d@example.com", i), Group: "staff"}
+	}
+	res := d.LookupAll(t.Context(), qs)
+	answered := 0
+	for _, r := range res {
+		if r.Err == nil {
+			answered++
+		}
+	}
+	if answered == 0 {
+		t.Fatal("no lookup of the burst was answered")
+	}
+	if !d.Stats().Up {
+		t.Errorf("the source was taken for down after a burst (%d of %d answered)", answered, len(qs))
+	}
+	if r := d.Lookup(t.Context(), "alice@example.com", "staff"); r.Err != nil || !r.Member {
+		t.Errorf("after the burst: %+v", r)
 	}
 }

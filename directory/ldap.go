@@ -171,7 +171,7 @@ func (s *ldapSource) Member(ctx context.Context, j, group string) (bool, error) 
 		switch {
 		case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || err == nil && len(res.Entries) > 1:
 			// Which of them is the contact? Neither answer would be safe.
-			return false, fmt.Errorf("directory: ldap: several entries match %q under %q", req.Filter, req.BaseDN)
+			return false, fmt.Errorf("directory: ldap: several entries match %q under %q: %w", req.Filter, req.BaseDN, errAmbiguous)
 		case err != nil:
 			return false, err
 		case len(res.Entries) == 0:

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"rostergate/policy"
+	"rostergate/roster"
 	"rostergate/store"
+	"rostergate/subscription"
 	"rostergate/xmpp/stanza"
 	"strconv"
 	"sync"
@@ -51,7 +54,8 @@ func (e *Engine) useInvite(ctx context.Context, b *batch, l *live, a stanza.Addr
 		return not("the token is no invite's")
 	}
 	if err != nil {
-		return not("reading the invite failed", "err", err)
+		e.log.Warn("reading an invite failed; the policy decides", "entity", e.entityJID(a.Entity), "contact", a.Contact, "err", err)
+		return policy.Decision{}, false
 	}
 	if inv.Entity != a.Entity {
 		return not("the invite is for another entity", "invite", inv.ID, "for", e.entityJID(inv.Entity))
@@ -75,10 +79,53 @@ func (e *Engine) commitInvites(b *batch, commit func() error) error {
 	e.inv.mu.Lock()
 	defer e.inv.mu.Unlock()
 	err := commit()
+	e.releaseInvitesLocked(b)
+	return err
+}
+
+// dropInvites forgets the pending uses of a batch that is done with,
+// whatever became of it: committed, failed, or never launched because the
+// batch before it failed. Calling it again does nothing.
+func (e *Engine) dropInvites(b *batch) {
+	if len(b.inviteUses) == 0 {
+		return
+	}
+	e.inv.mu.Lock()
+	defer e.inv.mu.Unlock()
+	e.releaseInvitesLocked(b)
+}
+
+// releaseInvitesLocked forgets b's pending uses; e.inv.mu is held.
+func (e *Engine) releaseInvitesLocked(b *batch) {
 	for _, id := range b.inviteUses {
 		if e.inv.pending[id]--; e.inv.pending[id] <= 0 {
 			delete(e.inv.pending, id)
 		}
 	}
-	return err
+	b.inviteUses = b.inviteUses[:0]
+}
+
+// inviteHeld approves a held request whose contact asks again, now with an
+// invite's token (XEP-0379: a valid token authorises the subscription),
+// and reports whether it did; otherwise the repeated request changes
+// nothing, as any repeated request. e.mu is held.
+func (e *Engine) inviteHeld(ctx context.Context, b *batch, a stanza.Address, before roster.Item, cur subscription.Item, token string) bool {
+	l := e.live.Load()
+	if _, known := l.entities[a.Entity]; !known {
+		return false
+	}
+	d, ok := e.useInvite(ctx, b, l, a, token)
+	if !ok {
+		return false
+	}
+	e.countDecision(policy.Accept, d.Reason)
+	e.log.Info("decision", "entity", e.entityJID(a.Entity), "contact", a.Contact,
+		"action", string(d.Action), "rule", d.Reason, "subscribe_back", d.SubscribeBack, "held", "approved by the invite")
+	r := accept(cur, d.SubscribeBack)
+	ev := &roster.Event{Kind: subscription.Subscribe.String(), Action: string(policy.Accept), Rule: d.Reason, Actor: a.Contact,
+		Interface: roster.ViaStream, Detail: "held request approved by the invite"}
+	e.record(b, before, r.Item, r.Send, ev, nil, nil)
+	e.tellAdmins(b, fmt.Sprintf("%s's held request to %s was approved by %s (the contact asked again with it).",
+		a.Contact, e.entityJID(a.Entity), d.Reason), "")
+	return true
 }

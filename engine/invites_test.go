@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,6 +163,134 @@ func TestInviteNotUsedByAFailedCommit(t *testing.T) {
 	}
 	if typ, _ := answered(t, w, "bob@x.example"); typ != "subscribed" {
 		t.Errorf("after the failed commit the invite did not accept: %q\n%s", typ, w.String())
+	}
+	if got, _ := db.Invite(ctx, inv.ID); got.Uses != 1 {
+		t.Errorf("uses: %d, want 1", got.Uses)
+	}
+}
+
+// chanSource hands out the stanzas sent on its channel, and ends the stream
+// when it is closed.
+type chanSource chan *stanza.Element
+
+func (s chanSource) Next() (*stanza.Element, error) {
+	if el, ok := <-s; ok {
+		return el, nil
+	}
+	return nil, stanza.ErrStreamClosed
+}
+func (chanSource) Offset() int64 { return 0 }
+
+// blockingStore fails its first Commit, once let go.
+type blockingStore struct {
+	Store
+	entered, release chan struct{}
+	calls            atomic.Int32
+}
+
+func (s *blockingStore) Commit(ctx context.Context, b store.Batch) (int64, error) {
+	if s.calls.Add(1) == 1 {
+		close(s.entered)
+		<-s.release
+		return 0, errors.New("disk full")
+	}
+	return s.Store.Commit(ctx, b)
+}
+
+// A batch that used an invite, decided while the batch before it was being
+// committed, is never committed when that commit fails: its use is
+// forgotten, and the invite accepts the next request that carries it.
+func TestInviteNotUsedByADroppedBatch(t *testing.T) {
+	ctx := context.Background()
+	e, db, _ := newTestEngine(t, Settings{})
+	inv := makeInvite(t, db, "once", store.Invite{})
+	bs := &blockingStore{Store: db, entered: make(chan struct{}), release: make(chan struct{})}
+	e.store = bs
+	src := make(chanSource, 2)
+	served := make(chan error, 1)
+	go func() { served <- e.Serve(ctx, src, noIQ{t}) }()
+	src <- subscribe("alice@x.example")
+	select {
+	case <-bs.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first batch was not committed")
+	}
+	src <- preauth("bob@x.example", "once")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.inv.mu.Lock()
+		n := e.inv.pending[inv.ID]
+		e.inv.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bob's request was not decided while the first batch was committed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(bs.release)
+	close(src) // the aborted stream's end, for the reader
+	select {
+	case err := <-served:
+		if err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Fatalf("Serve = %v, want the commit's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not end after the failed commit")
+	}
+	e.inv.mu.Lock()
+	left := len(e.inv.pending)
+	e.inv.mu.Unlock()
+	if left != 0 {
+		t.Errorf("pending uses after the batch was dropped: %v", e.inv.pending)
+	}
+	// Back on a new stream, the invite works.
+	e.store = db
+	w := &enginetest.Wire{}
+	e.Detach()
+	if err := e.Attach(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Handle(ctx, []*stanza.Element{preauth("bob@x.example", "once")}, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _ := answered(t, w, "bob@x.example"); typ != "subscribed" {
+		t.Errorf("the invite did not accept after the dropped batch: %q\n%s", typ, w.String())
+	}
+}
+
+// A contact whose request is held asks again with an invite's token: the
+// invite approves the held request (XEP-0379: the token authorises the
+// subscription), once; asked again without a usable token, it stays held.
+func TestInviteApprovesAHeldRequest(t *testing.T) {
+	ctx := context.Background()
+	e, db, w := newTestEngine(t, Settings{})
+	inv := makeInvite(t, db, "once", store.Invite{SubscribeBack: true})
+	if err := e.Handle(ctx, []*stanza.Element{subscribe("alice@x.example"), subscribe("bob@x.example")}, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(held(t, db)); n != 2 {
+		t.Fatalf("held: %d, want 2", n)
+	}
+	if err := e.Handle(ctx, []*stanza.Element{preauth("alice@x.example", "once"), preauth("bob@x.example", "once")}, noIQ{t}); err != nil {
+		t.Fatal(err)
+	}
+	if typ, back := answered(t, w, "alice@x.example"); typ != "subscribed" || !back {
+		t.Errorf("alice, held, then with the invite: answered %q, back %v", typ, back)
+	}
+	if typ, _ := answered(t, w, "bob@x.example"); typ != "" {
+		t.Errorf("bob, after the invite's one use: answered %q", typ)
+	}
+	reqs := held(t, db)
+	if len(reqs) != 1 || reqs[0].Contact != "bob@x.example" {
+		t.Errorf("held after: %+v, want bob's only", reqs)
+	}
+	if e.Held() != 1 {
+		t.Errorf("Held() = %d, want 1", e.Held())
+	}
+	if it, err := db.Get(ctx, "helpdesk", "alice@x.example"); err != nil || it.Sub != roster.SubFrom || it.PendingIn || !it.PendingOut {
+		t.Errorf("alice's item: %+v, %v", it, err)
 	}
 	if got, _ := db.Invite(ctx, inv.ID); got.Uses != 1 {
 		t.Errorf("uses: %d, want 1", got.Uses)

@@ -53,6 +53,11 @@ func HeldReason(rule string, rules []policy.Rule) string {
 		return ""
 	case rule == "default":
 		return "no rule matched; held for review"
+	case strings.HasPrefix(rule, policy.ReasonUnsure):
+		n, _ := strconv.Atoi(strings.TrimPrefix(rule, policy.ReasonUnsure))
+		if n >= 1 && n <= len(rules) {
+			return fmt.Sprintf("held for review: the directory could not say whether rule %d applies (%s), and what comes after it would accept", n, rules[n-1])
+		}
 	}
 	if n, ok := strings.CutPrefix(rule, "rule "); ok {
 		if i, err := strconv.Atoi(n); err == nil && i >= 1 && i <= len(rules) {

@@ -214,6 +214,8 @@ func (e *Engine) Serve(ctx context.Context, src Source, h Handler) error {
 		err := e.landLocked()
 		if err == nil {
 			e.launchLocked(ctx, b)
+		} else {
+			e.dropInvites(b) // decided, never to be committed
 		}
 		e.mu.Unlock()
 		if err != nil {
@@ -282,6 +284,7 @@ type flight struct {
 // and no batch is in flight.
 func (e *Engine) launchLocked(ctx context.Context, b *batch) {
 	if len(b.changes) == 0 && b.out.Len() == 0 && len(b.queued) == 0 && len(b.events) == 0 {
+		e.dropInvites(b)
 		return
 	}
 	f := &flight{b: b, done: make(chan struct{})}
@@ -290,6 +293,7 @@ func (e *Engine) launchLocked(ctx context.Context, b *batch) {
 	go func() {
 		defer close(f.done)
 		f.err = e.commit(ctx, b)
+		e.dropInvites(b) // when commit returned before storing anything
 		if f.err != nil {
 			// Closing may reset the connection and drop what the batch
 			// before wrote but the kernel had not sent: the next stream

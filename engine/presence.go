@@ -60,18 +60,15 @@ const reasonAdmin = "admin of the component"
 // decision once.
 //
 // A request that carries an invite's token (preauth, XEP-0379) is
-// accepted with the invite when it may be used (see useInvite): before the
-// limits, since the invite bounds its own uses.
+// accepted with the invite when it may be used (see useInvite): after the
+// rate limits (which bound the store reads that tokens cost), before the
+// policy and the pending caps.
 func (e *Engine) decide(ctx context.Context, b *batch, a stanza.Address, preauth string) policy.Decision {
 	l := e.live.Load()
 	_, known := l.entities[a.Entity]
-	d, invited := policy.Decision{}, false
+	d := policy.Decision{}
 	groups := "" // the group checks, for the log
-	if preauth != "" && known {
-		d, invited = e.useInvite(ctx, b, l, a, preauth)
-	}
 	switch {
-	case invited:
 	case a.Entity == "" && !known && l.isAdmin(a.Contact):
 		// The component itself: its admins may see it online (whatever the
 		// policy says of JIDs that are no entity).
@@ -84,6 +81,12 @@ func (e *Engine) decide(ctx context.Context, b *batch, a stanza.Address, preauth
 		if over := e.overRate(l, a.Contact, b.now); over != "" {
 			d = e.overLimit(l, a, over)
 			break
+		}
+		if preauth != "" && known {
+			var invited bool
+			if d, invited = e.useInvite(ctx, b, l, a, preauth); invited {
+				break
+			}
 		}
 		req := policy.Request{Contact: a.Contact, Entity: a.Entity, KnownEntity: known}
 		rs := e.groupsOf(l, b.groups, req)
@@ -190,6 +193,9 @@ func (e *Engine) handlePresence(ctx context.Context, b *batch, x *in) {
 		return
 	}
 	r := subscription.Inbound(cur, kind)
+	if kind == subscription.Subscribe && !r.Decide && x.el.Preauth != "" && cur.State.PendingIn() && e.inviteHeld(ctx, b, a, before, cur, x.el.Preauth) {
+		return
+	}
 	ev := &roster.Event{Kind: kind.String(), Actor: a.Contact, Interface: "stream", Detail: r.Note}
 	if r.Decide {
 		d := e.decide(ctx, b, a, x.el.Preauth)

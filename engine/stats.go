@@ -43,7 +43,7 @@ type decisionCounts [len(decisionActions)][len(decisionKinds)]atomic.Uint64
 // (policy.Decision.Reason, or the engine's own).
 func reasonKind(reason string) string {
 	switch {
-	case strings.HasPrefix(reason, "rule "):
+	case strings.HasPrefix(reason, "rule "), strings.HasPrefix(reason, policy.ReasonUnsure):
 		return KindRule
 	case reason == "default":
 		return KindDefault

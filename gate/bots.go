@@ -357,6 +357,21 @@ func (s *Service) IsEntity(local string) bool {
 	return ok
 }
 
+// EntityName returns the name ([[entity]] name) of a configured entity,
+// "" if it has none or is no entity.
+func (s *Service) EntityName(local string) string {
+	es := s.settings.Entities
+	if s.eng != nil {
+		es = s.eng.Entities()
+	}
+	for _, e := range es {
+		if e.Local == local {
+			return e.Name
+		}
+	}
+	return ""
+}
+
 // Readiness is what the readiness probe reports.
 type Readiness struct {
 	Role   string `json:"role"`   // "active": this instance serves (a standby answers for itself)

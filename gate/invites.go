@@ -23,6 +23,13 @@ const (
 	MaxInviteTTL  = 366 * 24 * time.Hour
 )
 
+// Defaults of an invite's options where an interface leaves them out (the
+// web page's form, the admin API), as the command line's.
+const (
+	DefaultInviteTTL  = 72 * time.Hour
+	DefaultInviteUses = 1
+)
+
 // InviteOptions shape a new invite.
 type InviteOptions struct {
 	// TTL is how long the invite works; 0: until revoked or used up.

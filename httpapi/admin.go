@@ -27,6 +27,9 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+a+"explain", s.adminOnly(s.adminExplain))
 	mux.HandleFunc("GET "+a+"audit", s.adminOnly(s.adminAudit))
 	mux.HandleFunc("GET "+a+"entities/{entity}/roster", s.adminOnly(s.adminRoster))
+	mux.HandleFunc("GET "+a+"invites", s.adminOnly(s.adminInvites))
+	mux.HandleFunc("POST "+a+"invites", s.adminOnly(s.adminCreateInvite))
+	mux.HandleFunc("DELETE "+a+"invites/{id}", s.adminOnly(s.adminRevokeInvite))
 }
 
 func tokenActor(t store.Token) roster.Actor {

@@ -430,6 +430,16 @@ func (p *Policy) decide(r Request, checks *[]GroupCheck) Decision {
 		return Decision{Action: Accept, Reason: "allow list " + strconv.Quote(pat)}
 	}
 	local := p.local[domain]
+	// unsure is the first rule passed over because its group could not be
+	// checked while it does not accept: had it matched, the request would
+	// not have been accepted, so nothing after it may accept either.
+	unsure := 0
+	failSafe := func(d Decision) Decision {
+		if d.Action != Accept || unsure == 0 {
+			return d
+		}
+		return Decision{Action: Review, Rule: unsure, Reason: ReasonUnsure + strconv.Itoa(unsure)}
+	}
 	for i := range p.rules {
 		rule := &p.rules[i]
 		if !rule.matches(contact, domain, entity, local) {
@@ -438,14 +448,23 @@ func (p *Policy) decide(r Request, checks *[]GroupCheck) Decision {
 		if rule.Group != "" {
 			m := r.Groups[rule.Group]
 			*checks = append(*checks, GroupCheck{Rule: i + 1, Group: rule.Group, Membership: m})
+			if m == Unknown && rule.Action != Accept && unsure == 0 {
+				unsure = i + 1
+			}
 			if m != Member {
 				continue
 			}
 		}
-		return Decision{Action: rule.Action, SubscribeBack: rule.SubscribeBack, Rule: i + 1, Reason: "rule " + strconv.Itoa(i+1), Message: rule.Message}
+		return failSafe(Decision{Action: rule.Action, SubscribeBack: rule.SubscribeBack, Rule: i + 1, Reason: "rule " + strconv.Itoa(i+1), Message: rule.Message})
 	}
-	return Decision{Action: p.def, Reason: "default", Message: p.defMessage}
+	return failSafe(Decision{Action: p.def, Reason: "default", Message: p.defMessage})
 }
+
+// ReasonUnsure starts the Reason of a request held because a rule that does
+// not accept could not be checked (its group's directory could not say),
+// and a later rule or the default would have accepted it: "group unknown,
+// rule 2".
+const ReasonUnsure = "group unknown, rule "
 
 // Denied returns the deny list's decision for contact (Reject, its Reason
 // naming the pattern) and true, when the deny list matches contact.
@@ -488,6 +507,9 @@ func (r *compiledRule) matches(contact, domain, entity string, local bool) bool 
 // `deny list "*@spam.example"` or `allow list "example.org"`.
 func (p *Policy) RuleText(d Decision) string {
 	switch {
+	case strings.HasPrefix(d.Reason, ReasonUnsure) && d.Rule > 0 && d.Rule <= len(p.rules):
+		return "held: the directory could not say whether rule " + strconv.Itoa(d.Rule) + " (" + p.rules[d.Rule-1].String() +
+			") applies, and what comes after it would accept"
 	case d.Rule > 0 && d.Rule <= len(p.rules):
 		return "rule " + strconv.Itoa(d.Rule) + ": " + p.rules[d.Rule-1].String()
 	case d.Rule == 0 && (d.Reason == "default" || d.Reason == "unknown_entity"):

@@ -898,3 +898,48 @@ func Example() {
 	// bob@elsewhere.org -> helpdesk: review (subscribe_back=false, default)
 	// alice@localhost -> nobody: drop (subscribe_back=false, unknown_entity)
 }
+
+// A rule that does not accept, whose group the directory could not check,
+// keeps any later rule or the default from accepting: the request is held
+// instead. Known memberships, and unknown ones of accepting rules, change
+// nothing.
+func TestUnknownGroupNeverOpensAnAccept(t *testing.T) {
+	p, err := policy.Compile(policy.Config{Default: policy.Accept, UnknownEntity: policy.Reject, Rules: []policy.Rule{
+		{Group: "blocked", Action: policy.Reject},
+		{Group: "staff", Action: policy.Accept, SubscribeBack: true},
+		{Domain: "corp.example", Action: policy.Accept},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		groups map[string]policy.Membership
+		want   policy.Action
+		reason string
+	}{
+		{"directory down", nil, policy.Review, policy.ReasonUnsure + "1"},
+		{"not blocked, staff unknown", map[string]policy.Membership{"blocked": policy.NotMember}, policy.Accept, "rule 3"},
+		{"blocked", map[string]policy.Membership{"blocked": policy.Member}, policy.Reject, "rule 1"},
+		{"blocked unknown, staff member", map[string]policy.Membership{"staff": policy.Member}, policy.Review, policy.ReasonUnsure + "1"},
+		{"not blocked, staff", map[string]policy.Membership{"blocked": policy.NotMember, "staff": policy.Member}, policy.Accept, "rule 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := p.Decide(policy.Request{Contact: "mallory@corp.example", Entity: "helpdesk", KnownEntity: true, Groups: tc.groups})
+			if d.Action != tc.want || d.Reason != tc.reason {
+				t.Errorf("Decide = %+v, want %s by %q", d, tc.want, tc.reason)
+			}
+			if d.Action == policy.Review && !strings.Contains(p.RuleText(d), "could not say whether rule 1") {
+				t.Errorf("held: message %q, rule text %q", d.Message, p.RuleText(d))
+			}
+		})
+	}
+	// The default behind a group rule that rejects: the same.
+	q, err := policy.Compile(policy.Config{Default: policy.Accept, UnknownEntity: policy.Reject, Rules: []policy.Rule{{Group: "blocked", Action: policy.Drop}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := q.Decide(policy.Request{Contact: "x@y.example", Entity: "e", KnownEntity: true}); d.Action != policy.Review {
+		t.Errorf("default accept behind an unknown drop rule: %+v", d)
+	}
+}

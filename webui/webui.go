@@ -1,7 +1,10 @@
 // Package webui is rostergate's web page for admins: the inbox of held
 // subscription requests (approve or reject one or many, live as others
 // decide), the audit log (filters, paging, CSV and JSON), each entity's
-// roster, the allow and deny lists, and explain.
+// roster, the allow and deny lists, explain, and the invites (XEP-0379
+// pre-authenticated subscription links: make, list, revoke). Beside them,
+// without a login, each invite's public page: the xmpp: link, its QR code
+// and which apps take it (rate limited per address).
 //
 // It is an adapter over the one service (package gate), like the bots' API
 // beside it: it touches neither the store nor the stream. Pages are
@@ -68,7 +71,10 @@ type Handler struct {
 	// sends bounds the login links asked for on the login page: per
 	// address, and in all.
 	sends, sendsTo, sendsAll *limits.Buckets
-	hub                      *hub
+	// landings bounds the requests for invites' public pages and QR
+	// codes, per address.
+	landings *limits.Buckets
+	hub      *hub
 }
 
 // New returns a Handler.
@@ -90,6 +96,7 @@ func New(opts Options) (*Handler, error) {
 		sends:    limits.NewBuckets(limits.Rate{N: 3, Per: time.Minute}, 10_000),
 		sendsTo:  limits.NewBuckets(limits.Rate{N: 1, Per: time.Minute}, 10_000),
 		sendsAll: limits.NewBuckets(limits.Rate{N: 30, Per: time.Minute}, 1),
+		landings: limits.NewBuckets(limits.Rate{N: 30, Per: time.Minute}, 10_000),
 	}
 	if h.secure {
 		h.cookie = "__Host-rostergate_session"
@@ -121,6 +128,11 @@ func New(opts Options) (*Handler, error) {
 	m.HandleFunc("GET /lists", h.admin(h.lists))
 	m.HandleFunc("POST /lists", h.admin(h.editList))
 	m.HandleFunc("GET /explain", h.admin(h.explain))
+	m.HandleFunc("GET /invites", h.admin(h.invites))
+	m.HandleFunc("POST /invites", h.admin(h.createInvite))
+	m.HandleFunc("POST /invites/revoke", h.admin(h.revokeInvite))
+	m.HandleFunc("GET /invite/{token}", h.invitePage)
+	m.HandleFunc("GET /invite/{token}/qr.png", h.inviteQR)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusNotFound, "There is no page "+r.URL.Path+" here.")
 	})
@@ -230,7 +242,7 @@ func (h *Handler) clearCookie(w http.ResponseWriter) {
 // page is what every page's template gets.
 type page struct {
 	Title   string
-	Nav     string // the section: inbox, audit, rosters, lists, explain
+	Nav     string // the section: inbox, audit, rosters, lists, explain, invites
 	Domain  string
 	Admin   string // "" when not logged in
 	CSRF    string

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,8 +109,10 @@ var loginLink = regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/login/rgl_[A-Za-z
 // An admin logs in to the web page through the link "login" gets over
 // XMPP, approves a held request in a real browser, and the requester's
 // roster on the real server changes; the inbox updates by itself when a
-// request arrives; a forged form, a made-up link, an expired link and a
-// former admin's link are refused.
+// request arrives; an invite made on the Invites page leads to a public
+// page whose QR code loads and whose link a real client uses to be
+// accepted; a forged form, a made-up link, an expired link and a former
+// admin's link are refused.
 func TestIntegrationBrowser(t *testing.T) {
 	srv := xmpptest.Prosody(t)
 	ctx := chromium(t)
@@ -233,6 +236,91 @@ func TestIntegrationBrowser(t *testing.T) {
 			t.Errorf("%s lacks %q:\n%s", p.path, p.want, body)
 		}
 	}
+
+	// Invites: one made on the Invites page shows its link and QR code
+	// once; its public page shows the xmpp: link and a QR code that loads;
+	// a client sending the token from the page is accepted although the
+	// policy holds every request.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/invites"),
+		chromedp.WaitVisible(chromedp.ID("#create")),
+		chromedp.SetValue(chromedp.ID("#entity"), "helpdesk"),
+		chromedp.SetValue(chromedp.ID("#uses"), "1"),
+		chromedp.Click(chromedp.CSS(`#create button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("#new-invite")),
+	); err != nil {
+		t.Fatalf("making an invite: %v", err)
+	}
+	imageLoaded(t, ctx, "#new-qr")
+	newURI, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("#new-uri")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	landing, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.ID("#new-landing"), "href"))
+	if err != nil || !strings.HasPrefix(landing.Value, base+"/invite/rgi_") || !strings.HasPrefix(newURI, "xmpp:"+helpdesk+"?roster;preauth=rgi_") {
+		t.Fatalf("the new invite: link %q, page %q (%v)", newURI, landing.Value, err)
+	}
+	if err := chromedp.Do(ctx,
+		shots.shot("invites-new"),
+		chromedp.Navigate(landing.Value),
+		chromedp.WaitVisible(chromedp.ID("#open")),
+	); err != nil {
+		t.Fatalf("the invite's page: %v", err)
+	}
+	imageLoaded(t, ctx, "#qr")
+	open, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.ID("#open"), "href"))
+	if err != nil || open.Value != newURI {
+		t.Fatalf("the invite's page links to %q, want %q (%v)", open.Value, newURI, err)
+	}
+	// On a phone too, without sideways scrolling.
+	if err := chromedp.Do(ctx,
+		shots.shot("invite"),
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Navigate(landing.Value),
+		chromedp.WaitVisible(chromedp.ID("#qr")),
+	); err != nil {
+		t.Fatalf("the invite's page on a phone: %v", err)
+	}
+	imageLoaded(t, ctx, "#qr")
+	if err := chromedp.Do(ctx, shots.shot("invite-phone")); err != nil {
+		t.Fatal(err)
+	}
+	assertFits(t, ctx, "the invite's page")
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatal(err)
+	}
+	m = inviteURI.FindStringSubmatch(open.Value)
+	if m == nil {
+		t.Fatalf("no token in %q", open.Value)
+	}
+	frank := srv.NewUser(t, "frank")
+	subscribeWith(t, frank, helpdesk, m[1])
+	waitAccepted(t, frank, helpdesk, false)
+	var invites string
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/invites"),
+		chromedp.WaitVisible(chromedp.ID("#invites")),
+		textOf(chromedp.ID("#invites"), &invites),
+		shots.shot("invites"),
+	); err != nil {
+		t.Fatalf("the invites after the use: %v", err)
+	}
+	if !strings.Contains(invites, "1/1") || !strings.Contains(invites, "used up") || !strings.Contains(invites, "admin@localhost") {
+		t.Errorf("the used invite's row:\n%s", invites)
+	}
+	var gone string
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(landing.Value),
+		chromedp.WaitVisible(chromedp.CSS(".error")),
+		textOf(chromedp.CSS(".error"), &gone),
+		shots.shot("invite-used"),
+	); err != nil {
+		t.Fatalf("the used invite's page: %v", err)
+	}
+	if !strings.Contains(gone, "used as many times as it allows") {
+		t.Errorf("the used invite's page: %q", gone)
+	}
+
 	// On a phone.
 	if err := chromedp.Do(ctx,
 		chromedp.EmulateViewport(390, 844),
@@ -242,13 +330,16 @@ func TestIntegrationBrowser(t *testing.T) {
 	); err != nil {
 		t.Fatalf("on a phone: %v", err)
 	}
-	// Nothing wider than the phone: no sideways scrolling, of the page or
-	// of the table.
-	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth &&
-		[...document.querySelectorAll('.scroll')].every(e => e.scrollWidth <= e.clientWidth)`))
-	if err != nil || !fits {
-		t.Errorf("the inbox is wider than a phone's screen (%v)", err)
+	assertFits(t, ctx, "the inbox")
+	// The Invites page on a phone: its table stacks.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/invites"),
+		chromedp.WaitVisible(chromedp.ID("#invites")),
+		shots.shot("invites-phone"),
+	); err != nil {
+		t.Fatalf("the invites on a phone: %v", err)
 	}
+	assertFits(t, ctx, "the Invites page")
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
 		t.Fatal(err)
 	}
@@ -306,6 +397,31 @@ func TestIntegrationBrowser(t *testing.T) {
 	d.reload(t)
 	d.waitLog(t, "reload done")
 	refusedLink(former, "admin@localhost is no longer an admin")
+}
+
+// assertFits fails the test if the page is wider than the window: no
+// sideways scrolling, of the page or of a table.
+func assertFits(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth &&
+		[...document.querySelectorAll('.scroll')].every(e => e.scrollWidth <= e.clientWidth)`))
+	if err != nil || !fits {
+		t.Errorf("%s is wider than a phone's screen (%v)", what, err)
+	}
+}
+
+// imageLoaded waits for the image sel to have loaded, and fails the test
+// unless it has a size (naturalWidth is 0 for an image that failed).
+func imageLoaded(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	js := `document.querySelector(` + strconv.Quote(sel) + `)`
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js+`.complete`, chromedp.WithPollingTimeout(waitFor))); err != nil {
+		t.Fatalf("the image %s did not load: %v", sel, err)
+	}
+	w, err := chromedp.Run(ctx, chromedp.Evaluate[int](js+`.naturalWidth`))
+	if err != nil || w <= 0 {
+		t.Fatalf("the image %s: naturalWidth %d (%v)", sel, w, err)
+	}
 }
 
 // askLogin sends "login" to the component domain as the admin and returns

@@ -39,8 +39,10 @@ func nullTime(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: ms(t), Valid: true}
 }
 
-// inTx runs fn in a transaction that starts with the lead's check, and
-// commits it.
+// inTx runs fn in a transaction that starts with the lead's check and
+// the write lock, and commits it. The write lock comes before any invite's
+// row, as in Commit: the other order deadlocks against a commit that uses
+// the invite.
 func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -48,6 +50,9 @@ func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 	defer rollback(ctx, tx)
 	if err := db.checkTx(ctx, tx); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, lockWrites, writeLockKey); err != nil {
 		return err
 	}
 	if err := fn(tx); err != nil {

@@ -75,7 +75,8 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 		return 0, fmt.Errorf("postgres: commit: %w", err)
 	}
 	audit, nAudit := auditArrays(changes, now)
-	if nAudit > 0 || len(b.BotEvents) > 0 {
+	if nAudit > 0 || len(b.BotEvents) > 0 || len(b.InviteUses) > 0 {
+		// Before any invite's row: RevokeInvite takes this lock first too.
 		batch.Queue(lockWrites, writeLockKey)
 	}
 	if len(plan.delEntity) > 0 {
