@@ -74,9 +74,18 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 	if err := db.queueCheck(&batch); err != nil {
 		return 0, fmt.Errorf("postgres: commit: %w", err)
 	}
-	audit, nAudit := auditArrays(changes, now)
+	nAudit := 0
+	for i := range changes {
+		if changes[i].Audit != nil {
+			nAudit++
+		}
+	}
 	if nAudit > 0 || len(b.BotEvents) > 0 {
 		batch.Queue(lockWrites, writeLockKey)
+	}
+	var lastAudit int64
+	if nAudit > 0 {
+		batch.Queue(reserveAudit, int64(nAudit)).QueryRow(func(row pgx.Row) error { return row.Scan(&lastAudit) })
 	}
 	if len(plan.delEntity) > 0 {
 		batch.Queue(deleteItems, plan.delEntity, plan.delContact)
@@ -126,14 +135,6 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 		})
 	}
 
-	var auditIDs []int64
-	if nAudit > 0 {
-		batch.Queue(insertAudit, audit...).Query(func(rows pgx.Rows) error {
-			var err error
-			auditIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-			return err
-		})
-	}
 	var botIDs []int64
 	if len(b.BotEvents) > 0 {
 		batch.Queue(insertBotEvents, botEventArrays(b.BotEvents, now)...).Query(func(rows pgx.Rows) error {
@@ -157,23 +158,30 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
 		return 0, fmt.Errorf("postgres: commit: %w", fenceErr(err))
 	}
+	firstAudit := lastAudit - int64(nAudit) + 1
+	if nAudit > 0 {
+		if err := copyIn(ctx, tx, copyAudit, auditCopy(changes, nAudit, firstAudit, now), nAudit); err != nil {
+			return 0, fmt.Errorf("postgres: commit: audit: %w", err)
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("postgres: commit: %w", err)
 	}
 
 	// Only now are the ids real. The ids of one insert grow in the order
 	// the rows went in; sorted, they need not come back in it.
-	if len(auditIDs) != nAudit || len(botIDs) != len(b.BotEvents) {
-		return outboxID, fmt.Errorf("postgres: commit: %d audit ids for %d rows, %d bot event ids for %d events", len(auditIDs), nAudit, len(botIDs), len(b.BotEvents))
+	if len(botIDs) != len(b.BotEvents) {
+		return outboxID, fmt.Errorf("postgres: commit: %d bot event ids for %d events", len(botIDs), len(b.BotEvents))
 	}
-	slices.Sort(auditIDs)
 	slices.Sort(botIDs)
+	id := firstAudit
 	for i := range changes {
 		if q := changes[i].Queue; q != nil {
 			q.ID, reqIDs = reqIDs[0], reqIDs[1:]
 		}
 		if e := changes[i].Audit; e != nil {
-			e.ID, auditIDs = auditIDs[0], auditIDs[1:]
+			e.ID = id
+			id++
 		}
 	}
 	for i := range b.BotEvents {
