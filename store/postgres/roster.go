@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"rostergate/roster"
@@ -53,26 +54,48 @@ const (
 //
 // Its statements go to the server in one pipeline: the final state of each
 // item in one upsert and one delete, the held requests one statement each
-// in the batch's order, the audit rows and the bot events one insert each,
-// the outbox's. The ids of requests, audit rows and bot events are set on
-// the caller's structs only once the transaction has committed.
+// in the batch's order, the bot events one insert, the outbox's; then the
+// new items (store.Change.New) and the audit rows each by one COPY (see
+// copy.go). The ids of requests, audit rows and bot events are set on the
+// caller's structs only once the transaction has committed.
+//
+// A new item that is stored after all (the hint was wrong) fails the
+// COPY: the transaction is then done again without the hints.
 func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err error) {
 	changes := b.Changes
 	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 && len(b.BotEvents) == 0 {
 		return 0, nil
 	}
-	now := ms(time.Now())
-	plan, err := planItems(changes, now)
-	if err != nil {
-		return 0, err
+	id, hinted, err := db.commit(ctx, b, true)
+	if hinted && isItemsKey(err) {
+		id, _, err = db.commit(ctx, b, false)
 	}
+	return id, err
+}
+
+// isItemsKey reports whether err is a duplicate key of the items.
+func isItemsKey(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "items_pkey"
+}
+
+// commit is Commit, the new items inserted without looking for them if
+// hints; hinted reports whether any was.
+func (db *DB) commit(ctx context.Context, b store.Batch, hints bool) (outboxID int64, hinted bool, err error) {
+	changes := b.Changes
+	now := ms(time.Now())
+	plan, err := planItems(changes, now, hints)
+	if err != nil {
+		return 0, false, err
+	}
+	hinted = len(plan.ins) > 0
 	if err := checkBotEvents(b.BotEvents); err != nil {
-		return 0, err
+		return 0, hinted, err
 	}
 
 	var batch pgx.Batch
 	if err := db.queueCheck(&batch); err != nil {
-		return 0, fmt.Errorf("postgres: commit: %w", err)
+		return 0, hinted, fmt.Errorf("postgres: commit: %w", err)
 	}
 	nAudit := 0
 	for i := range changes {
@@ -152,26 +175,31 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: commit: begin: %w", err)
+		return 0, hinted, fmt.Errorf("postgres: commit: begin: %w", err)
 	}
 	defer rollback(ctx, tx)
 	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-		return 0, fmt.Errorf("postgres: commit: %w", fenceErr(err))
+		return 0, hinted, fmt.Errorf("postgres: commit: %w", fenceErr(err))
+	}
+	if len(plan.ins) > 0 {
+		if err := copyIn(ctx, tx, copyItems, itemsCopy(plan.ins), len(plan.ins)); err != nil {
+			return 0, hinted, fmt.Errorf("postgres: commit: new items: %w", err)
+		}
 	}
 	firstAudit := lastAudit - int64(nAudit) + 1
 	if nAudit > 0 {
 		if err := copyIn(ctx, tx, copyAudit, auditCopy(changes, nAudit, firstAudit, now), nAudit); err != nil {
-			return 0, fmt.Errorf("postgres: commit: audit: %w", err)
+			return 0, hinted, fmt.Errorf("postgres: commit: audit: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("postgres: commit: %w", err)
+		return 0, hinted, fmt.Errorf("postgres: commit: %w", err)
 	}
 
 	// Only now are the ids real. The ids of one insert grow in the order
 	// the rows went in; sorted, they need not come back in it.
 	if len(botIDs) != len(b.BotEvents) {
-		return outboxID, fmt.Errorf("postgres: commit: %d bot event ids for %d events", len(botIDs), len(b.BotEvents))
+		return outboxID, hinted, fmt.Errorf("postgres: commit: %d bot event ids for %d events", len(botIDs), len(b.BotEvents))
 	}
 	slices.Sort(botIDs)
 	id := firstAudit
@@ -187,7 +215,7 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 	for i := range b.BotEvents {
 		b.BotEvents[i].ID = botIDs[i]
 	}
-	return outboxID, nil
+	return outboxID, hinted, nil
 }
 
 // itemPlan is how Commit writes the items of a batch: within one
@@ -199,17 +227,20 @@ type itemPlan struct {
 		out, in, approved    []bool
 		since, updated       []pgtype.Timestamptz
 	}
+	ins                   []roster.Item // new items, as stored (storedItem), inserted without looking for them
 	delEntity, delContact []string
 	deletedAt             []bool              // per change: its item part is a delete
 	finalDelete           map[roster.Key]bool // items whose last change deletes them
 }
 
 // planItems checks each item first, so that an error names the change at
-// fault, and returns the plan.
-func planItems(changes []store.Change, now time.Time) (itemPlan, error) {
+// fault, and returns the plan. If hints, the items whose first change in
+// the batch says New, and whose last does not delete them, go in ins.
+func planItems(changes []store.Change, now time.Time, hints bool) (itemPlan, error) {
 	type final struct {
-		i   int // the change that decides the item
-		del bool
+		i     int // the change that decides the item
+		del   bool
+		isNew bool // the item's first change says New
 	}
 	var (
 		order []roster.Key
@@ -238,10 +269,13 @@ func planItems(changes []store.Change, now time.Time) (itemPlan, error) {
 			last = make(map[roster.Key]final, len(changes))
 		}
 		k := roster.Key{Entity: it.Entity, Contact: it.Contact}
-		if _, seen := last[k]; !seen {
+		f, seen := last[k]
+		if !seen {
 			order = append(order, k)
+			f.isNew = hints && c.New
 		}
-		last[k] = final{i, del}
+		f.i, f.del = i, del
+		last[k] = f
 	}
 	u := &plan.up
 	for _, k := range order {
@@ -256,23 +290,23 @@ func planItems(changes []store.Change, now time.Time) (itemPlan, error) {
 			plan.delContact = append(plan.delContact, k.Contact)
 			continue
 		}
+		if f.isNew {
+			if plan.ins == nil {
+				plan.ins = make([]roster.Item, 0, len(order))
+			}
+			plan.ins = append(plan.ins, storedItem(it, now))
+			continue
+		}
 		if u.entity == nil {
 			n := len(order)
 			u.entity, u.contact, u.sub = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 			u.out, u.in, u.approved = make([]bool, 0, n), make([]bool, 0, n), make([]bool, 0, n)
 			u.since, u.updated = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
 		}
-		updated := it.Updated
-		if updated.IsZero() {
-			updated = now
-		}
+		it = storedItem(it, now)
 		var since pgtype.Timestamptz
 		if it.PendingIn {
-			t := it.PendingSince
-			if t.IsZero() {
-				t = now
-			}
-			since = pgtype.Timestamptz{Time: ms(t), Valid: true}
+			since = pgtype.Timestamptz{Time: it.PendingSince, Valid: true}
 		}
 		u.entity = append(u.entity, it.Entity)
 		u.contact = append(u.contact, it.Contact)
@@ -281,9 +315,28 @@ func planItems(changes []store.Change, now time.Time) (itemPlan, error) {
 		u.in = append(u.in, it.PendingIn)
 		u.approved = append(u.approved, it.Approved)
 		u.since = append(u.since, since)
-		u.updated = append(u.updated, pgtype.Timestamptz{Time: ms(updated), Valid: true})
+		u.updated = append(u.updated, pgtype.Timestamptz{Time: it.Updated, Valid: true})
 	}
 	return plan, nil
+}
+
+// storedItem is it as Commit writes it: its times to the millisecond, a
+// zero Updated (or PendingSince, while PendingIn) now, PendingSince zero
+// unless PendingIn.
+func storedItem(it roster.Item, now time.Time) roster.Item {
+	if it.Updated.IsZero() {
+		it.Updated = now
+	}
+	it.Updated = ms(it.Updated)
+	switch {
+	case !it.PendingIn:
+		it.PendingSince = time.Time{}
+	case it.PendingSince.IsZero():
+		it.PendingSince = now
+	default:
+		it.PendingSince = ms(it.PendingSince)
+	}
+	return it
 }
 
 // validText reports whether PostgreSQL's text takes s: UTF-8, no NUL.
