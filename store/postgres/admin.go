@@ -172,11 +172,17 @@ func (db *DB) EditList(ctx context.Context, list, pattern string, add bool, ev *
 	}
 	var id int64
 	if ev != nil {
-		args, _ := auditArrays([]store.Change{{Audit: ev}}, now)
+		at := now
+		if !ev.At.IsZero() {
+			at = ms(ev.At)
+		}
 		if _, err := tx.Exec(ctx, lockWrites, writeLockKey); err != nil {
 			return false, fmt.Errorf("postgres: edit list: %w", err)
 		}
-		if err := tx.QueryRow(ctx, insertAudit, args...).Scan(&id); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO audit (at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+			at, textOf(ev.Entity), textOf(ev.Contact), textOf(ev.Kind), textOf(ev.Action), textOf(ev.Rule), textOf(ev.From), textOf(ev.To),
+			textOf(ev.Actor), textOf(ev.Interface), textOf(ev.Detail)).Scan(&id); err != nil {
 			return false, fmt.Errorf("postgres: edit list: audit: %w", err)
 		}
 	}

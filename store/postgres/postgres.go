@@ -13,10 +13,9 @@
 // [DB.Commit] writes a whole batch in one transaction: one round trip for
 // its statements (a pipeline) besides BEGIN and COMMIT, the items written
 // by one bulk upsert and those deleted by one bulk delete (unnest of
-// arrays), the bot events by one insert, the outbox row, and
-// the rare held requests one statement each; then one COPY each for the
-// new items (store.Change.New) and the audit rows, the cheapest way in for
-// the server (copy.go). Every transaction that appends to the audit log or
+// arrays), the outbox row, and the rare held requests one statement each;
+// then one COPY each for the new items (store.Change.New), the audit rows
+// and the bot events, the cheapest way in for the server (copy.go). Every transaction that appends to the audit log or
 // the bot events first takes the store's write lock (a transaction-level
 // advisory lock), so that their ids grow in commit order: a reader paging
 // by id never sees a later id committed before an earlier one.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -32,21 +31,8 @@ const (
 			approved = excluded.approved, pending_since = excluded.pending_since, updated = excluded.updated`
 	deleteRequest = `DELETE FROM requests WHERE entity = $1 AND contact = $2`
 	insertRequest = `INSERT INTO requests (entity, contact, rule, subscribe_back, created) VALUES ($1, $2, $3, $4, $5) RETURNING id`
-	// The rows go in in the batch's order (ORDER BY ord), so their ids,
-	// drawn as they go in, grow in that order.
-	insertAudit = `INSERT INTO audit (at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail)
-		SELECT at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail
-		FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-			WITH ORDINALITY AS u(at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail, ord)
-		ORDER BY ord
-		RETURNING id`
-	insertBotEvents = `INSERT INTO bot_events (entity, at, type, data)
-		SELECT entity, at, type, data::json
-		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) WITH ORDINALITY AS u(entity, at, type, data, ord)
-		ORDER BY ord
-		RETURNING id`
-	deleteOutbox = `DELETE FROM outbox WHERE id <= $1`
-	insertOutbox = `INSERT INTO outbox (created, stanzas) VALUES ($1, $2) RETURNING id`
+	deleteOutbox  = `DELETE FROM outbox WHERE id <= $1`
+	insertOutbox  = `INSERT INTO outbox (created, stanzas) VALUES ($1, $2) RETURNING id`
 )
 
 // Commit writes a batch in one transaction, all or nothing, and returns the
@@ -54,9 +40,9 @@ const (
 //
 // Its statements go to the server in one pipeline: the final state of each
 // item in one upsert and one delete, the held requests one statement each
-// in the batch's order, the bot events one insert, the outbox's; then the
-// new items (store.Change.New) and the audit rows each by one COPY (see
-// copy.go). The ids of requests, audit rows and bot events are set on the
+// in the batch's order, the outbox's; then the new items
+// (store.Change.New), the audit rows and the bot events each by one COPY
+// (see copy.go). The ids of requests, audit rows and bot events are set on the
 // caller's structs only once the transaction has committed.
 //
 // A new item that is stored after all (the hint was wrong) fails the
@@ -106,9 +92,12 @@ func (db *DB) commit(ctx context.Context, b store.Batch, hints bool) (outboxID i
 	if nAudit > 0 || len(b.BotEvents) > 0 {
 		batch.Queue(lockWrites, writeLockKey)
 	}
-	var lastAudit int64
+	var lastAudit, lastBot int64
 	if nAudit > 0 {
-		batch.Queue(reserveAudit, int64(nAudit)).QueryRow(func(row pgx.Row) error { return row.Scan(&lastAudit) })
+		batch.Queue(reserveIDs, "audit", int64(nAudit)).QueryRow(func(row pgx.Row) error { return row.Scan(&lastAudit) })
+	}
+	if len(b.BotEvents) > 0 {
+		batch.Queue(reserveIDs, "bot_events", int64(len(b.BotEvents))).QueryRow(func(row pgx.Row) error { return row.Scan(&lastBot) })
 	}
 	if len(plan.delEntity) > 0 {
 		batch.Queue(deleteItems, plan.delEntity, plan.delContact)
@@ -158,14 +147,6 @@ func (db *DB) commit(ctx context.Context, b store.Batch, hints bool) (outboxID i
 		})
 	}
 
-	var botIDs []int64
-	if len(b.BotEvents) > 0 {
-		batch.Queue(insertBotEvents, botEventArrays(b.BotEvents, now)...).Query(func(rows pgx.Rows) error {
-			var err error
-			botIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-			return err
-		})
-	}
 	if b.Delivered > 0 {
 		batch.Queue(deleteOutbox, b.Delivered)
 	}
@@ -192,16 +173,17 @@ func (db *DB) commit(ctx context.Context, b store.Batch, hints bool) (outboxID i
 			return 0, hinted, fmt.Errorf("postgres: commit: audit: %w", err)
 		}
 	}
+	firstBot := lastBot - int64(len(b.BotEvents)) + 1
+	if len(b.BotEvents) > 0 {
+		if err := copyIn(ctx, tx, copyBotEvents, botEventsCopy(b.BotEvents, firstBot, now), len(b.BotEvents)); err != nil {
+			return 0, hinted, fmt.Errorf("postgres: commit: bot events: %w", err)
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, hinted, fmt.Errorf("postgres: commit: %w", err)
 	}
 
-	// Only now are the ids real. The ids of one insert grow in the order
-	// the rows went in; sorted, they need not come back in it.
-	if len(botIDs) != len(b.BotEvents) {
-		return outboxID, hinted, fmt.Errorf("postgres: commit: %d bot event ids for %d events", len(botIDs), len(b.BotEvents))
-	}
-	slices.Sort(botIDs)
+	// Only now are the ids real.
 	id := firstAudit
 	for i := range changes {
 		if q := changes[i].Queue; q != nil {
@@ -213,7 +195,7 @@ func (db *DB) commit(ctx context.Context, b store.Batch, hints bool) (outboxID i
 		}
 	}
 	for i := range b.BotEvents {
-		b.BotEvents[i].ID = botIDs[i]
+		b.BotEvents[i].ID = firstBot + int64(i)
 	}
 	return outboxID, hinted, nil
 }
@@ -341,44 +323,6 @@ func storedItem(it roster.Item, now time.Time) roster.Item {
 
 // validText reports whether PostgreSQL's text takes s: UTF-8, no NUL.
 func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
-
-// auditArrays returns the audit rows of the changes as the arguments of
-// insertAudit (one array per column), and their number.
-func auditArrays(changes []store.Change, now time.Time) ([]any, int) {
-	n := 0
-	for i := range changes {
-		if changes[i].Audit != nil {
-			n++
-		}
-	}
-	if n == 0 {
-		return nil, 0
-	}
-	at := make([]time.Time, 0, n)
-	cols := make([][]string, 10)
-	for j := range cols {
-		cols[j] = make([]string, 0, n)
-	}
-	for i := range changes {
-		e := changes[i].Audit
-		if e == nil {
-			continue
-		}
-		t := e.At
-		if t.IsZero() {
-			t = now
-		}
-		at = append(at, ms(t))
-		for j, s := range [...]string{e.Entity, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail} {
-			cols[j] = append(cols[j], textOf(s))
-		}
-	}
-	args := []any{at}
-	for _, c := range cols {
-		args = append(args, c)
-	}
-	return args, n
-}
 
 // textOf is s as PostgreSQL's text takes it: bytes that are not UTF-8
 // become U+FFFD, as in package sqlite, and NUL goes.
