@@ -39,7 +39,14 @@ const (
 // copyRows writes rows in COPY's binary format (the PostgreSQL manual, COPY,
 // "Binary Format"): a header, then per row the field count and each field
 // as its length and its bytes in the type's binary form, then a trailer.
-type copyRows struct{ buf bytes.Buffer }
+//
+// A row's id can be left for later (id): Commit builds every COPY's data
+// before its transaction begins, and writes the ids in (setIDs) once it
+// has reserved them, so that the transaction waits on no encoding.
+type copyRows struct {
+	buf []byte
+	ids []int // where each id's bytes are in buf
+}
 
 // copySignature starts the binary format, before the flags and the header
 // extension's length (both 0).
@@ -50,26 +57,32 @@ const copySignature = "PGCOPY\n\xff\r\n\x00"
 const pgEpochMicros = 946_684_800_000_000
 
 func newCopyRows(size int) *copyRows {
-	c := &copyRows{}
-	c.buf.Grow(size)
-	c.buf.WriteString(copySignature)
-	c.buf.Write(make([]byte, 8)) // flags, header extension length
+	c := &copyRows{buf: make([]byte, 0, size)}
+	c.buf = append(c.buf, copySignature...)
+	c.buf = append(c.buf, 0, 0, 0, 0, 0, 0, 0, 0) // flags, header extension length
 	return c
 }
 
 // row starts a row of fields fields.
-func (c *copyRows) row(fields int) {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], uint16(fields))
-	c.buf.Write(b[:])
-}
+func (c *copyRows) row(fields int) { c.buf = binary.BigEndian.AppendUint16(c.buf, uint16(fields)) }
 
 // int8 writes a bigint (or a timestamptz's microseconds).
 func (c *copyRows) int8(v int64) {
-	var b [12]byte
-	binary.BigEndian.PutUint32(b[:4], 8)
-	binary.BigEndian.PutUint64(b[4:], uint64(v))
-	c.buf.Write(b[:])
+	c.buf = binary.BigEndian.AppendUint32(c.buf, 8)
+	c.buf = binary.BigEndian.AppendUint64(c.buf, uint64(v))
+}
+
+// id writes a bigint left for setIDs.
+func (c *copyRows) id() {
+	c.int8(0)
+	c.ids = append(c.ids, len(c.buf)-8)
+}
+
+// setIDs writes the ids left for it, growing from first in row order.
+func (c *copyRows) setIDs(first int64) {
+	for i, at := range c.ids {
+		binary.BigEndian.PutUint64(c.buf[at:], uint64(first+int64(i)))
+	}
 }
 
 // timestamptz writes t to the microsecond.
@@ -77,32 +90,30 @@ func (c *copyRows) timestamptz(t time.Time) { c.int8(t.UnixMicro() - pgEpochMicr
 
 // bool writes a boolean.
 func (c *copyRows) bool(v bool) {
-	b := [5]byte{0, 0, 0, 1, 0}
+	b := byte(0)
 	if v {
-		b[4] = 1
+		b = 1
 	}
-	c.buf.Write(b[:])
+	c.buf = append(c.buf, 0, 0, 0, 1, b)
 }
 
 // null writes a NULL.
-func (c *copyRows) null() { c.buf.Write([]byte{0xff, 0xff, 0xff, 0xff}) }
+func (c *copyRows) null() { c.buf = append(c.buf, 0xff, 0xff, 0xff, 0xff) }
 
 // text writes s, which must be valid text (UTF-8 without NUL: textOf).
 func (c *copyRows) text(s string) {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(len(s)))
-	c.buf.Write(b[:])
-	c.buf.WriteString(s)
+	c.buf = binary.BigEndian.AppendUint32(c.buf, uint32(len(s)))
+	c.buf = append(c.buf, s...)
 }
 
-// end writes the trailer and returns the data.
-func (c *copyRows) end() []byte {
-	c.buf.Write([]byte{0xff, 0xff})
-	return c.buf.Bytes()
+// end writes the trailer.
+func (c *copyRows) end() *copyRows {
+	c.buf = append(c.buf, 0xff, 0xff)
+	return c
 }
 
 // itemsCopy returns items, as stored (storedItem), in COPY's binary format.
-func itemsCopy(items []roster.Item) []byte {
+func itemsCopy(items []roster.Item) *copyRows {
 	c := newCopyRows(19 + len(items)*100)
 	for _, it := range items {
 		c.row(8)
@@ -123,33 +134,40 @@ func itemsCopy(items []roster.Item) []byte {
 }
 
 // auditCopy returns the audit rows of the changes in COPY's binary format,
-// their ids growing from first in the batch's order.
-func auditCopy(changes []store.Change, n int, first int64, now time.Time) []byte {
-	c := newCopyRows(19 + n*200)
-	id := first
+// in the batch's order, their ids left for setIDs; nil if there are none.
+func auditCopy(changes []store.Change, now time.Time) *copyRows {
+	var c *copyRows
 	for i := range changes {
 		e := changes[i].Audit
 		if e == nil {
 			continue
+		}
+		if c == nil {
+			c = newCopyRows(19 + (len(changes)-i)*200)
 		}
 		t := e.At
 		if t.IsZero() {
 			t = now
 		}
 		c.row(12)
-		c.int8(id)
+		c.id()
 		c.timestamptz(ms(t))
 		for _, s := range [...]string{e.Entity, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail} {
 			c.text(textOf(s))
 		}
-		id++
+	}
+	if c == nil {
+		return nil
 	}
 	return c.end()
 }
 
 // botEventsCopy returns evs (checked: checkBotEvents) in COPY's binary
-// format, their ids growing from first in order.
-func botEventsCopy(evs []store.BotEvent, first int64, now time.Time) []byte {
+// format, in order, their ids left for setIDs; nil if there are none.
+func botEventsCopy(evs []store.BotEvent, now time.Time) *copyRows {
+	if len(evs) == 0 {
+		return nil
+	}
 	c := newCopyRows(19 + len(evs)*150)
 	for i := range evs {
 		ev := &evs[i]
@@ -158,7 +176,7 @@ func botEventsCopy(evs []store.BotEvent, first int64, now time.Time) []byte {
 			t = now
 		}
 		c.row(5)
-		c.int8(first + int64(i))
+		c.id()
 		c.text(ev.Entity)
 		c.timestamptz(ms(t))
 		c.text(ev.Type)
@@ -167,10 +185,10 @@ func botEventsCopy(evs []store.BotEvent, first int64, now time.Time) []byte {
 	return c.end()
 }
 
-// copyIn sends data, in COPY's binary format, by sql (a COPY … FROM STDIN)
-// within tx, and checks that rows rows went in.
-func copyIn(ctx context.Context, tx pgx.Tx, sql string, data []byte, rows int) error {
-	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), sql)
+// copyIn sends c by sql (a COPY … FROM STDIN in the binary format) within
+// tx, and checks that rows rows went in.
+func copyIn(ctx context.Context, tx pgx.Tx, sql string, c *copyRows, rows int) error {
+	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.buf), sql)
 	if err != nil {
 		return err
 	}

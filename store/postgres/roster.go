@@ -83,11 +83,15 @@ func (db *DB) commit(ctx context.Context, b store.Batch, hints bool) (outboxID i
 	if err := db.queueCheck(&batch); err != nil {
 		return 0, hinted, fmt.Errorf("postgres: commit: %w", err)
 	}
+	// Every COPY's data is ready before the transaction begins.
+	var items *copyRows
+	if len(plan.ins) > 0 {
+		items = itemsCopy(plan.ins)
+	}
+	audit, bots := auditCopy(changes, now), botEventsCopy(b.BotEvents, now)
 	nAudit := 0
-	for i := range changes {
-		if changes[i].Audit != nil {
-			nAudit++
-		}
+	if audit != nil {
+		nAudit = len(audit.ids)
 	}
 	if nAudit > 0 || len(b.BotEvents) > 0 {
 		batch.Queue(lockWrites, writeLockKey)
@@ -162,20 +166,22 @@ func (db *DB) commit(ctx context.Context, b store.Batch, hints bool) (outboxID i
 	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
 		return 0, hinted, fmt.Errorf("postgres: commit: %w", fenceErr(err))
 	}
-	if len(plan.ins) > 0 {
-		if err := copyIn(ctx, tx, copyItems, itemsCopy(plan.ins), len(plan.ins)); err != nil {
+	if items != nil {
+		if err := copyIn(ctx, tx, copyItems, items, len(plan.ins)); err != nil {
 			return 0, hinted, fmt.Errorf("postgres: commit: new items: %w", err)
 		}
 	}
 	firstAudit := lastAudit - int64(nAudit) + 1
-	if nAudit > 0 {
-		if err := copyIn(ctx, tx, copyAudit, auditCopy(changes, nAudit, firstAudit, now), nAudit); err != nil {
+	if audit != nil {
+		audit.setIDs(firstAudit)
+		if err := copyIn(ctx, tx, copyAudit, audit, nAudit); err != nil {
 			return 0, hinted, fmt.Errorf("postgres: commit: audit: %w", err)
 		}
 	}
 	firstBot := lastBot - int64(len(b.BotEvents)) + 1
-	if len(b.BotEvents) > 0 {
-		if err := copyIn(ctx, tx, copyBotEvents, botEventsCopy(b.BotEvents, firstBot, now), len(b.BotEvents)); err != nil {
+	if bots != nil {
+		bots.setIDs(firstBot)
+		if err := copyIn(ctx, tx, copyBotEvents, bots, len(b.BotEvents)); err != nil {
 			return 0, hinted, fmt.Errorf("postgres: commit: bot events: %w", err)
 		}
 	}
