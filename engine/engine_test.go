@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -362,4 +363,53 @@ func waitWritten(t *testing.T, w *enginetest.Wire, sub string) {
 		case <-time.After(time.Millisecond):
 		}
 	}
+}
+
+// Each item change says whether the item was read as absent (store.Change
+// New): a first subscription from a contact does, a later one does not, and
+// of two changes to one item within a batch, the second does not.
+func TestChangesSayNew(t *testing.T) {
+	ctx := context.Background()
+	e, db, _ := newTestEngine(t, Settings{})
+	rec := &recordingStore{Store: db}
+	e.store = rec
+	type change struct {
+		contact string
+		new     bool
+	}
+	for _, tc := range []struct {
+		name string
+		els  []*stanza.Element
+		want []change
+	}{
+		{"first subscribe", []*stanza.Element{subscribe("alice@good.example")}, []change{{"alice@good.example", true}}},
+		{"stored item", []*stanza.Element{presence("unsubscribe", "alice@good.example", "helpdesk@bots.localhost", "u1")}, []change{{"alice@good.example", false}}},
+		{"twice in one batch", []*stanza.Element{subscribe("bob@good.example"), presence("unsubscribe", "bob@good.example", "helpdesk@bots.localhost", "u2")},
+			[]change{{"bob@good.example", true}, {"bob@good.example", false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec.changes = nil
+			if err := e.Handle(ctx, tc.els, noIQ{t}); err != nil {
+				t.Fatal(err)
+			}
+			var got []change
+			for _, c := range rec.changes {
+				got = append(got, change{c.Item.Contact, c.New})
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("changes (contact, New) = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// recordingStore keeps the changes of every commit.
+type recordingStore struct {
+	Store
+	changes []store.Change
+}
+
+func (s *recordingStore) Commit(ctx context.Context, b store.Batch) (int64, error) {
+	s.changes = append(s.changes, b.Changes...)
+	return s.Store.Commit(ctx, b)
 }

@@ -294,7 +294,10 @@ func (e *Engine) record(b *batch, before roster.Item, after subscription.Item, s
 	beforeState, _ := subscription.Compose(before.Sub, before.PendingOut, before.PendingIn)
 	changed := it.Sub != before.Sub || it.PendingOut != before.PendingOut || it.PendingIn != before.PendingIn || it.Approved != before.Approved
 	if changed || ev != nil || queue != nil {
-		ch := store.Change{Item: it, Queue: queue, Audit: ev}
+		// A stored item always has its Updated time (the stores set it):
+		// a zero one is an item read as absent, which the store may insert
+		// without looking for it.
+		ch := store.Change{Item: it, Queue: queue, Audit: ev, New: before.Updated.IsZero()}
 		ch.Delete = after.State == subscription.None && !after.Approved
 		ch.Dequeue = before.PendingIn && !it.PendingIn
 		if ev != nil {

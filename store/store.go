@@ -51,6 +51,12 @@ type Change struct {
 	Queue   *roster.Request // if non-nil, hold it for review (replacing any for the same entity and contact); Commit sets Queue.ID
 	Dequeue bool            // remove the held request for (Item.Entity, Item.Contact), if any
 	Audit   *roster.Event   // if non-nil, append it; Commit sets Audit.ID
+	// New says the caller read no stored item for (Item.Entity,
+	// Item.Contact) before this batch: a hint, which lets a store insert
+	// the item without looking for one first. It is only a hint: when an
+	// item is stored after all, Commit writes it as it would without.
+	// Within a batch, the first change of an item carries it.
+	New bool
 }
 
 // Batch is one transaction: state changes, the stanzas that report them, and

@@ -10,6 +10,7 @@ import (
 	"time"
 )
 
+// TestMain stops the shared PostgreSQL (TestScaleSmokePostgres, BenchmarkPostgres), if one started.
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // buildRostergate builds the rostergate binary into a temporary directory.

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"rostergate/internal/pgtest"
 )
 
 // envInt reads a size from the environment, for trying bigger runs by hand,
@@ -50,11 +52,17 @@ func BenchmarkStack(b *testing.B) { benchThroughput(b, "nop") }
 
 func BenchmarkDurable(b *testing.B) { benchThroughput(b, dbPath(b.TempDir(), "durable")) }
 
+// BenchmarkPostgres is the postgres throughput run, on pgtest's server
+// (BENCH_WINDOW sets the window; rostergate-bench's default is 16384).
+func BenchmarkPostgres(b *testing.B) {
+	benchThroughput(b, "postgres:"+pgtest.Start(b).NewDatabase(b))
+}
+
 func benchThroughput(b *testing.B, store string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	n := max(b.N, 1000)
-	res, err := Throughput(ctx, store, n, 4096)
+	res, err := Throughput(ctx, store, n, envInt("BENCH_WINDOW", 4096))
 	if err != nil {
 		b.Fatal(err)
 	}

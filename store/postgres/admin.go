@@ -172,11 +172,11 @@ func (db *DB) EditList(ctx context.Context, list, pattern string, add bool, ev *
 	}
 	var id int64
 	if ev != nil {
-		args, _ := auditArrays([]store.Change{{Audit: ev}}, now)
-		if _, err := tx.Exec(ctx, lockWrites, writeLockKey); err != nil {
-			return false, fmt.Errorf("postgres: edit list: %w", err)
+		at := now
+		if !ev.At.IsZero() {
+			at = ms(ev.At)
 		}
-		if err := tx.QueryRow(ctx, insertAudit, args...).Scan(&id); err != nil {
+		if id, err = insertOneAudit(ctx, tx, ev, at); err != nil {
 			return false, fmt.Errorf("postgres: edit list: audit: %w", err)
 		}
 	}
@@ -246,4 +246,22 @@ func (db *DB) Action(ctx context.Context, id int64) (store.Action, error) {
 		a.Done = done.Time.UTC()
 	}
 	return a, nil
+}
+
+// insertOneAudit inserts one audit event in tx, under the write lock (so
+// that ids follow the commit order), its time ev.At or else at; it returns
+// its id.
+func insertOneAudit(ctx context.Context, tx pgx.Tx, ev *roster.Event, at time.Time) (int64, error) {
+	if !ev.At.IsZero() {
+		at = ms(ev.At)
+	}
+	if _, err := tx.Exec(ctx, lockWrites, writeLockKey); err != nil {
+		return 0, err
+	}
+	var id int64
+	err := tx.QueryRow(ctx, `INSERT INTO audit (at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+		at, textOf(ev.Entity), textOf(ev.Contact), textOf(ev.Kind), textOf(ev.Action), textOf(ev.Rule), textOf(ev.From), textOf(ev.To),
+		textOf(ev.Actor), textOf(ev.Interface), textOf(ev.Detail)).Scan(&id)
+	return id, err
 }

@@ -32,21 +32,6 @@ func checkBotEvents(evs []store.BotEvent) error {
 	return nil
 }
 
-// botEventArrays returns evs as the arguments of insertBotEvents.
-func botEventArrays(evs []store.BotEvent, now time.Time) []any {
-	entity, typ, data := make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs))
-	at := make([]time.Time, len(evs))
-	for i := range evs {
-		ev := &evs[i]
-		entity[i], typ[i], data[i] = ev.Entity, ev.Type, ev.Data
-		at[i] = now
-		if !ev.At.IsZero() {
-			at[i] = ms(ev.At)
-		}
-	}
-	return []any{entity, at, typ, data}
-}
-
 // oneObject reports whether s is one brace-delimited whole: it opens with
 // {, and its brackets, outside strings, close only at its last byte.
 func oneObject(s string) bool {

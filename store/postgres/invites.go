@@ -61,17 +61,14 @@ func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return fenceErr(tx.Commit(ctx))
 }
 
-// auditTx inserts ev in tx, in the audit log's commit order, and sets its id.
+// auditTx inserts ev (if not nil) in tx, in the audit log's commit order
+// (under the write lock), and sets its id.
 func auditTx(ctx context.Context, tx pgx.Tx, ev *roster.Event, now time.Time) error {
 	if ev == nil {
 		return nil
 	}
-	args, _ := auditArrays([]store.Change{{Audit: ev}}, now)
-	if _, err := tx.Exec(ctx, lockWrites, writeLockKey); err != nil {
-		return err
-	}
-	var id int64
-	if err := tx.QueryRow(ctx, insertAudit, args...).Scan(&id); err != nil {
+	id, err := insertOneAudit(ctx, tx, ev, now)
+	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	ev.ID = id

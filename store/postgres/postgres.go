@@ -10,15 +10,15 @@
 // timestamptz, written to the millisecond and read back in UTC, as
 // package sqlite keeps them; keys sort bytewise (COLLATE "C").
 //
-// [DB.Commit] writes a whole batch in one transaction, in one round trip
-// for its statements (a pipeline) besides BEGIN and COMMIT: the items by
-// one bulk upsert and one bulk delete (unnest of arrays), the audit rows
-// and bot events by one insert each, the outbox row, and the rare held
-// requests one statement each. Every transaction that appends to the
-// audit log or the bot events first takes the store's write lock (a
-// transaction-level advisory lock), so that their ids grow in commit
-// order: a reader paging by id never sees a later id committed before an
-// earlier one.
+// [DB.Commit] writes a whole batch in one transaction: one round trip for
+// its statements (a pipeline) besides BEGIN and COMMIT, the items written
+// by one bulk upsert and those deleted by one bulk delete (unnest of
+// arrays), the outbox row, and the rare held requests one statement each;
+// then one COPY each for the new items (store.Change.New), the audit rows
+// and the bot events, the cheapest way in for the server (copy.go). Every transaction that appends to the audit log or
+// the bot events first takes the store's write lock (a transaction-level
+// advisory lock), so that their ids grow in commit order: a reader paging
+// by id never sees a later id committed before an earlier one.
 //
 // [Open] applies the embedded migrations in one transaction under an
 // advisory lock, so that instances starting together do not race; the

@@ -298,27 +298,73 @@ func dbName(t *testing.T, dsn string) string {
 }
 
 // TestTimesAndOrder: times come back in UTC to the millisecond, and keys
-// sort bytewise, whatever the database's locale.
+// sort bytewise, whatever the database's locale, whether the items went in
+// by the upsert or by COPY (New).
 func TestTimesAndOrder(t *testing.T) {
+	for _, isNew := range []bool{false, true} {
+		t.Run(fmt.Sprintf("new=%t", isNew), func(t *testing.T) {
+			db := openDSN(t, pgtest.Start(t).NewDatabase(t))
+			ctx := t.Context()
+			in := t0.Add(456_789 * time.Nanosecond).In(time.FixedZone("UTC+1", 3600))
+			var changes []store.Change
+			for _, c := range []string{"é@x", "a@x", "Z@x", "b@x"} {
+				changes = append(changes, store.Change{Item: roster.Item{Entity: "e", Contact: c, Sub: roster.SubNone, PendingIn: true, PendingSince: in, Updated: in}, New: isNew})
+			}
+			if _, err := db.Commit(ctx, store.Batch{Changes: changes}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			err := db.Items(ctx, store.Filter{Entity: "e"}, func(it roster.Item) error {
+				got = append(got, it.Contact)
+				if it.Updated != t0 || it.PendingSince != t0 {
+					t.Errorf("%s: Updated %v, PendingSince %v; want exactly %v", it.Contact, it.Updated, it.PendingSince, t0)
+				}
+				return nil
+			})
+			if want := []string{"Z@x", "a@x", "b@x", "é@x"}; err != nil || !slices.Equal(got, want) {
+				t.Errorf("Items = %q, %v; want %q", got, err, want)
+			}
+		})
+	}
+}
+
+// TestCopyValues: what goes in by COPY (copy.go) comes back as it went in:
+// times before PostgreSQL's epoch (2000) and after, to the millisecond;
+// text that is not UTF-8 or holds NUL as textOf makes it; a pending_since
+// that is NULL; bot event data as its bytes.
+func TestCopyValues(t *testing.T) {
 	db := openDSN(t, pgtest.Start(t).NewDatabase(t))
 	ctx := t.Context()
-	in := t0.Add(456_789 * time.Nanosecond).In(time.FixedZone("UTC+1", 3600))
-	var changes []store.Change
-	for _, c := range []string{"é@x", "a@x", "Z@x", "b@x"} {
-		changes = append(changes, store.Change{Item: roster.Item{Entity: "e", Contact: c, Sub: roster.SubNone, PendingIn: true, PendingSince: in, Updated: in}})
+	before := time.Date(1999, 12, 31, 23, 59, 59, 999_000_000, time.UTC)
+	ev := roster.Event{At: before, Entity: "e", Contact: "ü@x", Kind: "subscribe", Action: "accept", Detail: "bad \xff byte, NUL \x00 gone", Actor: "ü@x"}
+	bot := store.BotEvent{Entity: "e", At: t0, Type: "subscription", Data: `{"jid": "ü@x", "n": [1, 2]}`}
+	b := store.Batch{
+		Changes: []store.Change{
+			{Item: roster.Item{Entity: "e", Contact: "ü@x", Sub: roster.SubFrom, Updated: before}, New: true, Audit: &ev},
+			{Item: roster.Item{Entity: "", Contact: "d@x", Sub: roster.SubTo, PendingOut: true, Approved: true, Updated: t0}, New: true},
+		},
+		BotEvents: []store.BotEvent{bot},
 	}
-	if _, err := db.Commit(ctx, store.Batch{Changes: changes}); err != nil {
+	if _, err := db.Commit(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	err := db.Items(ctx, store.Filter{Entity: "e"}, func(it roster.Item) error {
-		got = append(got, it.Contact)
-		if it.Updated != t0 || it.PendingSince != t0 {
-			t.Errorf("%s: Updated %v, PendingSince %v; want exactly %v", it.Contact, it.Updated, it.PendingSince, t0)
-		}
-		return nil
-	})
-	if want := []string{"Z@x", "a@x", "b@x", "é@x"}; err != nil || !slices.Equal(got, want) {
-		t.Errorf("Items = %q, %v; want %q", got, err, want)
+	it, err := db.Get(ctx, "e", "ü@x")
+	if err != nil || it.Updated != before || !it.PendingSince.IsZero() || it.Sub != roster.SubFrom || it.PendingOut || it.PendingIn || it.Approved {
+		t.Errorf("Get = %+v, %v; want from, updated %v", it, err, before)
+	}
+	it, err = db.Get(ctx, "", "d@x")
+	if err != nil || it.Updated != t0 || it.Sub != roster.SubTo || !it.PendingOut || it.PendingIn || !it.Approved {
+		t.Errorf("Get = %+v, %v; want to, pending out, approved, updated %v", it, err, t0)
+	}
+	got, err := db.AuditPage(ctx, store.AuditQuery{Limit: 10})
+	want := ev
+	want.Detail = "bad \uFFFD byte, NUL  gone"
+	if err != nil || len(got) != 1 || got[0] != want {
+		t.Errorf("AuditPage = %+v, %v; want %+v", got, err, want)
+	}
+	evs, _, err := db.BotEvents(ctx, "e", 0, 10)
+	bot.ID = b.BotEvents[0].ID
+	if err != nil || len(evs) != 1 || evs[0] != bot {
+		t.Errorf("BotEvents = %+v, %v; want %+v", evs, err, bot)
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"rostergate/roster"
@@ -31,21 +31,8 @@ const (
 			approved = excluded.approved, pending_since = excluded.pending_since, updated = excluded.updated`
 	deleteRequest = `DELETE FROM requests WHERE entity = $1 AND contact = $2`
 	insertRequest = `INSERT INTO requests (entity, contact, rule, subscribe_back, created) VALUES ($1, $2, $3, $4, $5) RETURNING id`
-	// The rows go in in the batch's order (ORDER BY ord), so their ids,
-	// drawn as they go in, grow in that order.
-	insertAudit = `INSERT INTO audit (at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail)
-		SELECT at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail
-		FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-			WITH ORDINALITY AS u(at, entity, contact, kind, action, rule, from_state, to_state, actor, interface, detail, ord)
-		ORDER BY ord
-		RETURNING id`
-	insertBotEvents = `INSERT INTO bot_events (entity, at, type, data)
-		SELECT entity, at, type, data::json
-		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) WITH ORDINALITY AS u(entity, at, type, data, ord)
-		ORDER BY ord
-		RETURNING id`
-	deleteOutbox = `DELETE FROM outbox WHERE id <= $1`
-	insertOutbox = `INSERT INTO outbox (created, stanzas) VALUES ($1, $2) RETURNING id`
+	deleteOutbox  = `DELETE FROM outbox WHERE id <= $1`
+	insertOutbox  = `INSERT INTO outbox (created, stanzas) VALUES ($1, $2) RETURNING id`
 )
 
 // Commit writes a batch in one transaction, all or nothing, and returns the
@@ -53,31 +40,69 @@ const (
 //
 // Its statements go to the server in one pipeline: the final state of each
 // item in one upsert and one delete, the held requests one statement each
-// in the batch's order, the audit rows and the bot events one insert each,
-// the outbox's. The ids of requests, audit rows and bot events are set on
-// the caller's structs only once the transaction has committed.
+// in the batch's order, the outbox's; then the new items
+// (store.Change.New), the audit rows and the bot events each by one COPY
+// (see copy.go). The ids of requests, audit rows and bot events are set on the
+// caller's structs only once the transaction has committed.
+//
+// A new item that is stored after all (the hint was wrong) fails the
+// COPY: the transaction is then done again without the hints.
 func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err error) {
 	changes := b.Changes
 	if len(changes) == 0 && b.Send == "" && b.Delivered == 0 && len(b.BotEvents) == 0 && len(b.InviteUses) == 0 && len(b.Placements) == 0 {
 		return 0, nil
 	}
-	now := ms(time.Now())
-	plan, err := planItems(changes, now)
-	if err != nil {
-		return 0, err
+	id, hinted, err := db.commit(ctx, b, true)
+	if hinted && isItemsKey(err) {
+		id, _, err = db.commit(ctx, b, false)
 	}
+	return id, err
+}
+
+// isItemsKey reports whether err is a duplicate key of the items.
+func isItemsKey(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "items_pkey"
+}
+
+// commit is Commit, the new items inserted without looking for them if
+// hints; hinted reports whether any was.
+func (db *DB) commit(ctx context.Context, b store.Batch, hints bool) (outboxID int64, hinted bool, err error) {
+	changes := b.Changes
+	now := ms(time.Now())
+	plan, err := planItems(changes, now, hints)
+	if err != nil {
+		return 0, false, err
+	}
+	hinted = len(plan.ins) > 0
 	if err := checkBotEvents(b.BotEvents); err != nil {
-		return 0, err
+		return 0, hinted, err
 	}
 
 	var batch pgx.Batch
 	if err := db.queueCheck(&batch); err != nil {
-		return 0, fmt.Errorf("postgres: commit: %w", err)
+		return 0, hinted, fmt.Errorf("postgres: commit: %w", err)
 	}
-	audit, nAudit := auditArrays(changes, now)
+	// Every COPY's data is ready before the transaction begins.
+	var items *copyRows
+	if len(plan.ins) > 0 {
+		items = itemsCopy(plan.ins)
+	}
+	audit, bots := auditCopy(changes, now), botEventsCopy(b.BotEvents, now)
+	nAudit := 0
+	if audit != nil {
+		nAudit = len(audit.ids)
+	}
 	if nAudit > 0 || len(b.BotEvents) > 0 || len(b.InviteUses) > 0 {
 		// Before any invite's row: RevokeInvite takes this lock first too.
 		batch.Queue(lockWrites, writeLockKey)
+	}
+	var lastAudit, lastBot int64
+	if nAudit > 0 {
+		batch.Queue(reserveIDs, "audit", int64(nAudit)).QueryRow(func(row pgx.Row) error { return row.Scan(&lastAudit) })
+	}
+	if len(b.BotEvents) > 0 {
+		batch.Queue(reserveIDs, "bot_events", int64(len(b.BotEvents))).QueryRow(func(row pgx.Row) error { return row.Scan(&lastBot) })
 	}
 	if len(plan.delEntity) > 0 {
 		batch.Queue(deleteItems, plan.delEntity, plan.delContact)
@@ -131,22 +156,6 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 		batch.Queue(useInvites, b.InviteUses)
 	}
 	queuePlacements(&batch, b.Placements, now)
-	var auditIDs []int64
-	if nAudit > 0 {
-		batch.Queue(insertAudit, audit...).Query(func(rows pgx.Rows) error {
-			var err error
-			auditIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-			return err
-		})
-	}
-	var botIDs []int64
-	if len(b.BotEvents) > 0 {
-		batch.Queue(insertBotEvents, botEventArrays(b.BotEvents, now)...).Query(func(rows pgx.Rows) error {
-			var err error
-			botIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-			return err
-		})
-	}
 	if b.Delivered > 0 {
 		batch.Queue(deleteOutbox, b.Delivered)
 	}
@@ -156,35 +165,50 @@ func (db *DB) Commit(ctx context.Context, b store.Batch) (outboxID int64, err er
 
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: commit: begin: %w", err)
+		return 0, hinted, fmt.Errorf("postgres: commit: begin: %w", err)
 	}
 	defer rollback(ctx, tx)
 	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-		return 0, fmt.Errorf("postgres: commit: %w", fenceErr(err))
+		return 0, hinted, fmt.Errorf("postgres: commit: %w", fenceErr(err))
+	}
+	if items != nil {
+		if err := copyIn(ctx, tx, copyItems, items, len(plan.ins)); err != nil {
+			return 0, hinted, fmt.Errorf("postgres: commit: new items: %w", err)
+		}
+	}
+	firstAudit := lastAudit - int64(nAudit) + 1
+	if audit != nil {
+		audit.setIDs(firstAudit)
+		if err := copyIn(ctx, tx, copyAudit, audit, nAudit); err != nil {
+			return 0, hinted, fmt.Errorf("postgres: commit: audit: %w", err)
+		}
+	}
+	firstBot := lastBot - int64(len(b.BotEvents)) + 1
+	if bots != nil {
+		bots.setIDs(firstBot)
+		if err := copyIn(ctx, tx, copyBotEvents, bots, len(b.BotEvents)); err != nil {
+			return 0, hinted, fmt.Errorf("postgres: commit: bot events: %w", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("postgres: commit: %w", err)
+		return 0, hinted, fmt.Errorf("postgres: commit: %w", err)
 	}
 
-	// Only now are the ids real. The ids of one insert grow in the order
-	// the rows went in; sorted, they need not come back in it.
-	if len(auditIDs) != nAudit || len(botIDs) != len(b.BotEvents) {
-		return outboxID, fmt.Errorf("postgres: commit: %d audit ids for %d rows, %d bot event ids for %d events", len(auditIDs), nAudit, len(botIDs), len(b.BotEvents))
-	}
-	slices.Sort(auditIDs)
-	slices.Sort(botIDs)
+	// Only now are the ids real.
+	id := firstAudit
 	for i := range changes {
 		if q := changes[i].Queue; q != nil {
 			q.ID, reqIDs = reqIDs[0], reqIDs[1:]
 		}
 		if e := changes[i].Audit; e != nil {
-			e.ID, auditIDs = auditIDs[0], auditIDs[1:]
+			e.ID = id
+			id++
 		}
 	}
 	for i := range b.BotEvents {
-		b.BotEvents[i].ID = botIDs[i]
+		b.BotEvents[i].ID = firstBot + int64(i)
 	}
-	return outboxID, nil
+	return outboxID, hinted, nil
 }
 
 // itemPlan is how Commit writes the items of a batch: within one
@@ -196,17 +220,20 @@ type itemPlan struct {
 		out, in, approved    []bool
 		since, updated       []pgtype.Timestamptz
 	}
+	ins                   []roster.Item // new items, as stored (storedItem), inserted without looking for them
 	delEntity, delContact []string
 	deletedAt             []bool              // per change: its item part is a delete
 	finalDelete           map[roster.Key]bool // items whose last change deletes them
 }
 
 // planItems checks each item first, so that an error names the change at
-// fault, and returns the plan.
-func planItems(changes []store.Change, now time.Time) (itemPlan, error) {
+// fault, and returns the plan. If hints, the items whose first change in
+// the batch says New, and whose last does not delete them, go in ins.
+func planItems(changes []store.Change, now time.Time, hints bool) (itemPlan, error) {
 	type final struct {
-		i   int // the change that decides the item
-		del bool
+		i     int // the change that decides the item
+		del   bool
+		isNew bool // the item's first change says New
 	}
 	var (
 		order []roster.Key
@@ -235,10 +262,13 @@ func planItems(changes []store.Change, now time.Time) (itemPlan, error) {
 			last = make(map[roster.Key]final, len(changes))
 		}
 		k := roster.Key{Entity: it.Entity, Contact: it.Contact}
-		if _, seen := last[k]; !seen {
+		f, seen := last[k]
+		if !seen {
 			order = append(order, k)
+			f.isNew = hints && c.New
 		}
-		last[k] = final{i, del}
+		f.i, f.del = i, del
+		last[k] = f
 	}
 	u := &plan.up
 	for _, k := range order {
@@ -253,23 +283,23 @@ func planItems(changes []store.Change, now time.Time) (itemPlan, error) {
 			plan.delContact = append(plan.delContact, k.Contact)
 			continue
 		}
+		if f.isNew {
+			if plan.ins == nil {
+				plan.ins = make([]roster.Item, 0, len(order))
+			}
+			plan.ins = append(plan.ins, storedItem(it, now))
+			continue
+		}
 		if u.entity == nil {
 			n := len(order)
 			u.entity, u.contact, u.sub = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 			u.out, u.in, u.approved = make([]bool, 0, n), make([]bool, 0, n), make([]bool, 0, n)
 			u.since, u.updated = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
 		}
-		updated := it.Updated
-		if updated.IsZero() {
-			updated = now
-		}
+		it = storedItem(it, now)
 		var since pgtype.Timestamptz
 		if it.PendingIn {
-			t := it.PendingSince
-			if t.IsZero() {
-				t = now
-			}
-			since = pgtype.Timestamptz{Time: ms(t), Valid: true}
+			since = pgtype.Timestamptz{Time: it.PendingSince, Valid: true}
 		}
 		u.entity = append(u.entity, it.Entity)
 		u.contact = append(u.contact, it.Contact)
@@ -278,51 +308,32 @@ func planItems(changes []store.Change, now time.Time) (itemPlan, error) {
 		u.in = append(u.in, it.PendingIn)
 		u.approved = append(u.approved, it.Approved)
 		u.since = append(u.since, since)
-		u.updated = append(u.updated, pgtype.Timestamptz{Time: ms(updated), Valid: true})
+		u.updated = append(u.updated, pgtype.Timestamptz{Time: it.Updated, Valid: true})
 	}
 	return plan, nil
 }
 
+// storedItem is it as Commit writes it: its times to the millisecond, a
+// zero Updated (or PendingSince, while PendingIn) now, PendingSince zero
+// unless PendingIn.
+func storedItem(it roster.Item, now time.Time) roster.Item {
+	if it.Updated.IsZero() {
+		it.Updated = now
+	}
+	it.Updated = ms(it.Updated)
+	switch {
+	case !it.PendingIn:
+		it.PendingSince = time.Time{}
+	case it.PendingSince.IsZero():
+		it.PendingSince = now
+	default:
+		it.PendingSince = ms(it.PendingSince)
+	}
+	return it
+}
+
 // validText reports whether PostgreSQL's text takes s: UTF-8, no NUL.
 func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
-
-// auditArrays returns the audit rows of the changes as the arguments of
-// insertAudit (one array per column), and their number.
-func auditArrays(changes []store.Change, now time.Time) ([]any, int) {
-	n := 0
-	for i := range changes {
-		if changes[i].Audit != nil {
-			n++
-		}
-	}
-	if n == 0 {
-		return nil, 0
-	}
-	at := make([]time.Time, 0, n)
-	cols := make([][]string, 10)
-	for j := range cols {
-		cols[j] = make([]string, 0, n)
-	}
-	for i := range changes {
-		e := changes[i].Audit
-		if e == nil {
-			continue
-		}
-		t := e.At
-		if t.IsZero() {
-			t = now
-		}
-		at = append(at, ms(t))
-		for j, s := range [...]string{e.Entity, e.Contact, e.Kind, e.Action, e.Rule, e.From, e.To, e.Actor, e.Interface, e.Detail} {
-			cols[j] = append(cols[j], textOf(s))
-		}
-	}
-	args := []any{at}
-	for _, c := range cols {
-		args = append(args, c)
-	}
-	return args, n
-}
 
 // textOf is s as PostgreSQL's text takes it: bytes that are not UTF-8
 // become U+FFFD, as in package sqlite, and NUL goes.

@@ -168,6 +168,59 @@ func testCommit(t *testing.T, o opener) {
 			},
 		},
 		{
+			name:    "New inserts",
+			batches: [][]store.Change{{{Item: base, New: true}}},
+			check: func(t *testing.T, s store.Store, _ [][]store.Change) {
+				wantItem(t, s, base)
+			},
+		},
+		{
+			name: "New on a stored item (a wrong hint) still replaces it, once",
+			batches: [][]store.Change{
+				{{Item: base}},
+				{
+					{Item: roster.Item{Entity: alice, Contact: "new@example.org", Sub: roster.SubNone, PendingIn: true, PendingSince: t0, Updated: t0},
+						New: true, Queue: &roster.Request{Created: t0}, Audit: &roster.Event{At: t0, Action: "review"}},
+					{Item: roster.Item{Entity: alice, Contact: bob, Sub: roster.SubFrom, Updated: t0.Add(time.Second)},
+						New: true, Dequeue: true, Audit: &roster.Event{At: t0, Action: "accept"}},
+				},
+			},
+			check: func(t *testing.T, s store.Store, b [][]store.Change) {
+				wantItem(t, s, roster.Item{Entity: alice, Contact: bob, Sub: roster.SubFrom, Updated: t0.Add(time.Second)})
+				wantItem(t, s, roster.Item{Entity: alice, Contact: "new@example.org", Sub: roster.SubNone, PendingIn: true, PendingSince: t0, Updated: t0})
+				wantRequests(t, s, roster.Request{ID: b[1][0].Queue.ID, Entity: alice, Contact: "new@example.org", Created: t0})
+				got := events(t, s)
+				want := []roster.Event{*b[1][0].Audit, *b[1][1].Audit}
+				if want[0].ID == 0 || want[1].ID <= want[0].ID {
+					t.Errorf("event IDs %d, %d: want increasing non-zero", want[0].ID, want[1].ID)
+				}
+				if !slices.EqualFunc(got, want, sameEvent) {
+					t.Errorf("Events =\n%+v\nwant\n%+v", got, want)
+				}
+			},
+		},
+		{
+			name: "New: the first change of an item counts, the last decides its state",
+			batches: [][]store.Change{
+				{{Item: base}, {Item: roster.Item{Entity: alice, Contact: "gone@example.org", Sub: roster.SubTo, Updated: t0}}},
+				{
+					{Item: roster.Item{Entity: alice, Contact: bob}, Delete: true},
+					{Item: roster.Item{Entity: alice, Contact: bob, Sub: roster.SubTo, Updated: t0}, New: true},
+					{Item: roster.Item{Entity: alice, Contact: "gone@example.org"}, Delete: true},
+					{Item: roster.Item{Entity: alice, Contact: "brief@example.org", Sub: roster.SubTo, Updated: t0}, New: true},
+					{Item: roster.Item{Entity: alice, Contact: "brief@example.org"}, Delete: true},
+					{Item: roster.Item{Entity: alice, Contact: "twice@example.org", Sub: roster.SubTo, Updated: t0}, New: true},
+					{Item: roster.Item{Entity: alice, Contact: "twice@example.org", Sub: roster.SubBoth, Updated: t0}},
+				},
+			},
+			check: func(t *testing.T, s store.Store, _ [][]store.Change) {
+				wantItem(t, s, roster.Item{Entity: alice, Contact: bob, Sub: roster.SubTo, Updated: t0})
+				wantNoItem(t, s, alice, "gone@example.org")
+				wantNoItem(t, s, alice, "brief@example.org")
+				wantItem(t, s, roster.Item{Entity: alice, Contact: "twice@example.org", Sub: roster.SubBoth, Updated: t0})
+			},
+		},
+		{
 			name: "audit round trip, audit-only change",
 			batches: [][]store.Change{
 				{{Item: base, Audit: &roster.Event{At: t0, Entity: alice, Contact: bob, Kind: "subscribe", Action: "review",
