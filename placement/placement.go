@@ -348,6 +348,9 @@ func (p *Placer) entity(ctx context.Context, ent engine.Entity, have map[string]
 	return nil
 }
 
+// maxAttempts is how many times an unanswered request is sent, at most.
+const maxAttempts = 5
+
 // check moves a stored placement on: a request accepted, one to send
 // again, a placed item the user removed, a failure to try again.
 func (p *Placer) check(ctx context.Context, ent engine.Entity, c string, it roster.Item, pl store.Placement, s engine.Placement, sum *Summary) error {
@@ -380,7 +383,20 @@ func (p *Placer) check(ctx context.Context, ent engine.Entity, c string, it rost
 			return p.eng.Place(ctx, engine.PlaceOp{Entity: ent.Local, Contact: c, Step: engine.PlaceRecord, Placement: pl,
 				Audit: p.event("place", "half", ViaFallback, pl.Detail)})
 		}
+		if !it.PendingOut {
+			// The request is no longer pending and was not accepted: the
+			// user refused it (unsubscribed), or accepted then took the
+			// entity off. Asked again it would be refused again.
+			pl.State, pl.Detail = store.PlaceDeclined, fmt.Sprintf("the user refused the request (now %s): left alone", it.Sub)
+			sum.Declined++
+			return p.eng.Place(ctx, engine.PlaceOp{Entity: ent.Local, Contact: c, Step: engine.PlaceRecord, Placement: pl,
+				Audit: p.event("place", "declined", ViaFallback, pl.Detail)})
+		}
 		if now.Sub(pl.Sent) < s.ResendAfter {
+			return nil
+		}
+		if pl.Attempts >= maxAttempts {
+			// Unanswered this many times: whoever it is does not answer.
 			return nil
 		}
 		return p.place(ctx, ent, c, pl.Source, pl, sum)

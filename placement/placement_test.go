@@ -18,6 +18,7 @@ import (
 type fakeEngine struct {
 	entities   []engine.Entity
 	items      map[string]string // contact → sub (entity "crm")
+	asked      map[string]bool   // contact → the entity's request is pending (until the sub is to or both, or refused)
 	placements map[string]store.Placement
 	ops        []engine.PlaceOp
 	audits     []roster.Event
@@ -25,7 +26,7 @@ type fakeEngine struct {
 
 func newFake(placeIn ...string) *fakeEngine {
 	return &fakeEngine{entities: []engine.Entity{{Local: "crm", Name: "CRM", PlaceIn: placeIn}},
-		items: map[string]string{}, placements: map[string]store.Placement{}}
+		items: map[string]string{}, asked: map[string]bool{}, placements: map[string]store.Placement{}}
 }
 
 func (f *fakeEngine) Domain() string            { return "bots.example.com" }
@@ -38,7 +39,8 @@ func (f *fakeEngine) Item(_ context.Context, entity, contact string) (roster.Ite
 	if sub == "" {
 		sub = roster.SubNone
 	}
-	return roster.Item{Entity: entity, Contact: contact, Sub: sub}, nil
+	pending := f.asked[contact] && sub != roster.SubTo && sub != roster.SubBoth
+	return roster.Item{Entity: entity, Contact: contact, Sub: sub, PendingOut: pending}, nil
 }
 func (f *fakeEngine) Placements(context.Context) ([]store.Placement, error) {
 	var out []store.Placement
@@ -55,6 +57,9 @@ func (f *fakeEngine) Place(_ context.Context, op engine.PlaceOp) error {
 		f.items[op.Contact] = roster.SubBoth
 	case engine.PlaceErased, engine.PlaceRetract:
 		f.items[op.Contact] = roster.SubNone
+		f.asked[op.Contact] = false
+	case engine.PlaceAsk:
+		f.asked[op.Contact] = true
 	}
 	if op.DeletePlacement {
 		delete(f.placements, op.Contact)
@@ -228,6 +233,7 @@ func TestFallback(t *testing.T) {
 	wantSteps(t, f, "alice@example.com record accepted place/fallback")
 	// She takes it off later: left alone from then on.
 	f.items["alice@example.com"] = roster.SubNone
+	f.asked["alice@example.com"] = false
 	reconcile(t, p)
 	wantSteps(t, f, "alice@example.com record declined place/fallback")
 	now = now.Add(72 * time.Hour)
@@ -314,5 +320,33 @@ func TestRemoveFallback(t *testing.T) {
 		"carol@example.com retract deleted unplace/fallback")
 	if len(f.placements) != 0 {
 		t.Errorf("placements left: %+v", f.placements)
+	}
+}
+
+// TestFallbackRefused: a user who refuses the entity's request
+// (unsubscribed: no longer pending, not accepted) is left alone, not asked
+// again every resend_after; one who never answers is asked at most
+// maxAttempts times.
+func TestFallbackRefused(t *testing.T) {
+	f := newFake("alice@example.com", "bob@example.com")
+	p := New(f, nil, &fakeServer{}, nil)
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	p.now = func() time.Time { return now }
+	p.SetGrant(Grant{NS: NSPrivilege2, Roster: "get", From: "example.com"})
+	reconcile(t, p)
+	wantSteps(t, f, "alice@example.com ask waiting place/fallback", "bob@example.com ask waiting place/fallback")
+	f.asked["alice@example.com"] = false // she answered unsubscribed
+	now = now.Add(25 * time.Hour)
+	reconcile(t, p)
+	wantSteps(t, f, "alice@example.com record declined place/fallback", "bob@example.com ask waiting place/fallback")
+	for range 10 {
+		now = now.Add(25 * time.Hour)
+		reconcile(t, p)
+	}
+	if pl := f.placements["bob@example.com"]; pl.Attempts != maxAttempts {
+		t.Errorf("bob asked %d times, want %d", pl.Attempts, maxAttempts)
+	}
+	if pl := f.placements["alice@example.com"]; pl.State != store.PlaceDeclined || pl.Attempts != 1 {
+		t.Errorf("alice: %+v", pl)
 	}
 }

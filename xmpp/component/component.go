@@ -72,7 +72,7 @@ type Component struct {
 	// IQs sent on it that wait for an answer, by id (mu).
 	placer     *placement.Placer
 	advertised *once
-	pending    map[string]chan iqReply
+	pending    map[string]pendingIQ
 	mu         sync.Mutex
 
 	connected chan struct{} // closed and replaced on each connect; for tests
@@ -306,7 +306,7 @@ func (c *Component) session(ctx context.Context) (up bool, err error) {
 	c.mu.Lock()
 	c.adminQ = adminQ
 	c.placer, c.advertised = pl, adv
-	c.pending = map[string]chan iqReply{}
+	c.pending = map[string]pendingIQ{}
 	c.mu.Unlock()
 	defer c.eng.Detach()
 	if err := c.eng.Attach(ctx, w); err != nil {

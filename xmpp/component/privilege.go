@@ -26,14 +26,26 @@ func (c *Component) privileged(el *stanza.Element) bool {
 		return false
 	}
 	from, err := jid.Parse(el.From)
-	if err != nil || from.Localpart() != "" || from.Resourcepart() != "" || from.Domainpart() == c.domain {
-		c.log.Warn("privilege advertisement from other than a server ignored", "from", el.From)
+	to, terr := jid.Parse(el.To)
+	// Only the server the component is attached under grants privileges:
+	// a domain of which the component's is a subdomain (example.com for
+	// bots.example.com). Another server (over s2s) or component could
+	// otherwise grant what the server never gave, or take it back.
+	if err != nil || terr != nil || from.Localpart() != "" || from.Resourcepart() != "" ||
+		!strings.HasSuffix(c.domain, "."+from.Domainpart()) || !strings.EqualFold(to.String(), c.domain) {
+		c.log.Warn("privilege advertisement ignored: not from the server the component's domain is under", "from", el.From, "to", el.To)
 		return true
 	}
 	g := placement.Grant{NS: el.Privilege.NS, Roster: el.Privilege.Perms["roster"], From: from.String()}
 	c.mu.Lock()
 	pl, adv := c.placer, c.advertised
 	c.mu.Unlock()
+	if adv != nil && adv.done {
+		// One per stream, right after the handshake: a later one is no
+		// server's.
+		c.log.Warn("second privilege advertisement on the stream ignored", "from", el.From)
+		return true
+	}
 	c.log.Info("server advertised privileges (XEP-0356)", "from", g.From, "ns", g.NS, "roster", g.Roster,
 		"message", el.Privilege.Perms["message"], "presence", el.Privilege.Perms["presence"])
 	if pl != nil {
@@ -62,18 +74,41 @@ type iqReply struct {
 	raw []byte // the children: the error for an error
 }
 
-// iqAnswer hands a result or error IQ to whoever waits for it; others
-// are dropped.
+// pendingIQ is an IQ the component sent and waits for an answer to: only
+// an answer from the JID it went to counts.
+type pendingIQ struct {
+	to string // the bare JID the IQ went to, as written
+	ch chan iqReply
+}
+
+// iqAnswer hands a result or error IQ to whoever waits for it, if it comes
+// from the JID the request went to; others are dropped (ids can be
+// guessed: a forged result must not count as the server's).
 func (c *Component) iqAnswer(el *stanza.Element) {
 	c.mu.Lock()
-	ch, ok := c.pending[el.ID]
+	p, ok := c.pending[el.ID]
+	if ok && !sameBare(el.From, p.to) {
+		c.mu.Unlock()
+		c.log.Warn("IQ answer from other than the JID asked ignored", "id", el.ID, "from", el.From, "asked", p.to)
+		return
+	}
 	if ok {
 		delete(c.pending, el.ID)
 	}
 	c.mu.Unlock()
 	if ok {
-		ch <- iqReply{typ: el.Type, raw: el.Raw}
+		p.ch <- iqReply{typ: el.Type, raw: el.Raw}
 	}
+}
+
+// sameBare reports whether a and b are the same bare JID (a may be full).
+func sameBare(a, b string) bool {
+	ja, err := jid.Parse(a)
+	if err != nil {
+		return false
+	}
+	jb, err := jid.Parse(b)
+	return err == nil && ja.Bare().Equal(jb.Bare())
 }
 
 // rosterSetter writes users' roster items through the server with the
@@ -104,7 +139,7 @@ func (r rosterSetter) SetRosterItem(ctx context.Context, user string, it placeme
 
 	ch := make(chan iqReply, 1)
 	c.mu.Lock()
-	c.pending[id] = ch
+	c.pending[id] = pendingIQ{to: user, ch: ch}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()

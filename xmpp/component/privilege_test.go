@@ -37,6 +37,11 @@ func TestPlacementPrivileged(t *testing.T) {
 	}{
 		{"written", "urn:xmpp:privilege:2", "<iq type='result' id='%s' from='alice@localhost' to='bots.localhost'/>", store.PlacePlaced, "both"},
 		{"refused", "urn:xmpp:privilege:1", "<iq type='error' id='%s' from='alice@localhost' to='bots.localhost'><error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", store.PlaceWaiting, "none"},
+		// A result forged by another JID with the set's id does not count:
+		// the server's own answer (here a refusal) does.
+		{"forged result", "urn:xmpp:privilege:2", "<iq type='result' id='%s' from='mallory@localhost' to='bots.localhost'/>" +
+			"<iq type='error' id='%s' from='alice@localhost' to='bots.localhost'><error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+			store.PlaceWaiting, "none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := start(t, "s3cret", func(o *testOpts) {
@@ -49,7 +54,7 @@ func TestPlacementPrivileged(t *testing.T) {
 			if m == nil {
 				t.Fatalf("roster set: %s", set)
 			}
-			c.send(t, strings.Replace(tc.reply, "%s", m[1], 1))
+			c.send(t, strings.ReplaceAll(tc.reply, "%s", m[1]))
 			if tc.state == store.PlacePlaced {
 				out := readUntilText(t, c, "type='probe'/>")
 				if !strings.Contains(out, "<presence from='helpdesk@bots.localhost/rostergate' to='alice@localhost' id=") {
@@ -72,6 +77,26 @@ func TestPlacementPrivileged(t *testing.T) {
 			ps, err := h.db.Placements(ctx)
 			if err != nil || len(ps) != 1 || ps[0].State != tc.state || ps[0].Contact != "alice@localhost" {
 				t.Errorf("placements %+v, %v; want alice %s", ps, err, tc.state)
+			}
+		})
+	}
+}
+
+// An advertisement from anyone but the server the component's domain is
+// under (another server over s2s, a user, another component) grants
+// nothing: the placement falls back to the entity's subscribe, and no
+// roster set is sent.
+func TestPrivilegeAdvertisementSpoofed(t *testing.T) {
+	for _, from := range []string{"evil.example", "alice@localhost", "other.localhost"} {
+		t.Run(from, func(t *testing.T) {
+			h := start(t, "s3cret", func(o *testOpts) {
+				o.Settings.Entities[0].PlaceIn = []string{"alice@localhost"}
+			})
+			c := h.first(t)
+			c.send(t, "<message from='"+from+"' to='bots.localhost'><privilege xmlns='urn:xmpp:privilege:2'><perm access='roster' type='both'/></privilege></message>")
+			out := readUntilText(t, c, "type='subscribe'")
+			if strings.Contains(out, "jabber:iq:roster") {
+				t.Errorf("a roster set was sent on %s's word: %s", from, out)
 			}
 		})
 	}
