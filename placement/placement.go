@@ -434,7 +434,14 @@ func (p *Placer) place(ctx context.Context, ent engine.Entity, c, source string,
 	if broken != nil {
 		why = "the privileged roster set failed on this stream: " + broken.Error()
 	}
-	if g.CanSet() && p.srv != nil && broken == nil {
+	local := strings.EqualFold(c[strings.LastIndexByte(c, '@')+1:], g.From)
+	if g.CanSet() && !local {
+		// The grant is the server's, for its own users: another domain's
+		// user is asked (and that server's refusal would say nothing of
+		// this one's).
+		why = "not a user of " + g.From + ", which granted the roster permission"
+	}
+	if g.CanSet() && local && p.srv != nil && broken == nil {
 		name := ent.Name
 		if name == "" {
 			name = ent.Nick

@@ -350,3 +350,17 @@ func TestFallbackRefused(t *testing.T) {
 		t.Errorf("alice: %+v", pl)
 	}
 }
+
+// TestForeignUserAsked: the grant is for the granting server's own users;
+// a user of another domain is asked, without a roster set to their server.
+func TestForeignUserAsked(t *testing.T) {
+	f := newFake("alice@example.com", "zed@other.example")
+	srv := &fakeServer{}
+	p := New(f, nil, srv, nil)
+	p.SetGrant(grantBoth)
+	reconcile(t, p)
+	wantSteps(t, f, "alice@example.com written placed place/privilege", "zed@other.example ask waiting place/fallback")
+	if len(srv.sets) != 1 || srv.sets[0] != "alice@example.com both" {
+		t.Errorf("roster sets %q, want alice's only", srv.sets)
+	}
+}
