@@ -230,22 +230,27 @@ func TestCommitKilled(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := db.Commit(ctx, b); done <- err }()
 
-	// Wait (bounded) until the commit waits for the outbox's lock.
+	// Wait (bounded) until the commit waits for the outbox's lock, then
+	// cut that session alone: cutting the blocker too could free the lock
+	// and let the commit finish before its own cut arrives.
 	watch := connect(t, s.DSN("postgres"))
+	var pid int32
 	for try := 0; ; try++ {
-		var n int
-		if err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`, dbName(t, dsn)).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
+		err := watch.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' LIMIT 1`, dbName(t, dsn)).Scan(&pid)
+		if err == nil {
 			break
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
 		}
 		if try == 500 {
 			t.Fatal("the commit never waited for the outbox's lock")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	s.TerminateConnections(t, dsn)
+	if _, err := watch.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case err := <-done:
 		if err == nil {
@@ -253,6 +258,9 @@ func TestCommitKilled(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Commit did not return within 30 s of its connection being cut")
+	}
+	if err := tx.Rollback(ctx); err != nil { // the outbox's lock goes
+		t.Fatal(err)
 	}
 	if changes[0].Queue.ID != 0 || changes[0].Audit.ID != 0 || b.BotEvents[0].ID != 0 {
 		t.Errorf("ids set by a failed Commit: %d, %d, %d", changes[0].Queue.ID, changes[0].Audit.ID, b.BotEvents[0].ID)
