@@ -66,10 +66,10 @@ func openDB(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
 }
 
 // openService returns the service over the database of an existing
-// installation, as a command-line process: acts are queued for the running
-// instance.
-func openService(ctx context.Context, cfg *config.Config) (*gate.Service, func(), error) {
-	db, err := openStore(ctx, cfg, false)
+// installation (or, with create, a new one), as a command-line process:
+// acts are queued for the running instance.
+func openService(ctx context.Context, cfg *config.Config, create bool) (*gate.Service, func(), error) {
+	db, err := openStore(ctx, cfg, create)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,6 +79,21 @@ func openService(ctx context.Context, cfg *config.Config) (*gate.Service, func()
 		return nil, nil, err
 	}
 	return svc, func() { db.Close() }, nil
+}
+
+// revokeID reads the one id that `rostergate CMD revoke` takes (what: "a
+// token", "an invite"), saying what is wrong on stderr.
+func revokeID(cmd, what string, rest []string, stderr io.Writer) (int64, error) {
+	if len(rest) != 1 {
+		fmt.Fprintf(stderr, "rostergate %s revoke: name one %s id (see rostergate %s list)\n", cmd, strings.TrimPrefix(strings.TrimPrefix(what, "a "), "an "), cmd)
+		return 0, errUsage
+	}
+	n, err := strconv.ParseInt(rest[0], 10, 64)
+	if err != nil || n <= 0 {
+		fmt.Fprintf(stderr, "rostergate %s revoke: %q is not %s id\n", cmd, rest[0], what)
+		return 0, errUsage
+	}
+	return n, nil
 }
 
 // cliActor names who acts from the command line, for the audit log.
@@ -138,7 +153,7 @@ func cmdPending(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	svc, closeDB, err := openService(ctx, cfg)
+	svc, closeDB, err := openService(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
@@ -195,7 +210,7 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		ex    roster.Explanation
 		lists = "without allow/deny lists (no database yet)"
 	)
-	if svc, closeDB, err := openService(ctx, cfg); err == nil {
+	if svc, closeDB, err := openService(ctx, cfg, false); err == nil {
 		defer closeDB()
 		allow, deny, err := svc.Lists(ctx)
 		if err != nil {
@@ -252,7 +267,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	svc, closeDB, err := openService(ctx, cfg)
+	svc, closeDB, err := openService(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
@@ -340,7 +355,7 @@ func cmdLists(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	svc, closeDB, err := openService(ctx, cfg)
+	svc, closeDB, err := openService(ctx, cfg, false)
 	if err != nil {
 		return err
 	}

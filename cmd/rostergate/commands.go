@@ -604,7 +604,7 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	svc, closeDB, err := openService(ctx, cfg)
+	svc, closeDB, err := openService(ctx, cfg, false)
 	if err != nil {
 		return err
 	}

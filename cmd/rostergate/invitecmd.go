@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,6 +52,7 @@ func cmdInvite(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	}
 	rest := fs.Args()
 	var id int64
+	var err error
 	switch verb {
 	case "create":
 		if *entity == "" {
@@ -70,32 +70,21 @@ func cmdInvite(ctx context.Context, args []string, stdout, stderr io.Writer, get
 			return errUsage
 		}
 	case "revoke":
-		if len(rest) != 1 {
-			fmt.Fprintln(stderr, "rostergate invite revoke: name one invite id (see rostergate invite list)")
-			return errUsage
+		if id, err = revokeID("invite", "an invite", rest, stderr); err != nil {
+			return err
 		}
-		n, err := strconv.ParseInt(rest[0], 10, 64)
-		if err != nil || n <= 0 {
-			fmt.Fprintf(stderr, "rostergate invite revoke: %q is not an invite id\n", rest[0])
-			return errUsage
-		}
-		id = n
 	}
 	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
-	// An invite may be made before rostergate first runs: the database is
+	// One may be made before rostergate first runs: the database is
 	// created if need be.
-	db, err := openStore(ctx, cfg, true)
+	svc, closeDB, err := openService(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	svc, err := gate.New(gate.Options{Domain: cfg.Component.Domain, Store: db, Settings: cfg.Settings()})
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	if cfg.HTTP.Listen != "" {
 		svc.SetWebURL(webAddress(cfg))
 	}

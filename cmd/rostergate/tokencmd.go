@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"rostergate/config"
-	"rostergate/gate"
 	"rostergate/roster"
 	"rostergate/store"
 )
@@ -57,6 +55,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	rest := fs.Args()
 	var id int64
+	var err error
 	switch verb {
 	case "create":
 		if len(entities) == 0 && !*admin {
@@ -73,32 +72,21 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return errUsage
 		}
 	case "revoke":
-		if len(rest) != 1 {
-			fmt.Fprintln(stderr, "rostergate token revoke: name one token id (see rostergate token list)")
-			return errUsage
+		if id, err = revokeID("token", "a token", rest, stderr); err != nil {
+			return err
 		}
-		n, err := strconv.ParseInt(rest[0], 10, 64)
-		if err != nil || n <= 0 {
-			fmt.Fprintf(stderr, "rostergate token revoke: %q is not a token id\n", rest[0])
-			return errUsage
-		}
-		id = n
 	}
 	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
-	// A token may be made before rostergate first runs: the database is
+	// One may be made before rostergate first runs: the database is
 	// created if need be.
-	db, err := openStore(ctx, cfg, true)
+	svc, closeDB, err := openService(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	svc, err := gate.New(gate.Options{Domain: cfg.Component.Domain, Store: db, Settings: cfg.Settings()})
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	domain := cfg.Component.Domain
 	switch verb {
 	case "create":
